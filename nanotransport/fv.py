@@ -319,7 +319,7 @@ def _limiter_correction(grid: Grid, transport: Transport, c, axis):
     psi_neg = jnp.where(j <= n - 3, van_leer(r_neg), 0.0)
     u_int, a_int = u[..., 1:-1], area[..., 1:-1]
     corr_flux = a_int * (jnp.maximum(u_int, 0.0) * 0.5 * psi_pos * dc
-                         - jnp.maximum(-u_int, 0.0) * 0.5 * psi_neg * dc)
+                         + jnp.maximum(-u_int, 0.0) * 0.5 * psi_neg * dc)
     zero = jnp.zeros_like(corr_flux[..., :1])
     f = jnp.concatenate([zero, corr_flux, zero], axis=-1)
     return -(f[..., 1:] - f[..., :-1]) / vol_phi
@@ -384,3 +384,34 @@ def as_boundaries(grid: Grid, spec: Sequence | None):
     if spec is None:
         return tuple((Flux(), Flux()) for _ in range(grid.ndim))
     return tuple(spec)
+
+
+def face_fluxes(grid: Grid, transport: Transport, c):
+    """Diffusive flux density −D ∇c on every face, per axis (n + 1 faces along it), including
+    boundary faces from the boundary conditions (outward-positive along the axis), mol/(m²·s).
+
+    With D = K (hydraulic conductivity) and c = p this is the Darcy velocity u = −K ∇p."""
+    ns = c.shape[0]
+    out = []
+    for axis in range(grid.ndim):
+        no_flow = dataclasses.replace(transport, velocity=None)
+        coef = axis_coefficients(grid, no_flow, axis, ns, c.dtype)
+        vol_phi = jnp.moveaxis(jnp.asarray(grid.volume, c.dtype)[None]
+                               * _expand_to(transport.capacity, ns, grid).astype(c.dtype),
+                               1 + axis, -1)
+        area = jnp.moveaxis(jnp.asarray(grid.face_area(axis), c.dtype)[None], 1 + axis, -1)
+        cl = jnp.moveaxis(c, 1 + axis, -1)
+        # interior: T (c_L − c_R)/A with T = upper_L·Vφ_L (the coupling of L to its right cell)
+        t_int = coef.upper[..., :-1] * vol_phi[..., :-1]
+        f_int = t_int * (cl[..., :-1] - cl[..., 1:]) / area[..., 1:-1]
+        # boundary: inward flux = (diag_P − interior couplings) c_P + source, per area
+        lo_in = ((coef.diag[..., :1] + coef.upper[..., :1]) * cl[..., :1]
+                 + coef.source[..., :1]) * vol_phi[..., :1]
+        hi_in = ((coef.diag[..., -1:] + coef.lower[..., -1:]) * cl[..., -1:]
+                 + coef.source[..., -1:]) * vol_phi[..., -1:]
+        a_lo, a_hi = area[..., :1], area[..., -1:]
+        safe = lambda a: jnp.where(a > 0, a, 1.0)  # noqa: E731  (r = 0 has no area, no flux)
+        f_lo = jnp.where(a_lo > 0, lo_in / safe(a_lo), 0.0)
+        f_hi = jnp.where(a_hi > 0, -hi_in / safe(a_hi), 0.0)
+        out.append(jnp.moveaxis(jnp.concatenate([f_lo, f_int, f_hi], axis=-1), -1, 1 + axis))
+    return tuple(out)

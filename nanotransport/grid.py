@@ -201,19 +201,34 @@ class Grid:
 
 # --------------------------------------------------------------------- constructors
 def axis_faces(length_m: float, n: int, start_m: float = 0.0, refine_at_m: float | None = None,
-               refine_ratio: float = 1.0, refine_width_m: float | None = None) -> tuple[float, ...]:
+               refine_ratio: float = 1.0, refine_width_m: float | None = None,
+               interfaces_m: tuple[float, ...] = ()) -> tuple[float, ...]:
     """Face coordinates of one axis: uniform, or graded to be finer near ``refine_at_m``.
 
     Graded spacing uses a smooth cell-density function ρ(x) = 1 + (ratio − 1)·exp(−((x − x₀)/w)²)
     and places faces at equal increments of ∫ρ dx, so the cells near x₀ are about ``ratio``
-    times smaller than far away (e.g. fine at a tumor margin).
+    times smaller than far away (e.g. fine at a tumor margin).  The face nearest to each of
+    ``interfaces_m`` is then moved onto it, so material interfaces lie on faces (a coefficient
+    jump inside a cell would make the scheme first order).
     """
+    faces = np.asarray(_graded(length_m, n, start_m, refine_at_m, refine_ratio, refine_width_m))
+    for x in interfaces_m:
+        if start_m < x < start_m + length_m:
+            k = int(np.argmin(np.abs(faces[1:-1] - x))) + 1
+            faces[k] = x
+    if np.any(np.diff(faces) <= 0):
+        raise ValueError(f"interfaces {interfaces_m} are too close together for {n} cells; "
+                         "allowed: use more cells")
+    return tuple(float(v) for v in faces)
+
+
+def _graded(length_m, n, start_m, refine_at_m, refine_ratio, refine_width_m):
     if n < 1:
         raise ValueError(f"number of cells n = {n}; allowed: n >= 1")
     if not (length_m > 0 and np.isfinite(length_m)):
         raise ValueError(f"axis length = {length_m!r} m; allowed: a finite length > 0")
     if refine_at_m is None or refine_ratio == 1.0:
-        return tuple(float(v) for v in start_m + np.linspace(0.0, length_m, n + 1))
+        return start_m + np.linspace(0.0, length_m, n + 1)
     if refine_ratio < 1.0:
         raise ValueError(f"refine_ratio = {refine_ratio}; allowed: >= 1")
     w = refine_width_m if refine_width_m is not None else 0.1 * length_m
@@ -222,7 +237,7 @@ def axis_faces(length_m: float, n: int, start_m: float = 0.0, refine_at_m: float
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(x))])
     faces = np.interp(np.linspace(0.0, cum[-1], n + 1), cum, x)
     faces[0], faces[-1] = start_m, start_m + length_m
-    return tuple(float(v) for v in faces)
+    return faces
 
 
 def slab(length_m: float, n: int, **graded) -> Grid:

@@ -1,0 +1,129 @@
+"""Result files: ``results.nc`` (xarray/netCDF) and ``summary.json``; atomic writes.
+
+Files people exchange are netCDF, JSON or TOML (never pickle): opening one runs no code.  Every
+write goes to a temporary file in the target folder and is renamed over the target, so an
+interrupted run never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from . import pk, units
+from .scenario import Scenario
+from .simulate import Result
+from .tissue import Layout
+from .transport import SPECIES
+
+FIELD_DOCS = {
+    "carrier": "carrier particles in the interstitium (drug-equivalent at loading)",
+    "payload": "drug encapsulated in interstitial carriers",
+    "free": "free drug in interstitial fluid",
+    "carrier_vessel": "carrier particles in vessel plasma",
+    "payload_vessel": "drug encapsulated in carriers in vessel plasma",
+    "free_vessel": "free drug (bound + unbound) in vessel plasma",
+    "intracellular": "drug inside cells",
+    "intracellular_auc": "time integral of intracellular drug",
+    "net_carrier": "carriers taken from the blood (inflow − outflow − lymph), per tissue volume",
+    "net_payload": "encapsulated drug taken from the blood, per tissue volume",
+    "net_free": "free drug taken from the blood, per tissue volume",
+    "degraded": "free drug degraded in tissue, per tissue volume",
+}
+PHASE_UNITS = {
+    "carrier": "mol/m3 of interstitial fluid", "payload": "mol/m3 of interstitial fluid",
+    "free": "mol/m3 of interstitial fluid", "carrier_vessel": "mol/m3 of plasma",
+    "payload_vessel": "mol/m3 of plasma", "free_vessel": "mol/m3 of plasma",
+    "intracellular": "mol/m3 of cells", "intracellular_auc": "mol s/m3 of cells",
+    "net_carrier": "mol/m3 of tissue", "net_payload": "mol/m3 of tissue",
+    "net_free": "mol/m3 of tissue", "degraded": "mol/m3 of tissue",
+}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
+    """The result as an xarray Dataset: fields over (time h, r mm), systemic series, fluid."""
+    r_mm = lay.grid.centers[0] / units.MM
+    faces_mm = np.asarray(lay.grid.faces[0]) / units.MM
+    t_h = np.asarray(result.times_s) / units.HOUR
+    fields = np.asarray(result.fields)
+    data = {}
+    for i, name in enumerate(SPECIES):
+        data[name] = (("time", "r"), fields[:, i], {"units": PHASE_UNITS[name],
+                                                     "long_name": FIELD_DOCS[name]})
+    inp = result.inputs
+    y = np.asarray(result.systemic)
+    vp, v1 = float(inp.pk_payload.plasma_volume), float(inp.pk_payload.v1)
+    mw = units.DOXORUBICIN_MOLAR_MASS
+    data["plasma_encapsulated"] = ("time", y[:, pk.I_ENC_CENTRAL] / vp * mw,
+                                   {"units": "ug/mL", "long_name": "encapsulated drug in plasma"})
+    data["plasma_free"] = ("time", y[:, pk.I_FREE_CENTRAL] / v1 * mw,
+                           {"units": "ug/mL", "long_name": "free drug in plasma (bound + unbound)"})
+    data["plasma_carrier"] = ("time", np.asarray(result.systemic_carrier)[:, pk.I_ENC_CENTRAL]
+                              / vp * mw, {"units": "ug/mL",
+                                          "long_name": "carriers in plasma (drug-equivalent)"})
+    for j, name in enumerate(pk.STATE_NAMES):
+        data[f"systemic_{name}"] = ("time", y[:, j], {"units": "mol",
+                                                      "long_name": f"systemic state {name}"})
+    fl = inp.fluid
+    data["pressure"] = ("r", np.asarray(fl.pressure) / units.MMHG_PA,
+                        {"units": "mmHg", "long_name": "interstitial fluid pressure"})
+    data["velocity"] = ("r_face", np.asarray(fl.velocity[0]) / units.UM,
+                        {"units": "um/s", "long_name": "interstitial (Darcy) fluid velocity"})
+    data["filtration"] = ("r", np.asarray(fl.filtration),
+                          {"units": "1/s", "long_name": "fluid filtration from vessels J_v"})
+    data["region"] = ("r", np.where(lay.necrotic > 0, 2, np.where(lay.tumor > 0, 0, 1)),
+                      {"long_name": "region", "flag_values": "0 tumor, 1 normal, 2 necrotic"})
+    maps = inp.kinetics.maps
+    for name, units_, doc in (("phi_v", "1", "vascular volume fraction"),
+                              ("phi_e", "1", "interstitial volume fraction"),
+                              ("phi_c", "1", "cellular volume fraction")):
+        data[name] = ("r", np.asarray(getattr(maps, name)), {"units": units_, "long_name": doc})
+    ds = xr.Dataset(
+        data,
+        coords={"time": ("time", t_h, {"units": "h"}), "r": ("r", r_mm, {"units": "mm"}),
+                "r_face": ("r_face", faces_mm, {"units": "mm"})},
+        attrs={"title": f"nanotransport result: {scenario.name}",
+               "scenario_toml": scenario.to_toml(),
+               "description": scenario.description,
+               "conventions": "concentrations per volume of their own phase; SI unless units "
+                              "say otherwise"},
+    )
+    return ds
+
+
+def write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Write a Dataset to netCDF atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

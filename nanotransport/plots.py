@@ -1,0 +1,95 @@
+"""Figures (matplotlib, PNG) from result Datasets; no physics here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from . import units  # noqa: E402
+
+MW = units.DOXORUBICIN_MOLAR_MASS
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def tissue_drug(ds: xr.Dataset) -> xr.DataArray:
+    """All drug per tissue volume, µg/mL (= µg/g)."""
+    drug = MW * (ds.phi_v * (ds.payload_vessel + ds.free_vessel)
+                 + ds.phi_e * (ds.payload + ds.free) + ds.phi_c * ds.intracellular)
+    return drug.transpose("time", "r")
+
+
+def plasma_pk(datasets: dict[str, xr.Dataset], path: Path) -> Path:
+    """Plasma concentration-time curves (encapsulated and free), log scale."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, ds) in enumerate(datasets.items()):
+        color = f"C{i}"
+        total = ds.plasma_encapsulated + ds.plasma_free
+        ax.plot(ds.time, total, color=color, label=f"{name}: total")
+        ax.plot(ds.time, ds.plasma_free, color=color, ls="--", label=f"{name}: free")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=1e-4)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("plasma doxorubicin (µg/mL)")
+    ax.legend(fontsize=7)
+    ax.set_title("Plasma pharmacokinetics")
+    return _save(fig, path)
+
+
+def tumor_profiles(ds: xr.Dataset, path: Path) -> Path:
+    """Radial profiles of total tissue drug and interstitial carriers at the saved times."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    drug = tissue_drug(ds)
+    carriers = (MW * (ds.phi_v * ds.carrier_vessel + ds.phi_e * ds.carrier)).transpose("time", "r")
+    cmap = plt.get_cmap("viridis")
+    n = ds.sizes["time"]
+    for k in range(n):
+        c = cmap(k / max(n - 1, 1))
+        label = f"{float(ds.time[k]):g} h"
+        axes[0].plot(ds.r, drug[k], color=c, label=label)
+        axes[1].plot(ds.r, carriers[k], color=c)
+    r_tumor = float(ds.r.where(ds.region != 1).max()) if (ds.region != 1).any() else None
+    for ax, title in zip(axes, ("all drug in tissue (µg/g)", "carriers in tissue (µg-eq/g)")):
+        if r_tumor is not None:
+            ax.axvline(r_tumor, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("radius (mm)")
+        ax.set_title(title)
+    axes[0].legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def pressure_velocity(ds: xr.Dataset, path: Path) -> Path:
+    """Interstitial fluid pressure and Darcy velocity."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ds.r, ds.pressure, color="C0")
+    ax.set_xlabel("radius (mm)")
+    ax.set_ylabel("interstitial fluid pressure (mmHg)", color="C0")
+    ax2 = ax.twinx()
+    ax2.plot(ds.r_face, ds.velocity, color="C3")
+    ax2.set_ylabel("fluid velocity (µm/s)", color="C3")
+    ax.set_title("Interstitial fluid pressure and flow")
+    return _save(fig, path)
+
+
+def compare_bars(rows: list[dict], metrics: list[str], path: Path) -> Path:
+    """Side-by-side bars of summary metrics for several scenarios."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.6))
+    axes = np.atleast_1d(axes)
+    names = [r["scenario"] for r in rows]
+    for ax, m in zip(axes, metrics):
+        ax.bar(range(len(rows)), [r[m] for r in rows], color=[f"C{i}" for i in range(len(rows))])
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(m, fontsize=8)
+    return _save(fig, path)

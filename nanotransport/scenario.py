@@ -1,0 +1,335 @@
+"""Scenarios: TOML files → validated ``Scenario`` pytrees (user units), and back.
+
+Resolution order: schema defaults ← tumor preset (``tumor_preset = "low-epr"``) ← the file ←
+``--set`` overrides.  Nothing runs on a half-valid scenario: every problem found is reported
+in one error that names the field, the value and what is allowed.
+
+A ``Scenario`` keeps user-facing units (``diameter_nm``); ``nanotransport.parameters`` converts
+them to SI inside the differentiated function, so gradients are per user unit.  Numeric fields
+are float leaves of the pytree (``scenario.params``); structure (strings, grid sizes, saved
+times) is static.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jax
+import tomli_w
+
+from .schema import FIELDS, FIELDS_BY_PATH, Field, is_number_ok
+
+TUMOR_PRESETS = ("high-epr", "low-epr", "collagen-rich")
+TOP_LEVEL = {"description": str, "tumor_preset": str}
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run; the message lists every problem found."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A validated scenario.
+
+    Attributes:
+        params: {dotted path: float} of every numeric parameter (pytree leaves).
+        static: sorted tuple of (dotted path, value) of the structural fields (hashable).
+        description: free text.
+    """
+
+    params: dict
+    static: tuple
+    description: str = ""
+
+    def __getitem__(self, path: str):
+        path = resolve_name(path)
+        if path in self.params:
+            return self.params[path]
+        return dict(self.static)[path]
+
+    def get(self, path: str, default=None):
+        try:
+            return self[path]
+        except (KeyError, ScenarioError):
+            return default
+
+    @property
+    def name(self) -> str:
+        return self["formulation.name"]
+
+    def replace(self, **updates) -> "Scenario":
+        """A copy with fields changed; keys are dotted paths or unique bare names. Values are
+        validated (numbers may be tracers inside jit/grad: then only the static fields are)."""
+        params, static = dict(self.params), dict(self.static)
+        for name, value in updates.items():
+            path = resolve_name(name)
+            if path in params:
+                if _is_concrete_number(value):
+                    _check_value(FIELDS_BY_PATH[path], value, raise_now=True)
+                params[path] = value
+            else:
+                _check_value(FIELDS_BY_PATH[path], value, raise_now=True)
+                static[path] = _freeze(value)
+        return Scenario(params, tuple(sorted(static.items())), self.description)
+
+    def to_dict(self) -> dict:
+        """Nested {section: {key: value}} in user units (floats for parameters)."""
+        out: dict = {}
+        if self.description:
+            out["description"] = self.description
+        flat = {**{k: float(v) for k, v in self.params.items()},
+                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.static}}
+        for path in sorted(flat):
+            node = out
+            *sections, key = path.split(".")
+            for s in sections:
+                node = node.setdefault(s, {})
+            node[key] = flat[path]
+        return out
+
+    def to_toml(self) -> str:
+        """The fully resolved scenario as TOML (every field, defaults included)."""
+        return tomli_w.dumps(self.to_dict())
+
+
+jax.tree_util.register_dataclass(Scenario, data_fields=["params"],
+                                 meta_fields=["static", "description"])
+
+
+def _is_concrete_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _freeze(v):
+    return tuple(float(x) for x in v) if isinstance(v, list) else v
+
+
+# ------------------------------------------------------------------ names
+BARE_NAMES: dict[str, list[str]] = {}
+for _f in FIELDS:
+    BARE_NAMES.setdefault(_f.key, []).append(_f.path)
+
+
+def resolve_name(name: str) -> str:
+    """Dotted path of a field given its dotted path or a unique bare name."""
+    if name in FIELDS_BY_PATH:
+        return name
+    if name in BARE_NAMES:
+        paths = BARE_NAMES[name]
+        if len(paths) == 1:
+            return paths[0]
+        raise ScenarioError(f"'{name}' is ambiguous; use one of: {', '.join(paths)}")
+    raise ScenarioError(f"unknown field '{name}'{_suggest(name)}")
+
+
+def _suggest(name: str) -> str:
+    candidates = list(FIELDS_BY_PATH) + list(BARE_NAMES)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    if not close:
+        key = name.rsplit(".", 1)[-1]
+        close = difflib.get_close_matches(key, list(BARE_NAMES), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+# ------------------------------------------------------------------ validation
+def _check_value(field: Field, value, raise_now=False) -> str | None:
+    problem = None
+    if field.kind in ("param", "static_float", "int"):
+        if field.kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+            problem = "must be an integer"
+        elif isinstance(value, float) and math.isnan(value):
+            problem = "is NaN"
+        elif not is_number_ok(field, value):
+            problem = "is out of range" if _is_concrete_number(value) else "is not a number"
+    elif field.kind == "str":
+        if not isinstance(value, str):
+            problem = "must be a string"
+        elif field.choices and value not in field.choices:
+            problem = "is not allowed"
+    elif field.kind == "bool":
+        if not isinstance(value, bool):
+            problem = "must be true or false"
+    elif field.kind == "list":
+        if not isinstance(value, (list, tuple)) or not all(
+                is_number_ok(field, v) for v in value):
+            problem = "must be a list of numbers in range"
+    if problem is None:
+        return None
+    msg = (f"{field.path} = {value!r} {problem}; allowed: {field.allowed()}"
+           + (f" {field.unit}" if field.unit and field.kind != "str" else ""))
+    if raise_now:
+        raise ScenarioError(msg)
+    return msg
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, path + "."))
+        else:
+            out[path] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'formulation.diameter_nm=50' → (path, 50.0); the value is parsed as a TOML value,
+    falling back to a bare string (so ``species=mouse`` works)."""
+    if "=" not in text:
+        raise ScenarioError(f"--set '{text}' must look like key=value (e.g. diameter_nm=50)")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
+          source: str = "<scenario>") -> Scenario:
+    """Validate nested ``file_values`` plus overrides and return the resolved Scenario."""
+    problems: list[str] = []
+    top = {k: v for k, v in file_values.items() if not isinstance(v, dict)}
+    flat_file = _flatten({k: v for k, v in file_values.items() if isinstance(v, dict)})
+    for k, v in top.items():
+        if k not in TOP_LEVEL:
+            flat_file[k] = v  # a stray top-level key: reported as unknown below
+    given: dict[str, Any] = {}
+    for path, value in flat_file.items():
+        if path in FIELDS_BY_PATH:
+            given[path] = value
+        else:
+            problems.append(f"unknown key '{path}' in {source}{_suggest(path)}")
+    description = top.get("description", "")
+    preset = top.get("tumor_preset")
+    for key, value in overrides:
+        if key == "tumor_preset":
+            preset = value
+            continue
+        try:
+            given[resolve_name(key)] = value
+        except ScenarioError as e:
+            problems.append(f"--set {key}: {e}")
+    if preset is not None and preset not in TUMOR_PRESETS:
+        problems.append(f"tumor_preset = {preset!r} is not allowed; allowed: one of "
+                        + ", ".join(repr(p) for p in TUMOR_PRESETS))
+        preset = None
+
+    values = {f.path: f.default for f in FIELDS}
+    if preset is not None:
+        preset_values = _load_toml_text(_builtin_text(f"tumor-{preset}"), f"tumor-{preset}")
+        values.update(_flatten({k: v for k, v in preset_values.items() if isinstance(v, dict)}))
+    values.update(given)
+
+    species = values["patient.species"]
+    wrong_dose = "dose.dose_mg_per_kg" if species == "human" else "dose.dose_mg_per_m2"
+    if wrong_dose in given:
+        right = "dose.dose_mg_per_m2" if species == "human" else "dose.dose_mg_per_kg"
+        problems.append(f"{wrong_dose} is not used for patient.species = '{species}'; set "
+                        f"{right} instead")
+    for path, value in values.items():
+        msg = _check_value(FIELDS_BY_PATH[path], value)
+        if msg:
+            problems.append(msg)
+    if not problems:
+        phi = [values[f"tissue.{r}.vascular_fraction"] + values[f"tissue.{r}.interstitial_fraction"]
+               for r in ("tumor", "normal")]
+        for r, total in zip(("tumor", "normal"), phi):
+            if total >= 0.99:
+                problems.append(f"tissue.{r}: vascular_fraction + interstitial_fraction = "
+                                f"{total:g}; allowed: < 0.99 (cells take the rest)")
+        if values["tumor.necrotic_radius_mm"] >= values["tumor.radius_mm"]:
+            problems.append(f"tumor.necrotic_radius_mm = {values['tumor.necrotic_radius_mm']!r} "
+                            f"must be smaller than tumor.radius_mm = {values['tumor.radius_mm']!r}")
+        saves = values["numerics.save_times_h"]
+        if saves and (sorted(saves) != list(saves) or max(saves) > values["numerics.t_end_h"]):
+            problems.append(f"numerics.save_times_h = {saves!r} must increase and end at or "
+                            f"before numerics.t_end_h = {values['numerics.t_end_h']!r}")
+    if problems:
+        raise ScenarioError(f"invalid scenario {source}:\n  - " + "\n  - ".join(problems))
+    params = {p: float(v) for p, v in values.items() if FIELDS_BY_PATH[p].is_param}
+    static = tuple(sorted((p, _freeze(v)) for p, v in values.items()
+                          if not FIELDS_BY_PATH[p].is_param))
+    return Scenario(params, static, description)
+
+
+# ------------------------------------------------------------------ files and built-ins
+def _builtin_text(name: str) -> str:
+    path = resources.files("nanotransport") / "scenarios" / f"{name}.toml"
+    if not path.is_file():
+        raise ScenarioError(f"no built-in scenario '{name}'{_suggest_builtin(name)}; "
+                            f"available: {', '.join(builtin_names())}")
+    return path.read_text(encoding="utf-8")
+
+
+def _suggest_builtin(name):
+    close = difflib.get_close_matches(name, builtin_names(), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def builtin_names(include_presets: bool = False) -> list[str]:
+    """Names of the built-in scenarios (package data ``scenarios/*.toml``)."""
+    names = sorted(p.name[:-5] for p in (resources.files("nanotransport") / "scenarios")
+                   .iterdir() if p.name.endswith(".toml"))
+    return [n for n in names if include_presets or not n.startswith("tumor-")]
+
+
+def builtin_description(name: str) -> str:
+    return tomllib.loads(_builtin_text(name)).get("description", "")
+
+
+def _load_toml_text(text: str, source: str) -> dict:
+    if not text.strip():
+        raise ScenarioError(f"scenario {source} is empty; it needs at least one section, e.g. "
+                            "[formulation] diameter_nm = 100")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"scenario {source} is not valid TOML: {e}") from None
+
+
+DEFAULT_SCENARIO = "doxil"
+
+
+def load(name_or_path: str | None = None, overrides: Iterable[str] = ()) -> Scenario:
+    """Load a built-in scenario by name or a TOML file by path, apply ``key=value`` overrides.
+
+    With no name, the default scenario (doxil in a high-EPR tumor).
+    """
+    name_or_path = name_or_path or DEFAULT_SCENARIO
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ScenarioError(f"scenario file {name_or_path!r} does not exist")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        text, source = _builtin_text(name_or_path), f"'{name_or_path}'"
+    parsed = [parse_override(o) for o in overrides]
+    return build(_load_toml_text(text, source), parsed, source)
+
+
+def annotated_toml(scenario: Scenario) -> str:
+    """The resolved scenario as TOML with every field, each with its unit, range and source as
+    a comment (what ``nanotransport show`` prints; loadable as a scenario file)."""
+    flat = {**scenario.params, **dict(scenario.static)}
+    lines = []
+    if scenario.description:
+        lines.append(tomli_w.dumps({"description": scenario.description}).strip())
+    current = None
+    for f in FIELDS:
+        if f.section != current:
+            current = f.section
+            lines.append(f"\n[{current}]")
+        value = flat[f.path]
+        value = list(value) if isinstance(value, tuple) else value
+        value = float(value) if f.is_param else value
+        text = tomli_w.dumps({f.key: value}).strip()
+        unit = f" [{f.unit}]" if f.unit and f.kind != "str" else ""
+        lines.append(f"{text:<48}# {f.doc}{unit}; allowed: {f.allowed()}")
+    return "\n".join(lines) + "\n"

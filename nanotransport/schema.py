@@ -1,0 +1,230 @@
+"""The scenario schema: every field a scenario may set, with default, unit, range and source.
+
+A scenario is a TOML file of sections.  This table is the single definition of its fields: the
+loader validates against it, ``nanotransport show`` prints it, ``--set``, ``optimize --vary`` and
+``scan --grid`` address its fields by dotted path (``formulation.diameter_nm``) or, where
+unique, by bare name (``diameter_nm``).  Numeric fields are *parameters*: they become float
+leaves of the scenario pytree, so they can be differentiated and batched.  Other fields
+(strings, integers, booleans, lists) are *structure*: they fix shapes and switches and are
+static under ``jit``.
+
+Sources are cited per field; values marked *(verify)* are commonly cited figures that were not
+confirmed from a primary source (MODEL.md) and are kept as documented defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One scenario field."""
+
+    path: str  # dotted: section[.subsection].key
+    default: Any
+    unit: str
+    doc: str
+    lo: float | None = None  # allowed range for numbers (inclusive)
+    hi: float | None = None
+    choices: tuple | None = None  # allowed values for strings
+    kind: str = "param"  # param (float leaf) | static_float | int | str | bool | list
+
+    @property
+    def key(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    @property
+    def section(self) -> str:
+        return self.path.rsplit(".", 1)[0]
+
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "str":
+            return "any text"
+        if self.kind == "list":
+            return f"a list of numbers in [{self.lo:g}, {self.hi:g}]"
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        return f"{'an integer' if self.kind == 'int' else 'a number'} in [{lo}, {hi}]"
+
+    @property
+    def is_param(self) -> bool:
+        """Numeric, differentiable and batchable (a float leaf of the scenario pytree)."""
+        return self.kind == "param"
+
+
+def _tissue(region: str, **d) -> list[Field]:
+    """Per-region tissue fields (tumor / normal)."""
+    p = f"tissue.{region}."
+    return [
+        Field(p + "vascular_fraction", d["phi_v"], "1", "φ_v, plasma volume per tissue volume "
+              "(tumor 0.05-0.1, Jain 1988 Cancer Res 48:2641; normal muscle ~0.02-0.05) (verify)",
+              0.001, 0.5),
+        Field(p + "interstitial_fraction", d["phi_e"], "1", "φ_e, interstitial volume per tissue "
+              "volume (tumor 0.2-0.6, normal 0.1-0.2; Jain 1987 Cancer Metastasis Rev 6:559)",
+              0.01, 0.9),
+        Field(p + "vessel_surface_density_per_cm", d["s_v"], "1/cm", "S_v, vessel surface per "
+              "tissue volume (Baxter & Jain 1989 Microvasc Res 37:77, Table 1: tumor 200, "
+              "normal 70) (verify)", 0.0, 2000.0),
+        Field(p + "pore_radius_nm", d["pore"], "nm", "median vessel-wall pore radius (tumor: "
+              "cutoffs 200 nm-1.2 µm, Hobbs et al. 1998 PNAS 95:4607; normal continuous "
+              "capillaries ~5 nm)", 0.5, 5000.0),
+        Field(p + "pore_radius_log_sd", d["pore_sd"], "1", "standard deviation of ln(pore "
+              "radius) of the log-normal pore population", 0.0, 2.0),
+        Field(p + "carrier_permeability_scale_per_m", d["perm_scale"], "1/m", "γ/L_wall, the "
+              "diffusive pore area per wall thickness: P = (γ/L)·⟨H(λ)⟩·D_0.  49 /m reproduces "
+              "the measured tumor permeabilities 3e-9 m/s (10 nm) and 2e-10 m/s (90 nm) "
+              "(PMC7078505 Table 2) with 400-nm pores", 0.0, 1e6),
+        Field(p + "vessel_hydraulic_conductivity_cm_per_mmhg_s", d["lp"], "cm/(mmHg·s)",
+              "L_p (Baxter & Jain 1989 Table 1: tumor 2.8e-7, normal 0.36e-7) (verify)",
+              0.0, 1e-4),
+        Field(p + "interstitial_hydraulic_conductivity_cm2_per_mmhg_s", d["k"], "cm²/(mmHg·s)",
+              "K (Baxter & Jain 1989 Table 1: tumor 4.13e-8, normal 8.53e-9) (verify)",
+              1e-14, 1e-4),
+        Field(p + "vascular_pressure_mmhg", 15.6, "mmHg", "p_v, microvascular pressure "
+              "(Baxter & Jain 1989)", 0.0, 100.0),
+        Field(p + "plasma_oncotic_pressure_mmhg", 20.0, "mmHg", "π_v (Baxter & Jain 1989)",
+              0.0, 60.0),
+        Field(p + "interstitial_oncotic_pressure_mmhg", d["pi_i"], "mmHg", "π_i (Baxter & Jain "
+              "1989: tumor 15, normal 10)", 0.0, 60.0),
+        Field(p + "protein_reflection_coefficient", d["sigma0"], "1", "σ_0 to plasma proteins "
+              "(Baxter & Jain 1989: tumor 0.82, normal 0.91)", 0.0, 1.0),
+        Field(p + "lymphatic_filtration_per_mmhg_s", d["lymph"], "1/(mmHg·s)", "L_pL S_L, "
+              "lymphatic filtration coefficient (tumor 0: no functional lymphatics; normal "
+              "1e-4 keeps normal IFP ≈ 0, Baxter & Jain 1989) (verify)", 0.0, 1.0),
+        Field(p + "perfusion_ml_per_ml_min", d["wb"], "mL/(mL·min)", "w_b, blood flow per "
+              "tissue volume (tumors 0.1-0.5, Vaupel et al. 1989 Cancer Res 49:6449; resting "
+              "muscle 0.03-0.05) (verify)", 0.0, 10.0),
+        Field(p + "fibre_volume_fraction", d["fibre"], "1", "φ_f, collagen/GAG fibre volume "
+              "fraction of the fibre-matrix (Ogston) hindrance; collagen-rich tumors 0.2 make "
+              "diffusion of 100-nm carriers nearly vanish (Pluen et al. 2001 PNAS 98:4628)",
+              0.0, 0.5),
+        Field(p + "fibre_radius_nm", d["fibre_r"], "nm", "fibre radius of the Ogston "
+              "hindrance", 0.5, 100.0),
+        Field(p + "cell_density_per_ml", d["cells"], "cells/mL", "cells per mL of tissue "
+              "(MODEL.md §7: 1e8-1e9)", 1e6, 1e10),
+    ]
+
+
+FIELDS: list[Field] = [
+    # ------------------------------------------------------------ formulation
+    Field("formulation.name", "doxil", "", "label used in tables and plots", kind="str"),
+    Field("formulation.carrier", "liposome", "", "carrier type; 'none' is free drug",
+          choices=("none", "liposome", "micelle", "conjugate"), kind="str"),
+    Field("formulation.diameter_nm", 90.0, "nm", "hydrodynamic diameter of the carrier (Doxil "
+          "~85-100 nm; Gabizon et al. 2003 Clin Pharmacokinet 42:419)", 1.0, 2000.0),
+    Field("formulation.surface_factor", 1.0, "1", "MPS uptake relative to a PEG-coated "
+          "(stealth) surface: 1 PEG, ~3 hydrophilic polymer (HPMA), 5-10 bare or cationic "
+          "(modelling choice calibrated to label clearances)", 0.01, 100.0),
+    Field("formulation.encapsulated_fraction", 1.0, "1", "fraction of the dose inside carriers "
+          "at injection (0 for free drug)", 0.0, 1.0),
+    Field("formulation.leak_rate_per_h", 0.002, "1/h", "k_leak, payload leakage at body "
+          "temperature (Doxil 0.002/h keeps ≥ 90% of plasma drug encapsulated, label)",
+          0.0, 100.0),
+    Field("formulation.release_temperature_c", 45.0, "°C", "T_m, release (phase-transition) "
+          "temperature of a thermosensitive carrier", 30.0, 60.0),
+    Field("formulation.release_transition_width_c", 0.5, "°C", "ΔT of the release sigmoid "
+          "(MODEL.md §6: 0.3-0.7)", 0.05, 5.0),
+    Field("formulation.release_max_rate_per_s", 0.0, "1/s", "k_max, triggered release rate "
+          "(ThermoDox 0.046/s: 60% in 20 s, Mills & Needham 2004; 0 for non-thermosensitive)",
+          0.0, 10.0),
+    Field("formulation.interstitial_breakdown_rate_per_h", 0.02, "1/h", "breakdown of carriers "
+          "in the interstitium, releasing their payload (liposomes: days) (verify)", 0.0, 100.0),
+    # ------------------------------------------------------------ drug
+    Field("drug.name", "doxorubicin", "", "drug label", kind="str"),
+    Field("drug.free_diffusivity_m2_per_s", 3.4e-10, "m²/s", "D of free doxorubicin in "
+          "interstitial fluid before matrix hindrance (El-Kareh & Secomb 2000 Neoplasia 2:325)",
+          1e-13, 1e-8),
+    Field("drug.molecular_diameter_nm", 1.2, "nm", "hydrodynamic diameter of the free drug (for matrix "
+          "hindrance)", 0.1, 10.0),
+    Field("drug.vessel_permeability_um_per_s", 1.0, "µm/s", "P of free (unbound) doxorubicin "
+          "across tumor vessels, mostly transcellular (MODEL.md §5: 1-3 µm/s) (verify)",
+          0.0, 100.0),
+    Field("drug.reflection_coefficient", 0.0, "1", "σ of the free drug at the vessel wall",
+          0.0, 1.0),
+    Field("drug.unbound_fraction_plasma", 0.25, "1", "unbound fraction in plasma: only unbound "
+          "drug crosses membranes (75% protein binding, doxorubicin US label)", 0.0, 1.0),
+    Field("drug.uptake_vmax_ng_per_1e5cells_min", 0.28, "ng/(1e5 cells·min)", "V_max of cell "
+          "uptake (El-Kareh & Secomb 2000) (verify)", 0.0, 100.0),
+    Field("drug.uptake_ke_ug_per_ml", 0.219, "µg/mL", "K_e (El-Kareh & Secomb 2000) (verify)",
+          1e-6, 100.0),
+    Field("drug.uptake_ki_ng_per_1e5cells", 1.37, "ng/1e5 cells", "K_i (El-Kareh & Secomb "
+          "2000) (verify)", 1e-6, 1000.0),
+    Field("drug.kill_coefficient_per_ng_h_per_1e5cells", 0.27, "1/(ng·h/1e5 cells)",
+          "ω of SF = exp(−ω·∫a dt), a = intracellular drug (AUC form of El-Kareh & Secomb "
+          "2000). Calibrated here: free doxorubicin 60 mg/m² gives a tumor-mean intracellular "
+          "AUC of 2.6 ng·h/1e5 cells over 72 h, so ω = 0.27 puts its tumor-mean SF at ≈ 0.5, "
+          "inside the responsive range 0.05-0.9 that MODEL.md §7 asks for",
+          0.0, 100.0),
+    Field("drug.degradation_rate_per_h", 0.0, "1/h", "degradation of free drug in tissue",
+          0.0, 100.0),
+    # ------------------------------------------------------------ dose
+    Field("dose.dose_mg_per_m2", 50.0, "mg/m²", "dose per body-surface area (human)",
+          0.0, 1000.0),
+    Field("dose.dose_mg_per_kg", 5.0, "mg/kg", "dose per body mass (mouse)", 0.0, 200.0),
+    Field("dose.infusion_duration_min", 60.0, "min", "duration of the zero-order infusion "
+          "(Doxil: 1 mg/min, about 60 min, label)", 0.01, 10080.0),
+    # ------------------------------------------------------------ patient
+    Field("patient.species", "human", "", "parameter set", choices=("human", "mouse"),
+          kind="str"),
+    Field("patient.body_surface_area_m2", 1.8, "m²", "body-surface area (human)", 0.2, 3.5),
+    Field("patient.body_mass_kg", 0.025, "kg", "body mass (mouse)", 0.005, 200.0),
+    Field("patient.carrier_clearance_scale", 1.0, "1", "multiplies the species' reference "
+          "carrier clearance: that of PEG-liposomal doxorubicin at the reference diameter 90 nm "
+          "(human: 0.0321 L/h/m², fitted to the Doxil label; mouse: nanotransport.pk)",
+          0.0, 1000.0),
+    Field("patient.carrier_mps_share", 0.8, "1", "share of the reference carrier clearance "
+          "that is MPS uptake (size- and surface-dependent); the rest is size-independent "
+          "(modelling choice)", 0.0, 1.0),
+    Field("patient.gfr_ml_per_min", 120.0, "mL/min", "glomerular filtration rate: the renal "
+          "clearance of a freely filtered particle (adult 120 mL/min; mouse ~0.28 mL/min, "
+          "Qi et al. 2004 Am J Physiol Renal 286:F590)", 0.0, 1000.0),
+    Field("patient.renal_cutoff_nm", 5.5, "nm", "hydrodynamic diameter of the renal filtration "
+          "cutoff (Choi et al. 2007 Nat Biotechnol 25:1165)", 1.0, 20.0),
+    Field("patient.renal_cutoff_width_nm", 0.7, "nm", "width of the logistic renal switch",
+          0.05, 5.0),
+    Field("patient.mps_threshold_nm", 175.0, "nm", "d_M of the MPS size law "
+          "CL_MPS ∝ 1 + (d/d_M)^n (MODEL.md §3: 150-200 nm)", 10.0, 2000.0),
+    Field("patient.mps_exponent", 3.0, "1", "n of the MPS size law (MODEL.md §3: 2-4)",
+          0.5, 8.0),
+    # ------------------------------------------------------------ tumor geometry
+    Field("tumor.geometry", "sphere", "", "tissue geometry (1D sphere: a spherical tumor in a "
+          "shell of normal tissue)", choices=("sphere",), kind="str"),
+    Field("tumor.radius_mm", 10.0, "mm", "tumor radius", 0.05, 100.0, kind="static_float"),
+    Field("tumor.margin_mm", 5.0, "mm", "thickness of the normal-tissue shell around it",
+          0.05, 100.0, kind="static_float"),
+    Field("tumor.necrotic_radius_mm", 0.0, "mm", "radius of an avascular necrotic core (0: "
+          "none)", 0.0, 100.0, kind="static_float"),
+    *_tissue("tumor", phi_v=0.07, phi_e=0.4, s_v=200.0, pore=400.0, pore_sd=0.5,
+             perm_scale=49.0, lp=2.8e-7, k=4.13e-8, pi_i=15.0, sigma0=0.82, lymph=0.0, wb=0.2,
+             fibre=0.06, fibre_r=5.0, cells=3e8),
+    *_tissue("normal", phi_v=0.03, phi_e=0.2, s_v=70.0, pore=5.0, pore_sd=0.2,
+             perm_scale=49.0, lp=0.36e-7, k=8.53e-9, pi_i=10.0, sigma0=0.91, lymph=1e-4,
+             wb=0.05, fibre=0.08, fibre_r=4.0, cells=2e8),
+    # ------------------------------------------------------------ numerics
+    Field("numerics.cells", 100, "", "number of radial cells", 8, 100000, kind="int"),
+    Field("numerics.margin_refinement", 8.0, "1", "how much finer the grid is at the tumor "
+          "margin than far from it (IFP falls over ~0.2-1 mm there)", 1.0, 100.0,
+          kind="static_float"),
+    Field("numerics.t_end_h", 72.0, "h", "end time", 0.01, 2000.0, kind="static_float"),
+    Field("numerics.max_dt_min", 10.0, "min", "largest time step", 0.001, 600.0, kind="static_float"),
+    Field("numerics.save_times_h", [], "h", "saved times (empty: a default set up to t_end)",
+          0.0, 2000.0, kind="list"),
+    Field("numerics.precision", "float64", "", "floating-point precision",
+          choices=("float64", "float32"), kind="str"),
+    # ------------------------------------------------------------ outputs
+    Field("outputs.figures", True, "", "write PNG figures", kind="bool"),
+]
+FIELDS_BY_PATH = {f.path: f for f in FIELDS}
+
+
+def is_number_ok(field: Field, value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (field.lo is None or value >= field.lo)
+            and (field.hi is None or value <= field.hi))

@@ -1,0 +1,262 @@
+"""``simulate(scenario) -> Result``: the whole model as one pure JAX function.
+
+One time step of length h from t (second order; the systemic model is exact):
+
+1. systemic payload and carrier states advance exactly over h (``pk.step_exact``), with the
+   infusion input averaged over the step (so the infused amount is exact);
+2. the tissue advances by Strang splitting, R(h/2) T(h) R(h/2): local kinetics with TR-BDF2
+   (stiff vessel transit and release are handled implicitly) using the systemic plasma
+   concentrations interpolated linearly over the step, and implicit transport (TR-BDF2) of the
+   interstitial species;
+3. what the tissue took from the blood during the step (the ``net_*`` counters, volume-integrated)
+   is removed from the systemic central compartments, so the drug ledger (systemic compartments
+   and sinks + every tissue phase + degraded drug) equals the dose given, to round-off.
+
+Structure (grid, saved times, step size, precision) is static; every number of the scenario is a
+float leaf, so ``jax.grad``/``jax.vmap`` over ``scenario.params`` work without code changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import fv, pk, properties as props, solver, units
+from .fluid import FluidState, solve_pressure
+from .scenario import Scenario
+from .tissue import Layout, TissueMaps, layout, tissue_maps
+from .transport import (INDEX, N_SPECIES, TRANSPORTED, Kinetics, drug_per_tissue_volume,
+                        local_rates)
+
+BODY_TEMPERATURE_C = 37.0
+REFERENCE_DIAMETER_NM = 90.0  # diameter at which the species' reference carrier clearance holds
+DEFAULT_SAVE_TIMES_H = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 18.0, 24.0, 36.0, 48.0,
+                        60.0, 72.0, 96.0, 120.0, 168.0)
+ACCUMULATORS = ("plasma_auc_free", "plasma_auc_encapsulated", "tumor_drug_auc",
+                "tumor_drug_peak", "tumor_intracellular_auc")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """Everything the time loop needs, SI (a pytree)."""
+
+    kinetics: Kinetics
+    transport: fv.Transport
+    fluid: FluidState
+    pk_payload: pk.SystemicParameters
+    pk_carrier: pk.SystemicParameters
+    dose_mol: jax.Array
+    infusion_s: jax.Array
+    encapsulated_fraction: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """Saved output of one simulation (SI; a pytree, batched along a leading axis by vmap)."""
+
+    times_s: jax.Array  # (n_t,)
+    fields: jax.Array  # (n_t, N_SPECIES, *grid.shape), per-phase concentrations, mol/m³
+    systemic: jax.Array  # (n_t, 9) payload PK state (pk.STATE_NAMES), mol
+    systemic_carrier: jax.Array  # (n_t, 9) carrier-particle PK state, mol drug-equivalent
+    accumulators: jax.Array  # (len(ACCUMULATORS),) at the end time
+    inputs: Inputs
+
+
+def save_times_h(scenario: Scenario) -> np.ndarray:
+    """Saved times (h): the scenario's list, or a default set up to ``t_end_h``."""
+    t_end = float(scenario["numerics.t_end_h"])
+    given = list(scenario["numerics.save_times_h"])
+    times = given or [t for t in DEFAULT_SAVE_TIMES_H if t < t_end]
+    if not times or times[-1] < t_end:
+        times = list(times) + [t_end]
+    return np.asarray(times, dtype=float)
+
+
+def _dtype(scenario: Scenario):
+    if scenario["numerics.precision"] == "float64":
+        if not jax.config.jax_enable_x64:
+            raise ValueError("numerics.precision = 'float64' needs jax_enable_x64; call "
+                             "jax.config.update('jax_enable_x64', True) first (the CLI does), "
+                             "or set numerics.precision = 'float32'")
+        return jnp.float64
+    return jnp.float32
+
+
+def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.Array]:
+    """Systemic PK parameters of the payload (carrier clearance from the size and surface laws)
+    and the dose in mol."""
+    s = scenario.params
+    species = scenario["patient.species"]
+    if species == "human":
+        bsa = s["patient.body_surface_area_m2"]
+        base = pk.human_pegylated_liposome(bsa)
+        dose_mol = units.mg_to_mol(s["dose.dose_mg_per_m2"] * bsa)
+    else:
+        mass = s["patient.body_mass_kg"]
+        base = pk.mouse_pegylated_liposome(mass)
+        dose_mol = units.mg_to_mol(s["dose.dose_mg_per_kg"] * mass)
+    d = s["formulation.diameter_nm"]
+    d_m, n = s["patient.mps_threshold_nm"], s["patient.mps_exponent"]
+    cl_ref = base.cl_carrier * s["patient.carrier_clearance_scale"]
+    share = s["patient.carrier_mps_share"]
+    size_law = props.mps_uptake_factor(d, d_m, n, s["formulation.surface_factor"]) \
+        / props.mps_uptake_factor(REFERENCE_DIAMETER_NM, d_m, n, 1.0)
+    renal = s["patient.gfr_ml_per_min"] * units.ML / units.MIN * props.renal_filtration_fraction(
+        d, s["patient.renal_cutoff_nm"], s["patient.renal_cutoff_width_nm"])
+    leak = props.release_rate(BODY_TEMPERATURE_C, s["formulation.release_temperature_c"],
+                              s["formulation.release_transition_width_c"],
+                              s["formulation.leak_rate_per_h"] / units.HOUR,
+                              s["formulation.release_max_rate_per_s"])
+    params = base.replace(cl_renal=renal, cl_mps=cl_ref * share * size_law,
+                          cl_other=cl_ref * (1.0 - share), k_leak_plasma=leak,
+                          fu_plasma=s["drug.unbound_fraction_plasma"])
+    return params, dose_mol
+
+
+def model_inputs(scenario: Scenario, lay: Layout) -> Inputs:
+    """All SI inputs of the time loop (pure; differentiable in ``scenario.params``)."""
+    s = scenario.params
+    maps = tissue_maps(lay, scenario)
+    fluid = solve_pressure(lay.grid, maps.hydraulic_k, maps.lp_sv, maps.p_eff, maps.lymph)
+    pk_payload, dose_mol = systemic_parameters(scenario)
+    # cells: El-Kareh & Secomb constants per 1e5 cells → per m³ of cell volume
+    cell_volume = maps.phi_c / maps.cell_density  # m³ per cell
+    mw = units.DOXORUBICIN_MOLAR_MASS
+    per_1e5_cells_ng = 1e-9 / 1e5 / mw / cell_volume  # (ng per 1e5 cells) → mol/m³ of cells
+    release = props.release_rate(BODY_TEMPERATURE_C, s["formulation.release_temperature_c"],
+                                 s["formulation.release_transition_width_c"],
+                                 s["formulation.leak_rate_per_h"] / units.HOUR,
+                                 s["formulation.release_max_rate_per_s"])
+    kin = Kinetics(
+        maps=maps, filtration=fluid.filtration, lymph=fluid.lymph_drainage,
+        release_rate=release + 0.0 * maps.phi_e,
+        breakdown_rate=s["formulation.interstitial_breakdown_rate_per_h"] / units.HOUR,
+        degradation_rate=s["drug.degradation_rate_per_h"] / units.HOUR,
+        unbound_fraction=s["drug.unbound_fraction_plasma"],
+        uptake_vmax=s["drug.uptake_vmax_ng_per_1e5cells_min"] / units.MIN * per_1e5_cells_ng,
+        uptake_ke=s["drug.uptake_ke_ug_per_ml"] * units.UG_PER_ML_TO_MOL_PER_M3,
+        uptake_ki=s["drug.uptake_ki_ng_per_1e5cells"] * per_1e5_cells_ng,
+    )
+    phi_e = maps.phi_e
+    diff = jnp.stack([phi_e * maps.d_carrier, phi_e * maps.d_carrier, phi_e * maps.d_free])
+    u = fluid.velocity[0]
+    rf_face = _face_mean(maps.rf_carrier)
+    velocity = (jnp.stack([rf_face * u, rf_face * u, u]),)
+    transport = fv.Transport(diffusivity=diff, capacity=jnp.stack([phi_e] * 3),
+                             velocity=velocity)
+    enc = s["formulation.encapsulated_fraction"]
+    return Inputs(kin, transport, fluid, pk_payload, pk_payload.replace(k_leak_plasma=0.0),
+                  jnp.asarray(dose_mol), jnp.asarray(s["dose.infusion_duration_min"] * units.MIN),
+                  jnp.asarray(enc))
+
+
+def _face_mean(cell_values):
+    """Arithmetic mean of neighbouring cells on interior faces, edge values on the boundary."""
+    inner = 0.5 * (cell_values[1:] + cell_values[:-1])
+    return jnp.concatenate([cell_values[:1], inner, cell_values[-1:]])
+
+
+def _plasma(inp: Inputs, y, yc):
+    """Plasma concentrations (carriers, encapsulated, total free), mol/m³."""
+    vp = inp.pk_payload.plasma_volume
+    return yc[pk.I_ENC_CENTRAL] / vp, y[pk.I_ENC_CENTRAL] / vp, y[pk.I_FREE_CENTRAL] / inp.pk_payload.v1
+
+
+def make_step(inp: Inputs, lay: Layout, newton_iterations: int = 2) -> Callable:
+    """The coupled step(t, h, state); state = (y_payload, y_carrier, fields, accumulators)."""
+    grid = lay.grid
+    vol = jnp.asarray(grid.volume)
+    tumor_w = jnp.asarray(lay.tumor) * vol
+    tumor_volume = jnp.sum(tumor_w)
+    i_net = jnp.asarray([INDEX["net_carrier"], INDEX["net_payload"], INDEX["net_free"]])
+    idx = np.asarray(TRANSPORTED)
+    b_payload = pk.infusion_input(inp.pk_payload, inp.dose_mol, inp.infusion_s,
+                                  inp.encapsulated_fraction)
+    b_carrier = b_payload.at[pk.I_FREE_CENTRAL].set(0.0)
+    maps = inp.kinetics.maps
+
+    def tumor_mean(x, quantity):
+        return jnp.sum(tumor_w * quantity(x)) / tumor_volume
+
+    def step(t, h, state):
+        y, yc, x, acc = state
+        fraction = jnp.clip(inp.infusion_s - t, 0.0, h) / h  # share of the step under infusion
+        y1 = pk.step_exact(inp.pk_payload, y, h, b_payload * fraction)
+        yc1 = pk.step_exact(inp.pk_carrier, yc, h, b_carrier * fraction)
+        s0, s1 = _plasma(inp, y, yc), _plasma(inp, y1, yc1)
+
+        def rates(tt, xx):
+            w = (tt - t) / h
+            sys = tuple(a + w * (b - a) for a, b in zip(s0, s1))
+            return local_rates(inp.kinetics, xx, sys)
+
+        x1 = solver.reaction_step(rates, t, x, 0.5 * h, newton_iterations)
+        x1 = x1.at[idx].set(solver.transport_step(grid, inp.transport, x1[idx], h))
+        x1 = solver.reaction_step(rates, t + 0.5 * h, x1, 0.5 * h, newton_iterations)
+        drawn = jnp.sum((x1[i_net] - x[i_net]) * vol, axis=-1)  # mol taken from the blood
+        y1 = y1.at[pk.I_ENC_CENTRAL].add(-drawn[1]).at[pk.I_FREE_CENTRAL].add(-drawn[2])
+        yc1 = yc1.at[pk.I_ENC_CENTRAL].add(-drawn[0])
+
+        drug0 = tumor_mean(x, lambda z: drug_per_tissue_volume(maps, z))
+        drug1 = tumor_mean(x1, lambda z: drug_per_tissue_volume(maps, z))
+        cell = lambda z: maps.phi_c * z[INDEX["intracellular"]]  # noqa: E731
+        _, e_a, f_a = s0
+        _, e_b, f_b = _plasma(inp, y1, yc1)
+        acc = jnp.stack([
+            acc[0] + 0.5 * h * (f_a + f_b),
+            acc[1] + 0.5 * h * (e_a + e_b),
+            acc[2] + 0.5 * h * (drug0 + drug1),
+            jnp.maximum(acc[3], drug1),
+            acc[4] + 0.5 * h * (tumor_mean(x, cell) + tumor_mean(x1, cell)),
+        ])
+        return y1, yc1, x1, acc
+
+    return step
+
+
+def run(params: dict, static: tuple, description: str = "", progress: Callable | None = None
+        ) -> Result:
+    """Pure function of the scenario's numbers (``params``) for a fixed structure."""
+    scenario = Scenario(params, static, description)
+    lay = layout(scenario)
+    dtype = _dtype(scenario)
+    params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+    scenario = Scenario(params, static, description)
+    inp = model_inputs(scenario, lay)
+    times = save_times_h(scenario) * units.HOUR
+    shape = lay.grid.shape
+    state0 = (jnp.zeros(pk.N_STATE, dtype), jnp.zeros(pk.N_STATE, dtype),
+              jnp.zeros((N_SPECIES,) + shape, dtype), jnp.zeros(len(ACCUMULATORS), dtype))
+    step = make_step(inp, lay)
+    final, saved = solver.integrate(
+        step, state0, times, max_dt=float(scenario["numerics.max_dt_min"]) * units.MIN,
+        observe=lambda st: (st[0], st[1], st[2]), checkpoint=True, progress=progress)
+    y, yc, fields = saved
+    return Result(jnp.asarray(times, dtype), fields, y, yc, final[3], inp)
+
+
+_run_jit = jax.jit(run, static_argnums=(1, 2, 3))
+LABELS = {"formulation.name", "formulation.carrier", "drug.name", "outputs.figures"}
+
+
+def structure(scenario: Scenario) -> tuple:
+    """The static fields that change the computation (labels excluded, so renaming a
+    formulation does not recompile)."""
+    return tuple((k, v) for k, v in scenario.static if k not in LABELS)
+
+
+def simulate(scenario: Scenario, progress: Callable | None = None) -> Result:
+    """Run a scenario (compiled once per structure; new numbers do not recompile)."""
+    _dtype(scenario)
+    return _run_jit(scenario.params, structure(scenario), "", progress)
+
+
+def grid_of(scenario: Scenario):
+    """The grid a scenario runs on."""
+    return layout(scenario).grid
+

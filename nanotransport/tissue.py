@@ -1,0 +1,136 @@
+"""Tissue: the grid and the per-cell parameter maps (SI) of a scenario (MODEL.md §1, §4, §5).
+
+The default geometry is a spherical tumor of radius R (optionally with an avascular necrotic
+core) inside a shell of normal tissue, on a 1D spherical grid that is finer at the margin.
+Every cell holds three phases with volume fractions φ_v (plasma in vessels), φ_e (interstitium)
+and φ_c = 1 − φ_v − φ_e (cells).  Region parameters are blended into maps with the static
+region masks, so every map is a smooth (linear) function of the scenario's numbers.
+
+Vessel wall (pore theory, ``properties.lognormal_pore_average``): for a carrier of diameter d,
+    P = (γ/L)·⟨H(λ)⟩·D_0(d),   σ = 1 − ⟨r² W(λ)⟩/⟨r²⟩,   λ = d/(2 r_pore),
+with γ/L the *diffusive* pore area per wall thickness (``carrier_permeability_scale_per_m``).
+The hydraulic conductivity L_p is taken from Baxter & Jain directly: their L_p implies a pore
+area ~70× smaller than the measured diffusive permeabilities of 10-90 nm particles do, so the two
+are calibrated separately, each from its own data (documented choice).
+Interstitium: D_eff = D_0(d)·h_matrix(d) (Ogston fibre matrix), retardation R_F ≤ 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import grid as grids
+from . import properties as props
+from . import units
+from .scenario import Scenario
+
+REGIONS = ("tumor", "normal")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Static structure of a scenario's tissue: grid and region masks (numpy)."""
+
+    grid: grids.Grid
+    tumor: np.ndarray  # 1.0 in tumor cells (necrotic included)
+    necrotic: np.ndarray  # 1.0 in the necrotic core
+    normal: np.ndarray  # 1.0 in normal tissue
+
+    def __hash__(self):
+        return hash(self.grid)
+
+    def __eq__(self, other):
+        return isinstance(other, Layout) and self.grid == other.grid and np.array_equal(
+            self.necrotic, other.necrotic)
+
+
+def layout(scenario: Scenario) -> Layout:
+    """Grid and masks; static (uses concrete values of the geometry fields)."""
+    radius = float(scenario["tumor.radius_mm"]) * units.MM
+    margin = float(scenario["tumor.margin_mm"]) * units.MM
+    necrotic_r = float(scenario["tumor.necrotic_radius_mm"]) * units.MM
+    n = int(scenario["numerics.cells"])
+    ratio = float(scenario["numerics.margin_refinement"])
+    g = grids.sphere(radius + margin, n, refine_at_m=radius, refine_ratio=ratio,
+                     refine_width_m=0.15 * radius,
+                     interfaces_m=(radius,) + ((necrotic_r,) if necrotic_r > 0 else ()))
+    r = g.centers[0]
+    tumor = (r < radius).astype(float)
+    necrotic = (r < necrotic_r).astype(float)
+    return Layout(g, tumor, necrotic, 1.0 - tumor)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TissueMaps:
+    """Per-cell parameters, SI, each of shape grid.shape (a pytree)."""
+
+    phi_v: jax.Array  # plasma volume fraction
+    phi_e: jax.Array  # interstitial volume fraction
+    phi_c: jax.Array  # cell volume fraction
+    lp_sv: jax.Array  # L_p S_v, 1/(Pa·s)
+    p_eff: jax.Array  # p_v − σ_0 (π_v − π_i), Pa
+    hydraulic_k: jax.Array  # K, m²/(Pa·s)
+    lymph: jax.Array  # L_pL S_L, 1/(Pa·s)
+    perfusion: jax.Array  # w_b, 1/s (plasma flow per tissue volume)
+    ps_carrier: jax.Array  # P S_v of the carrier, 1/s
+    sigma_carrier: jax.Array  # reflection coefficient of the carrier
+    d_carrier: jax.Array  # interstitial diffusivity of the carrier, m²/s
+    rf_carrier: jax.Array  # convective retardation of the carrier
+    ps_free: jax.Array  # P S_v of the free drug, 1/s
+    sigma_free: jax.Array
+    d_free: jax.Array  # interstitial diffusivity of the free drug, m²/s
+    cell_density: jax.Array  # cells per m³ of tissue
+    viable_tumor: jax.Array  # 1 in viable tumor cells (weights of the efficacy mean)
+
+
+def _blend(lay: Layout, scenario: Scenario, key: str, necrotic_value=None):
+    """Map of a per-region field: tumor value in tumor cells, normal value elsewhere."""
+    t = scenario.params[f"tissue.tumor.{key}"]
+    n = scenario.params[f"tissue.normal.{key}"]
+    out = t * lay.tumor + n * lay.normal
+    if necrotic_value is not None:
+        out = jnp.where(lay.necrotic > 0, necrotic_value, out)
+    return out
+
+
+def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
+    """Per-cell SI parameters of the tissue for the scenario's carrier and drug."""
+    s = scenario.params
+    b = lambda key, nec=None: _blend(lay, scenario, key, nec)  # noqa: E731
+    mmhg = units.MMHG_PA
+    phi_v = b("vascular_fraction", 1e-3)  # necrotic core: (almost) no plasma, no exchange
+    phi_e = b("interstitial_fraction")
+    s_v = b("vessel_surface_density_per_cm", 0.0) / units.CM
+    lp = b("vessel_hydraulic_conductivity_cm_per_mmhg_s") * units.CM / mmhg
+    p_eff = (b("vascular_pressure_mmhg") - b("protein_reflection_coefficient")
+             * (b("plasma_oncotic_pressure_mmhg") - b("interstitial_oncotic_pressure_mmhg"))
+             ) * mmhg
+    k_hyd = b("interstitial_hydraulic_conductivity_cm2_per_mmhg_s") * units.CM**2 / mmhg
+    lymph = b("lymphatic_filtration_per_mmhg_s") / mmhg
+    perfusion = b("perfusion_ml_per_ml_min", 0.0) / units.MIN
+
+    d_carrier_m = s["formulation.diameter_nm"] * units.NM
+    wall = props.lognormal_pore_average(0.5 * d_carrier_m, b("pore_radius_nm") * units.NM,
+                                        b("pore_radius_log_sd"))
+    d0 = props.stokes_einstein_diffusivity(d_carrier_m)
+    ps_carrier = b("carrier_permeability_scale_per_m") * wall.diffusive * d0 * s_v
+    fibre, fibre_r = b("fibre_volume_fraction"), b("fibre_radius_nm") * units.NM
+    d_carrier = d0 * props.matrix_diffusive_hindrance(d_carrier_m, fibre, fibre_r)
+    rf = props.retardation_factor(d_carrier_m, fibre, fibre_r)
+
+    d_drug_m = s["drug.molecular_diameter_nm"] * units.NM
+    d_free = s["drug.free_diffusivity_m2_per_s"] * props.matrix_diffusive_hindrance(
+        d_drug_m, fibre, fibre_r)
+    ps_free = s["drug.vessel_permeability_um_per_s"] * units.UM * s_v
+    sigma_free = s["drug.reflection_coefficient"] + 0.0 * s_v
+    cells = b("cell_density_per_ml") / units.ML
+    viable = lay.tumor * (1.0 - lay.necrotic)
+    return TissueMaps(phi_v=phi_v, phi_e=phi_e, phi_c=1.0 - phi_v - phi_e, lp_sv=lp * s_v,
+                      p_eff=p_eff, hydraulic_k=k_hyd, lymph=lymph, perfusion=perfusion,
+                      ps_carrier=ps_carrier, sigma_carrier=wall.reflection, d_carrier=d_carrier,
+                      rf_carrier=rf, ps_free=ps_free, sigma_free=sigma_free, d_free=d_free,
+                      cell_density=cells, viable_tumor=jnp.asarray(viable))
