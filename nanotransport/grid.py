@@ -186,7 +186,10 @@ class Grid:
         import jax.numpy as jnp
 
         axes = tuple(range(-self.ndim, 0))
-        return jnp.sum(jnp.asarray(field) * self.volume, axis=axes)
+        field = jnp.asarray(field)
+        # volumes in the field's float dtype: a float32 run stays float32
+        dtype = field.dtype if jnp.issubdtype(field.dtype, jnp.floating) else None
+        return jnp.sum(field * jnp.asarray(self.volume, dtype), axis=axes)
 
     def __repr__(self) -> str:
         ext = ", ".join(

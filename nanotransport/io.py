@@ -65,15 +65,20 @@ def write_json(path: Path, obj) -> None:
 
 
 def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
-    """The result as an xarray Dataset: fields over (time h, r mm), systemic series, fluid."""
-    r_mm = lay.grid.centers[0] / units.MM
-    faces_mm = np.asarray(lay.grid.faces[0]) / units.MM
-    t_h = np.asarray(result.times_s) / units.HOUR
+    """The result as an xarray Dataset: fields over (time h, space mm), systemic series, fluid,
+    tissue maps, and the resolved scenario (TOML) in the attributes."""
+    g = lay.grid
+    dims = g.axis_names  # ("r",) for the 1D sphere; ("x", "y"), ("r", "z"), ("x", "y", "z")
+    coords = {"time": ("time", np.asarray(result.times_s) / units.HOUR, {"units": "h"})}
+    for a, name in enumerate(dims):
+        coords[name] = (name, g.centers[a] / units.MM, {"units": "mm"})
+        coords[f"{name}_face"] = (f"{name}_face", np.asarray(g.faces[a]) / units.MM,
+                                  {"units": "mm"})
     fields = np.asarray(result.fields)
     data = {}
     for i, name in enumerate(SPECIES):
-        data[name] = (("time", "r"), fields[:, i], {"units": PHASE_UNITS[name],
-                                                     "long_name": FIELD_DOCS[name]})
+        data[name] = (("time",) + dims, fields[:, i], {"units": PHASE_UNITS[name],
+                                                       "long_name": FIELD_DOCS[name]})
     inp = result.inputs
     y = np.asarray(result.systemic)
     vp, v1 = float(inp.pk_payload.plasma_volume), float(inp.pk_payload.v1)
@@ -89,23 +94,27 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
         data[f"systemic_{name}"] = ("time", y[:, j], {"units": "mol",
                                                       "long_name": f"systemic state {name}"})
     fl = inp.fluid
-    data["pressure"] = ("r", np.asarray(fl.pressure) / units.MMHG_PA,
+    data["pressure"] = (dims, np.asarray(fl.pressure) / units.MMHG_PA,
                         {"units": "mmHg", "long_name": "interstitial fluid pressure"})
-    data["velocity"] = ("r_face", np.asarray(fl.velocity[0]) / units.UM,
-                        {"units": "um/s", "long_name": "interstitial (Darcy) fluid velocity"})
-    data["filtration"] = ("r", np.asarray(fl.filtration),
+    for a, name in enumerate(dims):
+        face_dims = dims[:a] + (f"{name}_face",) + dims[a + 1:]
+        var = "velocity" if g.ndim == 1 else f"velocity_{name}"
+        data[var] = (face_dims, np.asarray(fl.velocity[a]) / units.UM,
+                     {"units": "um/s", "long_name": f"interstitial (Darcy) velocity along {name}"})
+    data["filtration"] = (dims, np.asarray(fl.filtration),
                           {"units": "1/s", "long_name": "fluid filtration from vessels J_v"})
-    data["region"] = ("r", np.where(lay.necrotic > 0, 2, np.where(lay.tumor > 0, 0, 1)),
+    data["region"] = (dims, np.where(lay.necrotic > 0, 2, np.where(lay.tumor > 0, 0, 1)),
                       {"long_name": "region", "flag_values": "0 tumor, 1 normal, 2 necrotic"})
+    data["cell_volume"] = (dims, g.volume, {"units": "m3 (per m of depth in 2D Cartesian)",
+                                            "long_name": "grid cell volume"})
     maps = inp.kinetics.maps
     for name, units_, doc in (("phi_v", "1", "vascular volume fraction"),
                               ("phi_e", "1", "interstitial volume fraction"),
                               ("phi_c", "1", "cellular volume fraction")):
-        data[name] = ("r", np.asarray(getattr(maps, name)), {"units": units_, "long_name": doc})
+        data[name] = (dims, np.asarray(getattr(maps, name)), {"units": units_, "long_name": doc})
     ds = xr.Dataset(
         data,
-        coords={"time": ("time", t_h, {"units": "h"}), "r": ("r", r_mm, {"units": "mm"}),
-                "r_face": ("r_face", faces_mm, {"units": "mm"})},
+        coords=coords,
         attrs={"title": f"nanotransport result: {scenario.name}",
                "scenario_toml": scenario.to_toml(),
                "description": scenario.description,

@@ -28,7 +28,7 @@ def tissue_drug(ds: xr.Dataset) -> xr.DataArray:
     """All drug per tissue volume, µg/mL (= µg/g)."""
     drug = MW * (ds.phi_v * (ds.payload_vessel + ds.free_vessel)
                  + ds.phi_e * (ds.payload + ds.free) + ds.phi_c * ds.intracellular)
-    return drug.transpose("time", "r")
+    return drug.transpose("time", ...)
 
 
 def plasma_pk(datasets: dict[str, xr.Dataset], path: Path) -> Path:
@@ -48,11 +48,36 @@ def plasma_pk(datasets: dict[str, xr.Dataset], path: Path) -> Path:
     return _save(fig, path)
 
 
+def tumor_maps(ds: xr.Dataset, path: Path) -> Path:
+    """2D/3D grids: maps (mid-plane for 3D) of tissue drug and carriers at the last time."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    space = [d for d in ds.region.dims]
+    drug = tissue_drug(ds).isel(time=-1)
+    carriers = (MW * (ds.phi_v * ds.carrier_vessel + ds.phi_e * ds.carrier)).isel(time=-1)
+    drug, carriers = drug.transpose(*space), carriers.transpose(*space)
+    if len(space) == 3:
+        mid = {space[2]: ds.sizes[space[2]] // 2}
+        drug, carriers, pressure = drug.isel(mid), carriers.isel(mid), ds.pressure.isel(mid)
+    else:
+        pressure = ds.pressure
+    t = float(ds.time[-1])
+    for ax, field, title in ((axes[0], drug, f"all drug (µg/g) at {t:g} h"),
+                             (axes[1], carriers, f"carriers (µg-eq/g) at {t:g} h"),
+                             (axes[2], pressure, "interstitial fluid pressure (mmHg)")):
+        field.transpose(space[1], space[0]).plot(ax=ax, cmap="viridis")
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal")
+    return _save(fig, path)
+
+
 def tumor_profiles(ds: xr.Dataset, path: Path) -> Path:
-    """Radial profiles of total tissue drug and interstitial carriers at the saved times."""
+    """Radial profiles of total tissue drug and interstitial carriers at the saved times
+    (maps on 2D/3D grids)."""
+    if "r" not in ds.dims or len(ds.region.dims) != 1:
+        return tumor_maps(ds, path)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     drug = tissue_drug(ds)
-    carriers = (MW * (ds.phi_v * ds.carrier_vessel + ds.phi_e * ds.carrier)).transpose("time", "r")
+    carriers = (MW * (ds.phi_v * ds.carrier_vessel + ds.phi_e * ds.carrier)).transpose("time", ...)
     cmap = plt.get_cmap("viridis")
     n = ds.sizes["time"]
     for k in range(n):
@@ -71,7 +96,17 @@ def tumor_profiles(ds: xr.Dataset, path: Path) -> Path:
 
 
 def pressure_velocity(ds: xr.Dataset, path: Path) -> Path:
-    """Interstitial fluid pressure and Darcy velocity."""
+    """Interstitial fluid pressure and Darcy velocity (1D; the pressure map on 2D/3D grids is
+    part of the tumor maps)."""
+    if "velocity" not in ds:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        p = ds.pressure
+        if p.ndim == 3:
+            p = p.isel({p.dims[2]: p.sizes[p.dims[2]] // 2})
+        p.transpose(p.dims[1], p.dims[0]).plot(ax=ax, cmap="magma")
+        ax.set_aspect("equal")
+        ax.set_title("interstitial fluid pressure (mmHg)")
+        return _save(fig, path)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(ds.r, ds.pressure, color="C0")
     ax.set_xlabel("radius (mm)")

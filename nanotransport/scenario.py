@@ -229,8 +229,8 @@ def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
 
     species = values["patient.species"]
     wrong_dose = "dose.dose_mg_per_kg" if species == "human" else "dose.dose_mg_per_m2"
-    if wrong_dose in given:
-        right = "dose.dose_mg_per_m2" if species == "human" else "dose.dose_mg_per_kg"
+    right = "dose.dose_mg_per_m2" if species == "human" else "dose.dose_mg_per_kg"
+    if wrong_dose in given and right not in given:  # a dose in the unit the species ignores
         problems.append(f"{wrong_dose} is not used for patient.species = '{species}'; set "
                         f"{right} instead")
     for path, value in values.items():

@@ -193,8 +193,10 @@ FIELDS: list[Field] = [
     Field("patient.mps_exponent", 3.0, "1", "n of the MPS size law (MODEL.md §3: 2-4)",
           0.5, 8.0),
     # ------------------------------------------------------------ tumor geometry
-    Field("tumor.geometry", "sphere", "", "tissue geometry (1D sphere: a spherical tumor in a "
-          "shell of normal tissue)", choices=("sphere",), kind="str"),
+    Field("tumor.geometry", "sphere", "", "tissue geometry: 'sphere' (1D radial: a spherical "
+          "tumor in a shell of normal tissue), 'cartesian2d', 'axisymmetric' (r, z) or "
+          "'cartesian3d' (the tumor centred in a box of normal tissue)",
+          choices=("sphere", "cartesian2d", "axisymmetric", "cartesian3d"), kind="str"),
     Field("tumor.radius_mm", 10.0, "mm", "tumor radius", 0.05, 100.0, kind="static_float"),
     Field("tumor.margin_mm", 5.0, "mm", "thickness of the normal-tissue shell around it",
           0.05, 100.0, kind="static_float"),
@@ -206,8 +208,12 @@ FIELDS: list[Field] = [
     *_tissue("normal", phi_v=0.03, phi_e=0.2, s_v=70.0, pore=5.0, pore_sd=0.2,
              perm_scale=49.0, lp=0.36e-7, k=8.53e-9, pi_i=10.0, sigma0=0.91, lymph=1e-4,
              wb=0.05, fibre=0.08, fibre_r=4.0, cells=2e8),
+    Field("tissue.maps_file", "", "", "optional netCDF file of per-cell maps on the grid: "
+          "multipliers of tissue fields (e.g. vessel_surface_density_per_cm) and/or 'region' "
+          "(0 tumor, 1 normal, 2 necrotic)", kind="str"),
     # ------------------------------------------------------------ numerics
-    Field("numerics.cells", 100, "", "number of radial cells", 8, 100000, kind="int"),
+    Field("numerics.cells", 100, "", "number of cells along each axis (radial cells of the "
+          "1D sphere)", 4, 100000, kind="int"),
     Field("numerics.margin_refinement", 8.0, "1", "how much finer the grid is at the tumor "
           "margin than far from it (IFP falls over ~0.2-1 mm there)", 1.0, 100.0,
           kind="static_float"),

@@ -144,9 +144,8 @@ def model_inputs(scenario: Scenario, lay: Layout) -> Inputs:
     )
     phi_e = maps.phi_e
     diff = jnp.stack([phi_e * maps.d_carrier, phi_e * maps.d_carrier, phi_e * maps.d_free])
-    u = fluid.velocity[0]
-    rf_face = _face_mean(maps.rf_carrier)
-    velocity = (jnp.stack([rf_face * u, rf_face * u, u]),)
+    velocity = tuple(jnp.stack([rf * u, rf * u, u]) for u, rf in zip(
+        fluid.velocity, (_face_mean(maps.rf_carrier, a) for a in range(lay.grid.ndim))))
     transport = fv.Transport(diffusivity=diff, capacity=jnp.stack([phi_e] * 3),
                              velocity=velocity)
     enc = s["formulation.encapsulated_fraction"]
@@ -155,10 +154,13 @@ def model_inputs(scenario: Scenario, lay: Layout) -> Inputs:
                   jnp.asarray(enc))
 
 
-def _face_mean(cell_values):
-    """Arithmetic mean of neighbouring cells on interior faces, edge values on the boundary."""
-    inner = 0.5 * (cell_values[1:] + cell_values[:-1])
-    return jnp.concatenate([cell_values[:1], inner, cell_values[-1:]])
+def _face_mean(cell_values, axis):
+    """Arithmetic mean of neighbouring cells on the faces normal to ``axis`` (edge values on
+    boundary faces)."""
+    n = cell_values.shape[axis]
+    take = lambda a, b: jax.lax.slice_in_dim(cell_values, a, b, axis=axis)  # noqa: E731
+    inner = 0.5 * (take(1, n) + take(0, n - 1))
+    return jnp.concatenate([take(0, 1), inner, take(n - 1, n)], axis=axis)
 
 
 def _plasma(inp: Inputs, y, yc):
@@ -198,7 +200,7 @@ def make_step(inp: Inputs, lay: Layout, newton_iterations: int = 2) -> Callable:
         x1 = solver.reaction_step(rates, t, x, 0.5 * h, newton_iterations)
         x1 = x1.at[idx].set(solver.transport_step(grid, inp.transport, x1[idx], h))
         x1 = solver.reaction_step(rates, t + 0.5 * h, x1, 0.5 * h, newton_iterations)
-        drawn = jnp.sum((x1[i_net] - x[i_net]) * vol, axis=-1)  # mol taken from the blood
+        drawn = grid.integrate(x1[i_net] - x[i_net])  # mol taken from the blood
         y1 = y1.at[pk.I_ENC_CENTRAL].add(-drawn[1]).at[pk.I_FREE_CENTRAL].add(-drawn[2])
         yc1 = yc1.at[pk.I_ENC_CENTRAL].add(-drawn[0])
 

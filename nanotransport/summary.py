@@ -72,7 +72,7 @@ def metrics(result: Result, lay: Layout, omega) -> dict:
     fields = result.fields
 
     def tumor_amount(per_volume):  # mol in the tumor at each saved time
-        return jnp.sum(per_volume * tumor_w, axis=-1)
+        return jnp.sum(per_volume * tumor_w, axis=tuple(range(-lay.grid.ndim, 0)))
 
     carriers = tumor_amount(jax.vmap(lambda x: carriers_per_tissue_volume(maps, x))(fields))
     drug = tumor_amount(jax.vmap(lambda x: drug_per_tissue_volume(maps, x))(fields))

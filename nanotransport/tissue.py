@@ -30,37 +30,107 @@ from .scenario import Scenario
 REGIONS = ("tumor", "normal")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Layout:
-    """Static structure of a scenario's tissue: grid and region masks (numpy)."""
+    """Static structure of a scenario's tissue: grid, region masks and map multipliers (numpy).
+
+    ``multipliers`` maps a tissue field name (e.g. ``vessel_surface_density_per_cm``) to a
+    per-cell factor read from ``tissue.maps_file``; the field's region value is multiplied by it.
+    """
 
     grid: grids.Grid
     tumor: np.ndarray  # 1.0 in tumor cells (necrotic included)
     necrotic: np.ndarray  # 1.0 in the necrotic core
     normal: np.ndarray  # 1.0 in normal tissue
+    multipliers: tuple = ()  # ((field, array), ...)
+    source: str = ""  # maps file, part of the identity
 
     def __hash__(self):
-        return hash(self.grid)
+        return hash((self.grid, self.source))
 
     def __eq__(self, other):
-        return isinstance(other, Layout) and self.grid == other.grid and np.array_equal(
-            self.necrotic, other.necrotic)
+        return (isinstance(other, Layout) and self.grid == other.grid
+                and self.source == other.source and np.array_equal(self.tumor, other.tumor)
+                and np.array_equal(self.necrotic, other.necrotic))
+
+
+MAP_FIELDS = ("vascular_fraction", "interstitial_fraction", "vessel_surface_density_per_cm",
+              "pore_radius_nm", "vessel_hydraulic_conductivity_cm_per_mmhg_s",
+              "interstitial_hydraulic_conductivity_cm2_per_mmhg_s", "perfusion_ml_per_ml_min",
+              "fibre_volume_fraction", "cell_density_per_ml")
 
 
 def layout(scenario: Scenario) -> Layout:
-    """Grid and masks; static (uses concrete values of the geometry fields)."""
+    """Grid, region masks and map multipliers; static (uses the concrete geometry fields).
+
+    Geometries: ``sphere`` (1D radial, finer at the margin, faces on the margin and necrotic
+    radius), ``cartesian2d`` (square of side 2(R + margin) around a disk-shaped tumor, per metre
+    of depth), ``axisymmetric`` (r ∈ [0, R + margin], z ∈ [−(R + margin), R + margin], a
+    spherical tumor at the origin), ``cartesian3d`` (cube around a spherical tumor).
+    ``numerics.cells`` is the number of cells along each axis (z has twice as many in the
+    axisymmetric grid).
+    """
     radius = float(scenario["tumor.radius_mm"]) * units.MM
     margin = float(scenario["tumor.margin_mm"]) * units.MM
     necrotic_r = float(scenario["tumor.necrotic_radius_mm"]) * units.MM
     n = int(scenario["numerics.cells"])
-    ratio = float(scenario["numerics.margin_refinement"])
-    g = grids.sphere(radius + margin, n, refine_at_m=radius, refine_ratio=ratio,
-                     refine_width_m=0.15 * radius,
-                     interfaces_m=(radius,) + ((necrotic_r,) if necrotic_r > 0 else ()))
-    r = g.centers[0]
-    tumor = (r < radius).astype(float)
-    necrotic = (r < necrotic_r).astype(float)
-    return Layout(g, tumor, necrotic, 1.0 - tumor)
+    geometry = scenario["tumor.geometry"]
+    extent = radius + margin
+    if geometry == "sphere":
+        ratio = float(scenario["numerics.margin_refinement"])
+        g = grids.sphere(extent, n, refine_at_m=radius, refine_ratio=ratio,
+                         refine_width_m=0.15 * radius,
+                         interfaces_m=(radius,) + ((necrotic_r,) if necrotic_r > 0 else ()))
+    elif geometry == "axisymmetric":
+        g = grids.Grid("axisymmetric", (grids.axis_faces(extent, n),
+                                        grids.axis_faces(2 * extent, 2 * n, start_m=-extent)))
+    else:
+        ndim = 2 if geometry == "cartesian2d" else 3
+        g = grids.Grid(geometry, tuple(grids.axis_faces(2 * extent, n, start_m=-extent)
+                                       for _ in range(ndim)))
+    dist = np.sqrt(sum(x**2 for x in g.mesh()))
+    tumor = (dist < radius).astype(float)
+    necrotic = (dist < necrotic_r).astype(float)
+    multipliers = ()
+    source = scenario["tissue.maps_file"]
+    if source:
+        multipliers, tumor, necrotic = _read_maps(source, g, tumor, necrotic)
+    return Layout(g, tumor, necrotic, 1.0 - tumor, multipliers, source)
+
+
+def _read_maps(path: str, g: grids.Grid, tumor, necrotic):
+    """Per-cell multipliers (and optionally a ``region`` label: 0 tumor, 1 normal, 2 necrotic)
+    from a netCDF file whose variables have the grid's shape."""
+    import xarray as xr
+
+    try:
+        ds = xr.open_dataset(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"tissue.maps_file = {path!r} cannot be read as netCDF: {e}") from None
+    with ds:
+        multipliers = []
+        for name, var in ds.data_vars.items():
+            arr = np.asarray(var.values, dtype=float)
+            if arr.shape != g.shape:
+                raise ValueError(f"tissue.maps_file {path!r}: variable {name!r} has shape "
+                                 f"{arr.shape}; the grid needs {g.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"tissue.maps_file {path!r}: variable {name!r} has NaN or inf")
+            if name == "region":
+                if not np.all(np.isin(arr, (0, 1, 2))):
+                    raise ValueError(f"tissue.maps_file {path!r}: 'region' values must be 0 "
+                                     "(tumor), 1 (normal) or 2 (necrotic)")
+                tumor = (arr != 1).astype(float)
+                necrotic = (arr == 2).astype(float)
+            elif name in MAP_FIELDS:
+                if np.any(arr < 0):
+                    raise ValueError(f"tissue.maps_file {path!r}: multiplier {name!r} has value "
+                                     f"{arr.min():g}; allowed: >= 0")
+                multipliers.append((name, arr))
+            else:
+                raise ValueError(f"tissue.maps_file {path!r}: unknown variable {name!r}; "
+                                 f"allowed: 'region' or multipliers of {', '.join(MAP_FIELDS)}")
+    return tuple(multipliers), tumor, necrotic
 
 
 @jax.tree_util.register_dataclass
@@ -92,6 +162,9 @@ def _blend(lay: Layout, scenario: Scenario, key: str, necrotic_value=None):
     t = scenario.params[f"tissue.tumor.{key}"]
     n = scenario.params[f"tissue.normal.{key}"]
     out = t * lay.tumor + n * lay.normal
+    for name, factor in lay.multipliers:
+        if name == key:
+            out = out * factor
     if necrotic_value is not None:
         out = jnp.where(lay.necrotic > 0, necrotic_value, out)
     return out

@@ -1,0 +1,51 @@
+"""CLI smoke tests on tiny grids: files, summary keys, exit codes."""
+import json
+
+import xarray as xr
+
+from nanotransport import cli
+
+TINY = ["--set", "numerics.cells=16", "--set", "numerics.t_end_h=2", "--set",
+        "numerics.max_dt_min=30", "--quiet"]
+SUMMARY_KEYS = {
+    "plasma_auc_free_ug_h_per_ml", "plasma_auc_encapsulated_ug_h_per_ml",
+    "plasma_auc_total_ug_h_per_ml", "tumor_drug_auc_ug_h_per_g", "tumor_drug_peak_ug_per_g",
+    "tumor_intracellular_auc_ug_h_per_g", "tumor_carrier_pct_id", "tumor_carrier_pct_id_per_g",
+    "fraction_released", "efficacy", "mass_balance_error"}
+
+
+def test_run_writes_results_summary_and_figures(tmp_path, capsys):
+    assert cli.main(["run", *TINY, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert set(summary["tumor_carrier_pct_id"]) == {"0", "0.25", "0.5", "1", "2"}
+    assert summary["mass_balance_error"] < 1e-10
+    ds = xr.open_dataset(tmp_path / "results.nc")
+    assert ds.payload.dims == ("time", "r") and ds.time.attrs["units"] == "h"
+    assert ds.r.attrs["units"] == "mm" and "units" in ds.free.attrs
+    assert "[formulation]" in ds.attrs["scenario_toml"]
+    for fig in ("plasma_pk.png", "tumor_profiles.png", "pressure_velocity.png"):
+        assert (tmp_path / fig).stat().st_size > 1000
+    assert "tumor drug AUC" in capsys.readouterr().out
+
+
+def test_compare(tmp_path, capsys):
+    assert cli.main(["compare", "free-dox", "doxil", *TINY, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["scenario"] for r in rows] == ["free-dox", "doxil"]
+    assert "relative to free-dox" in capsys.readouterr().out
+
+
+def test_bad_scenario_exits_2_with_message(capsys):
+    assert cli.main(["run", "--set", "diameter_nm=-1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "formulation.diameter_nm = -1 is out of range" in err
+
+
+def test_scenarios_and_show(capsys):
+    assert cli.main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    assert "doxil" in out and "free-dox" in out
+    assert cli.main(["show", "doxil"]) == 0
+    out = capsys.readouterr().out
+    assert "diameter_nm = 90.0" in out and "[tissue.tumor]" in out
