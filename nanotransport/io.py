@@ -18,7 +18,6 @@ from . import pk, units
 from .scenario import Scenario
 from .simulate import Result
 from .tissue import Layout
-from .transport import SPECIES
 
 FIELD_DOCS = {
     "carrier": "carrier particles in the interstitium (drug-equivalent at loading)",
@@ -33,6 +32,15 @@ FIELD_DOCS = {
     "net_payload": "encapsulated drug taken from the blood, per tissue volume",
     "net_free": "free drug taken from the blood, per tissue volume",
     "degraded": "free drug degraded in tissue, per tissue volume",
+    "released_vessel": "payload released in vessel plasma, per tissue volume",
+    "released_interstitium": "payload released in the interstitium, per tissue volume",
+    "released_cells": "payload released inside cells from internalized carriers",
+    "bound": "carriers bound to cell receptors (drug-equivalent), per tissue volume",
+    "bound_payload": "drug in receptor-bound carriers, per tissue volume",
+    "internalized": "internalized carriers (drug-equivalent), per tissue volume",
+    "internalized_payload": "drug in internalized carriers, per tissue volume",
+    "temperature": "tissue temperature",
+    "cem43": "cumulative equivalent minutes at 43 °C (thermal dose)",
 }
 PHASE_UNITS = {
     "carrier": "mol/m3 of interstitial fluid", "payload": "mol/m3 of interstitial fluid",
@@ -41,6 +49,10 @@ PHASE_UNITS = {
     "intracellular": "mol/m3 of cells", "intracellular_auc": "mol s/m3 of cells",
     "net_carrier": "mol/m3 of tissue", "net_payload": "mol/m3 of tissue",
     "net_free": "mol/m3 of tissue", "degraded": "mol/m3 of tissue",
+    "released_vessel": "mol/m3 of tissue", "released_interstitium": "mol/m3 of tissue",
+    "released_cells": "mol/m3 of tissue", "bound": "mol/m3 of tissue",
+    "bound_payload": "mol/m3 of tissue", "internalized": "mol/m3 of tissue",
+    "internalized_payload": "mol/m3 of tissue", "temperature": "degC", "cem43": "min",
 }
 
 
@@ -76,7 +88,7 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
                                   {"units": "mm"})
     fields = np.asarray(result.fields)
     data = {}
-    for i, name in enumerate(SPECIES):
+    for i, name in enumerate(result.species):
         data[name] = (("time",) + dims, fields[:, i], {"units": PHASE_UNITS[name],
                                                        "long_name": FIELD_DOCS[name]})
     inp = result.inputs

@@ -193,6 +193,7 @@ def _dtype(params: SystemicParameters):
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
+@jax.jit
 def rate_matrix(params: SystemicParameters) -> jnp.ndarray:
     """The constant rate matrix A (1/s), shape (9, 9), for dy/dt = A y + b.
 
@@ -262,11 +263,18 @@ def propagator(params: SystemicParameters, dt, input_rate=None):
 
     Φ = exp(A dt), γ = ∫_0^dt exp(A s) ds · b, both read off exp(M dt) with the augmented
     matrix M = [[A, b], [0, 0]].  Compute once per (formulation, dt) and reuse when stepping.
+    Round-off: ≈ 2^s·ε relative, s = max(0, ⌈log2(‖M dt‖₁/5.37)⌉) squarings (1e-13 for
+    steps of hours with the human sets).
     """
-    a = rate_matrix(params)
-    dtype = a.dtype
+    dtype = _dtype(params)
     b = jnp.zeros((N_STATE,), dtype) if input_rate is None else jnp.asarray(input_rate, dtype)
-    e = _expm(_augmented(a, b) * jnp.asarray(dt, dtype))
+    return _propagator(params, jnp.asarray(dt, dtype), b)
+
+
+@jax.jit
+def _propagator(params, dt, b):
+    a = rate_matrix(params)
+    e = _expm(_augmented(a, b.astype(a.dtype)) * dt.astype(a.dtype))
     return e[:N_STATE, :N_STATE], e[:N_STATE, N_STATE]
 
 
@@ -374,8 +382,13 @@ def _active_block(params):
     return a - jnp.diag(jnp.where(absent, 1.0, 0.0).astype(a.dtype))
 
 
-def _input_active(params, dose_mol, encapsulated):
-    return dose_vector(dose_mol, _fraction(encapsulated), _dtype(params))[:N_ACTIVE]
+@jax.jit
+def _unit_moments(params, fraction_encapsulated):
+    """(−A_r⁻¹ u, A_r⁻² u) for a unit dose u split by ``fraction_encapsulated``."""
+    ar = _active_block(params)
+    u = dose_vector(1.0, fraction_encapsulated, ar.dtype)[:N_ACTIVE]
+    w0 = -jnp.linalg.solve(ar, u)
+    return w0, -jnp.linalg.solve(ar, w0)
 
 
 def _plasma_rows(params, dtype):
@@ -389,7 +402,7 @@ def _plasma_rows(params, dtype):
 
 def amount_auc(params: SystemicParameters, dose_mol, encapsulated=True) -> jnp.ndarray:
     """∫_0^∞ y_r dt (mol·s) for the 5 non-sink states: −A_r⁻¹ u (any infusion schedule)."""
-    return -jnp.linalg.solve(_active_block(params), _input_active(params, dose_mol, encapsulated))
+    return dose_mol * _unit_moments(params, _fraction(encapsulated))[0]
 
 
 def auc(params: SystemicParameters, dose_mol, encapsulated=True) -> PlasmaConcentrations:
@@ -404,8 +417,7 @@ def auc(params: SystemicParameters, dose_mol, encapsulated=True) -> PlasmaConcen
 def aumc(params: SystemicParameters, dose_mol, encapsulated=True) -> PlasmaConcentrations:
     """∫_0^∞ t C(t) dt for a bolus (mol·s²/m³): c A_r⁻² u.  (A zero-order infusion of length T
     adds T/2 to the mean residence time.)"""
-    ar = _active_block(params)
-    w = jnp.linalg.solve(ar, jnp.linalg.solve(ar, _input_active(params, dose_mol, encapsulated)))
+    w = dose_mol * _unit_moments(params, _fraction(encapsulated))[1]
     return PlasmaConcentrations(*(r @ w for r in _plasma_rows(params, w.dtype)))
 
 
@@ -454,6 +466,7 @@ class HalfLives(NamedTuple):
     free: jnp.ndarray  # (3,): α, β, γ of free drug
 
 
+@jax.jit
 def half_lives(params: SystemicParameters) -> HalfLives:
     """Half-lives ln 2/λ from the eigenvalues of the carrier 2×2 and free-drug 3×3 blocks of A.
 
@@ -555,7 +568,8 @@ _PLD_K_LEAK_H = 2.0e-3
 _PLD_MPS_SHARE = 0.8
 
 #: Doxil label (US prescribing information, Table 8), 30-min infusion, plasma total doxorubicin.
-#: Units: CL L/h/m², V_ss L/m², AUC µg·h/mL, half-lives h, C_max µg/mL.
+#: Units: CL L/h/m², V_ss L/m², AUC µg·h/mL, half-lives h, C_max µg/mL.  (The 10 mg/m² C_max,
+#: 4.12 µg/mL, is from the same table but not in MODEL.md: *(verify)*.)
 DOXIL_LABEL = {
     20.0: dict(cl=0.041, v_ss=2.72, auc=590.0, t_half_1=5.2, t_half_2=55.0, c_max=8.34),
     10.0: dict(cl=0.056, v_ss=2.83, auc=277.0, t_half_1=4.7, t_half_2=52.3, c_max=4.12),
@@ -577,7 +591,7 @@ def human_pegylated_liposome(body_surface_area_m2: float = 1.8) -> SystemicParam
     carrier eigenvalue half-lives, C_max at the end of the infusion) over (V_p, CL_c, k12, k21),
     then rounded to 4 digits: V_p 2.369 L/m², CL_c 0.03210 L/h/m², k12 0.01992/h,
     k21 0.1107/h.  Fit quality at 20 mg/m² (model vs label): CL 0.0368 vs 0.041 (−10.2 %),
-    V_ss 2.80 vs 2.72 (+2.8 %), AUC 543 vs 590 (−8.0 %), t½ 5.20 vs 5.2 h (+0.1 %), 53.7 vs
+    V_ss 2.80 vs 2.72 (+2.8 %), AUC 543 vs 590 (−8.0 %), t½ 5.20 vs 5.2 h (+0.03 %), 53.7 vs
     55 h (−2.4 %), C_max 8.37 vs 8.34 µg/mL (+0.3 %).  The label's own numbers are not mutually
     consistent: dose/AUC = 20/590 = 0.0339 L/h/m² ≠ 0.041, and CL = dose/AUC holds exactly in
     any linear model, so CL and AUC share the misfit.
@@ -585,7 +599,8 @@ def human_pegylated_liposome(body_surface_area_m2: float = 1.8) -> SystemicParam
     Linearity: the model's CL, V_ss and half-lives do not depend on dose, whereas the label's
     10 mg/m² row differs (CL 0.056, V_ss 2.83, AUC 277, t½ 4.7 h and 52.3 h).  At 10 mg/m² the
     model gives CL 0.0368 (−34 %; but the label's own dose/AUC there is 0.0361), V_ss 2.80
-    (−1.2 %), AUC 271 (−2.0 %), t½ 5.20 h (+10.7 %) and 53.7 h (+2.6 %).  Dose-dependent
+    (−1.2 %), AUC 271 (−2.0 %), t½ 5.20 h (+10.7 %) and 53.7 h (+2.6 %), C_max 4.18 vs 4.12
+    µg/mL (+1.6 %).  Dose-dependent
     (saturable MPS) clearance, reported clinically and in mice (Gabizon et al. 2002, J Drug
     Target 10:539), is outside this linear model.
     """

@@ -108,6 +108,16 @@ def _tissue(region: str, **d) -> list[Field]:
               "hindrance", 0.5, 100.0),
         Field(p + "cell_density_per_ml", d["cells"], "cells/mL", "cells per mL of tissue "
               "(MODEL.md §7: 1e8-1e9)", 1e6, 1e10),
+        Field(p + "receptors_per_cell", d["receptors"], "1/cell", "target receptors per cell "
+              "(HER2 high expressers ~1e6, MODEL.md §7; normal tissue low) (verify)", 0.0, 1e8),
+        Field(p + "density_kg_per_m3", d["rho"], "kg/m³", "tissue density (MODEL.md §8: tumor "
+              "1056, muscle 1050)", 500.0, 2000.0),
+        Field(p + "heat_capacity_j_per_kg_k", d["cp"], "J/(kg·K)", "specific heat (MODEL.md §8: "
+              "tumor 3700, muscle 3639)", 1000.0, 6000.0),
+        Field(p + "thermal_conductivity_w_per_m_k", d["k_th"], "W/(m·K)", "thermal conductivity "
+              "(MODEL.md §8: tumor 0.57, muscle 0.56)", 0.05, 5.0),
+        Field(p + "blood_heat_sink_w_per_m3_k", d["w_heat"], "W/(m³·K)", "ω_b ρ_b c_b of Pennes "
+              "(MODEL.md §8: tumor 22545, heated muscle 12960)", 0.0, 1e6),
     ]
 
 
@@ -135,6 +145,23 @@ FIELDS: list[Field] = [
           0.0, 10.0),
     Field("formulation.interstitial_breakdown_rate_per_h", 0.02, "1/h", "breakdown of carriers "
           "in the interstitium, releasing their payload (liposomes: days) (verify)", 0.0, 100.0),
+    Field("formulation.drug_molecules_per_particle", 1.0e4, "1", "drug molecules carried by "
+          "one particle (Doxil ~1e4 doxorubicin per liposome, Barenholz 2012 J Control Release "
+          "160:117) (verify); converts carrier concentrations to particles for receptor binding",
+          1.0, 1e8),
+    Field("formulation.ligands_per_particle", 0.0, "1", "targeting ligands per particle "
+          "(0: passive carrier; immunoliposomes carry ~10-100 antibody fragments, Park et al. "
+          "2002 Clin Cancer Res 8:1172) (verify)", 0.0, 1e5),
+    Field("formulation.binding_on_rate_per_m_per_s", 3e5, "1/(M·s)", "k_on of one ligand "
+          "(MODEL.md §7: 1e5-1e6)", 0.0, 1e9),
+    Field("formulation.dissociation_constant_nm", 1.0, "nM", "K_d of one ligand (MODEL.md "
+          "§7: 0.1-5 nM); avidity of multivalent particles lowers it further", 1e-6, 1e6),
+    Field("formulation.internalization_rate_per_h", 0.2, "1/h", "k_int of bound carriers "
+          "(HER2: hours; transferrin receptor: minutes; MODEL.md §7)", 0.0, 1000.0),
+    Field("formulation.intracellular_release_rate_per_h", 0.1, "1/h", "release of payload from "
+          "internalized carriers inside cells (verify)", 0.0, 1000.0),
+    Field("formulation.internalized_degradation_rate_per_h", 0.05, "1/h", "degradation of "
+          "internalized carriers (their payload goes into the cell) (verify)", 0.0, 1000.0),
     # ------------------------------------------------------------ drug
     Field("drug.name", "doxorubicin", "", "drug label", kind="str"),
     Field("drug.free_diffusivity_m2_per_s", 3.4e-10, "m²/s", "D of free doxorubicin in "
@@ -204,10 +231,42 @@ FIELDS: list[Field] = [
           "none)", 0.0, 100.0, kind="static_float"),
     *_tissue("tumor", phi_v=0.07, phi_e=0.4, s_v=200.0, pore=400.0, pore_sd=0.5,
              perm_scale=49.0, lp=2.8e-7, k=4.13e-8, pi_i=15.0, sigma0=0.82, lymph=0.0, wb=0.2,
-             fibre=0.06, fibre_r=5.0, cells=3e8),
+             fibre=0.06, fibre_r=5.0, cells=3e8, receptors=1e5, rho=1056.0, cp=3700.0,
+             k_th=0.57, w_heat=22545.0),
     *_tissue("normal", phi_v=0.03, phi_e=0.2, s_v=70.0, pore=5.0, pore_sd=0.2,
              perm_scale=49.0, lp=0.36e-7, k=8.53e-9, pi_i=10.0, sigma0=0.91, lymph=1e-4,
-             wb=0.05, fibre=0.08, fibre_r=4.0, cells=2e8),
+             wb=0.05, fibre=0.08, fibre_r=4.0, cells=2e8, receptors=1e4, rho=1050.0,
+             cp=3639.0, k_th=0.56, w_heat=12960.0),
+    # ------------------------------------------------------------ heating
+    Field("heating.source", "none", "", "heat source: 'none', 'ultrasound' (Gaussian focus of "
+          "fixed absorbed power), 'protocol' (tumor temperature prescribed: ramp to the target, "
+          "hold), 'controlled' (focus power adjusted to hold the target at a probe)",
+          choices=("none", "ultrasound", "protocol", "controlled"), kind="str"),
+    Field("heating.heating_start_min", 0.0, "min", "start of heating after the start of the "
+          "infusion", 0.0, 10080.0),
+    Field("heating.heating_duration_min", 30.0, "min", "heating duration (clinical "
+          "hyperthermia 30-60 min, MODEL.md §8)", 0.0, 1440.0),
+    Field("heating.target_temperature_c", 42.0, "°C", "target tumor temperature (protocol, "
+          "controlled)", 37.0, 60.0),
+    Field("heating.ramp_min", 5.0, "min", "time to ramp the set point from 37 °C to the target",
+          0.01, 600.0),
+    Field("heating.power_w", 5.0, "W", "absorbed power of the focus (ultrasound)", 0.0, 1000.0),
+    Field("heating.focus_fwhm_mm", 15.0, "mm", "full width at half maximum of the Gaussian "
+          "focus (steered foci cover a tumor)", 0.1, 200.0),
+    Field("heating.focus_offset_mm", 0.0, "mm", "focus centre relative to the tumor centre "
+          "along the first axis (2D/3D grids; radial grids centre it)", -200.0, 200.0),
+    Field("heating.probe_offset_mm", 0.0, "mm", "probe position relative to the tumor centre "
+          "along the first axis (controlled)", -200.0, 200.0, kind="static_float"),
+    Field("heating.control_gain", 2.0, "1", "proportional gain K of the controller "
+          "(dimensionless: watts per °C of error in units of the steady probe gain)",
+          0.0, 100.0),
+    Field("heating.protocol_relaxation_per_s", 0.05, "1/s", "how tightly the protocol holds "
+          "the set point (relaxation rate of the prescribing source)", 1e-4, 10.0),
+    Field("heating.perfusion_increase_per_c", 0.0, "1/°C", "fractional rise of perfusion per "
+          "°C above 37 (tumor blood flow rises 1.5-2× at 41-42 °C, Song 1984 Cancer Res "
+          "44:4721s) (verify)", 0.0, 5.0),
+    Field("heating.arterial_temperature_c", 37.0, "°C", "arterial blood temperature T_a",
+          30.0, 42.0),
     Field("tissue.maps_file", "", "", "optional netCDF file of per-cell maps on the grid: "
           "multipliers of tissue fields (e.g. vessel_surface_density_per_cm) and/or 'region' "
           "(0 tumor, 1 normal, 2 necrotic)", kind="str"),
@@ -219,6 +278,8 @@ FIELDS: list[Field] = [
           kind="static_float"),
     Field("numerics.t_end_h", 72.0, "h", "end time", 0.01, 2000.0, kind="static_float"),
     Field("numerics.max_dt_min", 10.0, "min", "largest time step", 0.001, 600.0, kind="static_float"),
+    Field("numerics.heating_max_dt_min", 1.0, "min", "largest time step from 5 min before to "
+          "30 min after the heating window", 0.001, 60.0, kind="static_float"),
     Field("numerics.save_times_h", [], "h", "saved times (empty: a default set up to t_end)",
           0.0, 2000.0, kind="list"),
     Field("numerics.precision", "float64", "", "floating-point precision",

@@ -4,9 +4,9 @@ One time step of length h from t (second order; the systemic model is exact):
 
 1. systemic payload and carrier states advance exactly over h (``pk.step_exact``), with the
    infusion input averaged over the step (so the infused amount is exact);
-2. the tissue advances by Strang splitting, R(h/2) T(h) R(h/2): local kinetics with TR-BDF2
+2. the tissue advances by Strang splitting, R(h/2) T(h) R(h/2): local kinetics with SDIRK2
    (stiff vessel transit and release are handled implicitly) using the systemic plasma
-   concentrations interpolated linearly over the step, and implicit transport (TR-BDF2) of the
+   concentrations interpolated linearly over the step, and implicit transport (SDIRK2) of the
    interstitial species;
 3. what the tissue took from the blood during the step (the ``net_*`` counters, volume-integrated)
    is removed from the systemic central compartments, so the drug ledger (systemic compartments
@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import fv, pk, properties as props, solver, units
+from . import cells, fv, heat, pk, properties as props, solver, units
 from .fluid import FluidState, solve_pressure
 from .scenario import Scenario
-from .tissue import Layout, TissueMaps, layout, tissue_maps
-from .transport import (INDEX, N_SPECIES, TRANSPORTED, Kinetics, drug_per_tissue_volume,
-                        local_rates)
+from .tissue import Layout, layout, tissue_maps
+from .transport import (Kinetics, drug_per_tissue_volume, intracellular_per_tissue_volume,
+                        local_rates, n_state, n_transported, species_names)
 
 BODY_TEMPERATURE_C = 37.0
 REFERENCE_DIAMETER_NM = 90.0  # diameter at which the species' reference carrier clearance holds
@@ -52,19 +52,29 @@ class Inputs:
     dose_mol: jax.Array
     infusion_s: jax.Array
     encapsulated_fraction: jax.Array
+    heating: heat.Heating | None
 
 
-@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Result:
     """Saved output of one simulation (SI; a pytree, batched along a leading axis by vmap)."""
 
     times_s: jax.Array  # (n_t,)
-    fields: jax.Array  # (n_t, N_SPECIES, *grid.shape), per-phase concentrations, mol/m³
+    fields: jax.Array  # (n_t, len(species), *grid.shape), per-phase concentrations, mol/m³
     systemic: jax.Array  # (n_t, 9) payload PK state (pk.STATE_NAMES), mol
     systemic_carrier: jax.Array  # (n_t, 9) carrier-particle PK state, mol drug-equivalent
     accumulators: jax.Array  # (len(ACCUMULATORS),) at the end time
     inputs: Inputs
+    species: tuple  # names of the species axis of ``fields`` (static)
+
+    def field(self, name: str):
+        """Saved field of one species, (n_t, *grid.shape)."""
+        return self.fields[:, self.species.index(name)]
+
+
+jax.tree_util.register_dataclass(
+    Result, data_fields=["times_s", "fields", "systemic", "systemic_carrier", "accumulators",
+                         "inputs"], meta_fields=["species"])
 
 
 def save_times_h(scenario: Scenario) -> np.ndarray:
@@ -118,7 +128,28 @@ def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.
     return params, dose_mol
 
 
-def model_inputs(scenario: Scenario, lay: Layout) -> Inputs:
+def flags(scenario: Scenario) -> tuple[bool, bool]:
+    """(heating, targeting) switches of a scenario (static structure)."""
+    heating = scenario["heating.source"] != "none"
+    targeting = float(scenario["formulation.ligands_per_particle"]) > 0
+    return heating, targeting
+
+
+def _boundaries(grid, names):
+    """Zero flux for solutes everywhere; temperature held at 37 °C on outer boundaries (not on
+    the symmetry axis r = 0)."""
+    if "temperature" not in names:
+        return None
+    out = []
+    for axis, metric in enumerate(grid.metrics):
+        lo_is_axis = metric != "linear" and grid.faces[axis][0] == 0.0
+        temp_lo = fv.Flux() if lo_is_axis else fv.Value(37.0)
+        solutes = [fv.Flux()] * 3
+        out.append((tuple(solutes + [temp_lo]), tuple(solutes + [fv.Value(37.0)])))
+    return tuple(out)
+
+
+def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
     """All SI inputs of the time loop (pure; differentiable in ``scenario.params``)."""
     s = scenario.params
     maps = tissue_maps(lay, scenario)
@@ -128,30 +159,72 @@ def model_inputs(scenario: Scenario, lay: Layout) -> Inputs:
     cell_volume = maps.phi_c / maps.cell_density  # m³ per cell
     mw = units.DOXORUBICIN_MOLAR_MASS
     per_1e5_cells_ng = 1e-9 / 1e5 / mw / cell_volume  # (ng per 1e5 cells) → mol/m³ of cells
-    release = props.release_rate(BODY_TEMPERATURE_C, s["formulation.release_temperature_c"],
-                                 s["formulation.release_transition_width_c"],
-                                 s["formulation.leak_rate_per_h"] / units.HOUR,
-                                 s["formulation.release_max_rate_per_s"])
+    k_on, k_off = cells.effective_binding_rates(s["formulation.binding_on_rate_per_m_per_s"],
+                                                s["formulation.dissociation_constant_nm"],
+                                                s["formulation.ligands_per_particle"])
+    per_h = 1.0 / units.HOUR
     kin = Kinetics(
         maps=maps, filtration=fluid.filtration, lymph=fluid.lymph_drainage,
-        release_rate=release + 0.0 * maps.phi_e,
-        breakdown_rate=s["formulation.interstitial_breakdown_rate_per_h"] / units.HOUR,
-        degradation_rate=s["drug.degradation_rate_per_h"] / units.HOUR,
+        release_temperature_c=s["formulation.release_temperature_c"],
+        release_width_c=s["formulation.release_transition_width_c"],
+        leak_rate=s["formulation.leak_rate_per_h"] * per_h,
+        max_release_rate=s["formulation.release_max_rate_per_s"],
+        breakdown_rate=s["formulation.interstitial_breakdown_rate_per_h"] * per_h,
+        degradation_rate=s["drug.degradation_rate_per_h"] * per_h,
         unbound_fraction=s["drug.unbound_fraction_plasma"],
         uptake_vmax=s["drug.uptake_vmax_ng_per_1e5cells_min"] / units.MIN * per_1e5_cells_ng,
         uptake_ke=s["drug.uptake_ke_ug_per_ml"] * units.UG_PER_ML_TO_MOL_PER_M3,
         uptake_ki=s["drug.uptake_ki_ng_per_1e5cells"] * per_1e5_cells_ng,
+        receptors=maps.receptors,
+        particle_payload=s["formulation.drug_molecules_per_particle"],
+        k_on=k_on, k_off=k_off,
+        k_int=s["formulation.internalization_rate_per_h"] * per_h,
+        k_release_cell=s["formulation.intracellular_release_rate_per_h"] * per_h,
+        k_degrade_internalized=s["formulation.internalized_degradation_rate_per_h"] * per_h,
+        perfusion_increase_per_c=s["heating.perfusion_increase_per_c"],
+        arterial_temperature_c=s["heating.arterial_temperature_c"],
     )
     phi_e = maps.phi_e
-    diff = jnp.stack([phi_e * maps.d_carrier, phi_e * maps.d_carrier, phi_e * maps.d_free])
-    velocity = tuple(jnp.stack([rf * u, rf * u, u]) for u, rf in zip(
-        fluid.velocity, (_face_mean(maps.rf_carrier, a) for a in range(lay.grid.ndim))))
-    transport = fv.Transport(diffusivity=diff, capacity=jnp.stack([phi_e] * 3),
-                             velocity=velocity)
+    grid = lay.grid
+    diff = [phi_e * maps.d_carrier, phi_e * maps.d_carrier, phi_e * maps.d_free]
+    cap = [phi_e, phi_e, phi_e]
+    rfs = [_face_mean(maps.rf_carrier, a) for a in range(grid.ndim)]
+    vel = [[rf * u, rf * u, u] for u, rf in zip(fluid.velocity, rfs)]
+    heating = None
+    if "temperature" in names:
+        diff.append(maps.thermal_conductivity)
+        cap.append(maps.heat_capacity)
+        for v in vel:
+            v.append(jnp.zeros_like(v[0]))
+        heating = heating_inputs(scenario, lay, maps, _boundaries(grid, names))
+    transport = fv.Transport(diffusivity=jnp.stack(diff), capacity=jnp.stack(cap),
+                             velocity=tuple(jnp.stack(v) for v in vel),
+                             boundaries=_boundaries(grid, names))
     enc = s["formulation.encapsulated_fraction"]
     return Inputs(kin, transport, fluid, pk_payload, pk_payload.replace(k_leak_plasma=0.0),
                   jnp.asarray(dose_mol), jnp.asarray(s["dose.infusion_duration_min"] * units.MIN),
-                  jnp.asarray(enc))
+                  jnp.asarray(enc), heating)
+
+
+def heating_inputs(scenario: Scenario, lay: Layout, maps, boundaries) -> heat.Heating:
+    """Heat-source inputs: focus shape, window, controller gain (one steady Pennes solve)."""
+    s = scenario.params
+    grid = lay.grid
+    focus = heat.focus_shape(grid, s["heating.focus_offset_mm"] * units.MM,
+                             s["heating.focus_fwhm_mm"] * units.MM)
+    probe = heat.probe_index(grid, float(scenario["heating.probe_offset_mm"]) * units.MM)
+    # the gain is for the rise θ = T − T_a: held boundaries hold θ = 0
+    deviation = lambda bc: fv.Value(0.0) if isinstance(bc, fv.Value) else bc  # noqa: E731
+    temp_bcs = tuple((deviation(pair[0][3]), deviation(pair[1][3])) for pair in boundaries)
+    gain = heat.probe_gain(grid, maps.thermal_conductivity, maps.blood_heat_sink, focus, probe,
+                           temp_bcs)
+    return heat.Heating(
+        focus=focus, tumor=jnp.asarray(lay.tumor), start_s=s["heating.heating_start_min"] * units.MIN,
+        duration_s=s["heating.heating_duration_min"] * units.MIN,
+        ramp_s=s["heating.ramp_min"] * units.MIN, target_c=s["heating.target_temperature_c"],
+        power_w=s["heating.power_w"], gain=s["heating.control_gain"],
+        relaxation=s["heating.protocol_relaxation_per_s"], probe_gain_c_per_w=gain,
+        arterial_c=s["heating.arterial_temperature_c"], heat_capacity=maps.heat_capacity)
 
 
 def _face_mean(cell_values, axis):
@@ -169,21 +242,26 @@ def _plasma(inp: Inputs, y, yc):
     return yc[pk.I_ENC_CENTRAL] / vp, y[pk.I_ENC_CENTRAL] / vp, y[pk.I_FREE_CENTRAL] / inp.pk_payload.v1
 
 
-def make_step(inp: Inputs, lay: Layout, newton_iterations: int = 2) -> Callable:
+def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none",
+              probe: tuple = (0,), newton_iterations: int = 2) -> Callable:
     """The coupled step(t, h, state); state = (y_payload, y_carrier, fields, accumulators)."""
     grid = lay.grid
     vol = jnp.asarray(grid.volume)
     tumor_w = jnp.asarray(lay.tumor) * vol
     tumor_volume = jnp.sum(tumor_w)
-    i_net = jnp.asarray([INDEX["net_carrier"], INDEX["net_payload"], INDEX["net_free"]])
-    idx = np.asarray(TRANSPORTED)
+    i_net = np.asarray([names.index(n) for n in ("net_carrier", "net_payload", "net_free")])
+    n_tr, n_st = n_transported(names), n_state(names)
     b_payload = pk.infusion_input(inp.pk_payload, inp.dose_mol, inp.infusion_s,
                                   inp.encapsulated_fraction)
     b_carrier = b_payload.at[pk.I_FREE_CENTRAL].set(0.0)
     maps = inp.kinetics.maps
+    i_temp = names.index("temperature") if "temperature" in names else None
 
     def tumor_mean(x, quantity):
         return jnp.sum(tumor_w * quantity(x)) / tumor_volume
+
+    drug = lambda z: drug_per_tissue_volume(maps, z, names)  # noqa: E731
+    inside = lambda z: intracellular_per_tissue_volume(maps, z, names)  # noqa: E731
 
     def step(t, h, state):
         y, yc, x, acc = state
@@ -191,22 +269,24 @@ def make_step(inp: Inputs, lay: Layout, newton_iterations: int = 2) -> Callable:
         y1 = pk.step_exact(inp.pk_payload, y, h, b_payload * fraction)
         yc1 = pk.step_exact(inp.pk_carrier, yc, h, b_carrier * fraction)
         s0, s1 = _plasma(inp, y, yc), _plasma(inp, y1, yc1)
+        probe_t = x[i_temp][probe] if i_temp is not None else None
 
         def rates(tt, xx):
             w = (tt - t) / h
             sys = tuple(a + w * (b - a) for a, b in zip(s0, s1))
-            return local_rates(inp.kinetics, xx, sys)
+            q = None
+            if i_temp is not None:
+                q = heat.source_function(inp.heating, heating_mode, tt, probe_t)(xx[i_temp])
+            return local_rates(inp.kinetics, xx, sys, names, q)
 
-        x1 = solver.reaction_step(rates, t, x, 0.5 * h, newton_iterations)
-        x1 = x1.at[idx].set(solver.transport_step(grid, inp.transport, x1[idx], h))
-        x1 = solver.reaction_step(rates, t + 0.5 * h, x1, 0.5 * h, newton_iterations)
+        x1 = solver.reaction_step(rates, t, x, 0.5 * h, newton_iterations, n_st)
+        x1 = x1.at[:n_tr].set(solver.transport_step(grid, inp.transport, x1[:n_tr], h))
+        x1 = solver.reaction_step(rates, t + 0.5 * h, x1, 0.5 * h, newton_iterations, n_st)
         drawn = grid.integrate(x1[i_net] - x[i_net])  # mol taken from the blood
         y1 = y1.at[pk.I_ENC_CENTRAL].add(-drawn[1]).at[pk.I_FREE_CENTRAL].add(-drawn[2])
         yc1 = yc1.at[pk.I_ENC_CENTRAL].add(-drawn[0])
 
-        drug0 = tumor_mean(x, lambda z: drug_per_tissue_volume(maps, z))
-        drug1 = tumor_mean(x1, lambda z: drug_per_tissue_volume(maps, z))
-        cell = lambda z: maps.phi_c * z[INDEX["intracellular"]]  # noqa: E731
+        drug0, drug1 = tumor_mean(x, drug), tumor_mean(x1, drug)
         _, e_a, f_a = s0
         _, e_b, f_b = _plasma(inp, y1, yc1)
         acc = jnp.stack([
@@ -214,7 +294,7 @@ def make_step(inp: Inputs, lay: Layout, newton_iterations: int = 2) -> Callable:
             acc[1] + 0.5 * h * (e_a + e_b),
             acc[2] + 0.5 * h * (drug0 + drug1),
             jnp.maximum(acc[3], drug1),
-            acc[4] + 0.5 * h * (tumor_mean(x, cell) + tumor_mean(x1, cell)),
+            acc[4] + 0.5 * h * (tumor_mean(x, inside) + tumor_mean(x1, inside)),
         ])
         return y1, yc1, x1, acc
 
@@ -223,23 +303,35 @@ def make_step(inp: Inputs, lay: Layout, newton_iterations: int = 2) -> Callable:
 
 def run(params: dict, static: tuple, description: str = "", progress: Callable | None = None
         ) -> Result:
-    """Pure function of the scenario's numbers (``params``) for a fixed structure."""
-    scenario = Scenario(params, static, description)
+    """Pure function of the scenario's numbers (``params``) for a fixed structure ``static``
+    (from ``structure(scenario)``)."""
+    st = dict(static)
+    scenario = Scenario(params, tuple((k, v) for k, v in static if not k.startswith("_")),
+                        description)
     lay = layout(scenario)
     dtype = _dtype(scenario)
-    params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
-    scenario = Scenario(params, static, description)
-    inp = model_inputs(scenario, lay)
+    scenario = Scenario({k: jnp.asarray(v, dtype) for k, v in params.items()}, scenario.static,
+                        description)
+    names = species_names(st["_heating"], st["_targeting"])
+    inp = model_inputs(scenario, lay, names)
     times = save_times_h(scenario) * units.HOUR
-    shape = lay.grid.shape
-    state0 = (jnp.zeros(pk.N_STATE, dtype), jnp.zeros(pk.N_STATE, dtype),
-              jnp.zeros((N_SPECIES,) + shape, dtype), jnp.zeros(len(ACCUMULATORS), dtype))
-    step = make_step(inp, lay)
+    x0 = jnp.zeros((len(names),) + lay.grid.shape, dtype)
+    if "temperature" in names:
+        x0 = x0.at[names.index("temperature")].set(inp.heating.arterial_c)
+    state0 = (jnp.zeros(pk.N_STATE, dtype), jnp.zeros(pk.N_STATE, dtype), x0,
+              jnp.zeros(len(ACCUMULATORS), dtype))
+    probe = heat.probe_index(lay.grid, float(scenario["heating.probe_offset_mm"]) * units.MM)
+    step = make_step(inp, lay, names, scenario["heating.source"], probe)
+    fine = ()
+    if st["_heating_window_s"] is not None:
+        a, b = st["_heating_window_s"]
+        fine = ((a, b, float(scenario["numerics.heating_max_dt_min"]) * units.MIN),)
     final, saved = solver.integrate(
         step, state0, times, max_dt=float(scenario["numerics.max_dt_min"]) * units.MIN,
-        observe=lambda st: (st[0], st[1], st[2]), checkpoint=True, progress=progress)
+        observe=lambda s_: (s_[0], s_[1], s_[2]), checkpoint=True, progress=progress,
+        fine_windows=fine)
     y, yc, fields = saved
-    return Result(jnp.asarray(times, dtype), fields, y, yc, final[3], inp)
+    return Result(jnp.asarray(times, dtype), fields, y, yc, final[3], inp, names)
 
 
 _run_jit = jax.jit(run, static_argnums=(1, 2, 3))
@@ -247,9 +339,17 @@ LABELS = {"formulation.name", "formulation.carrier", "drug.name", "outputs.figur
 
 
 def structure(scenario: Scenario) -> tuple:
-    """The static fields that change the computation (labels excluded, so renaming a
-    formulation does not recompile)."""
-    return tuple((k, v) for k, v in scenario.static if k not in LABELS)
+    """The static structure of a run: the static fields that change the computation (labels
+    excluded, so renaming a formulation does not recompile), the heating/targeting switches and
+    the window of refined steps around heating (from the scenario's concrete values)."""
+    heating, targeting = flags(scenario)
+    window = None
+    if heating:
+        start = float(scenario["heating.heating_start_min"]) * units.MIN
+        end = start + float(scenario["heating.heating_duration_min"]) * units.MIN
+        window = (max(0.0, start - 5 * units.MIN), end + 30 * units.MIN)
+    extra = (("_heating", heating), ("_heating_window_s", window), ("_targeting", targeting))
+    return tuple((k, v) for k, v in scenario.static if k not in LABELS) + extra
 
 
 def simulate(scenario: Scenario, progress: Callable | None = None) -> Result:
@@ -261,4 +361,3 @@ def simulate(scenario: Scenario, progress: Callable | None = None) -> Result:
 def grid_of(scenario: Scenario):
     """The grid a scenario runs on."""
     return layout(scenario).grid
-

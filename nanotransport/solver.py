@@ -5,18 +5,21 @@ Scheme (second order in time, L-stable pieces; the step is set by accuracy, not 
     c(t + h) ≈ R(h/2) ∘ T(h) ∘ R(h/2) c(t)                               (Strang splitting)
 
 * ``R`` integrates the local (per-cell) reactions dc/dt = f(t, c) — exchange between phases,
-  release, binding, uptake, with rates up to 1e2 1/s and beyond — with TR-BDF2
-  (γ = 2 − √2; Bank et al. 1985, Hosea & Shampine 1996).  Each stage is solved by a fixed
-  number of Newton iterations with the exact per-cell Jacobian (n_species forward-mode
-  products, then a batched n_species × n_species solve); for linear kinetics one iteration is
-  exact.  L-stability means a rate k with k·h ≫ 1 relaxes to its quasi-steady state instead of
-  oscillating.
-* ``T`` integrates transport (diffusion + upwind convection), linear in c, with TR-BDF2 whose
-  two stages share the matrix (I − (γ/2) h M) — a tridiagonal solve along each line.  In 2D/3D
+  release, binding, uptake, with rates up to 1e2 1/s and beyond — with the two-stage,
+  L-stable, stiffly accurate SDIRK of Alexander (1977), γ = 1 − 1/√2.  Each stage is a
+  backward-Euler-like equation solved by a fixed number of Newton iterations with the exact
+  per-cell Jacobian (forward-mode products, then a batched n × n solve); for linear kinetics
+  one iteration is exact.  L-stability means a rate k with k·h ≫ 1 relaxes to its
+  quasi-steady state instead of oscillating.  Cells where the second-order result would turn
+  negative (stiff nonlinear kinetics far from equilibrium, e.g. receptor binding) take the
+  backward-Euler result instead (positive, first order there).  (TR-BDF2 was used first: its
+  explicit trapezoidal half pushed such kinetics out of the region with a physical root.)
+* ``T`` integrates transport (diffusion + upwind convection), linear in c, with the same SDIRK2,
+  whose two stages share the matrix (I − γ h M) — a tridiagonal solve along each line.  In 2D/3D
   the directions are Strang-split (x(h/2) y(h/2) z(h) y(h/2) x(h/2)), which keeps second order
   and needs only tridiagonal solves (no Krylov iterations, so ``vmap`` never waits for the
-  slowest member to converge).  ``transport_method='euler'`` (backward Euler, first order)
-  is unconditionally positivity-preserving (each factor is the inverse of an M-matrix).
+  slowest member to converge).  ``transport_method='euler'`` (backward Euler, first order) is
+  unconditionally positivity-preserving (each solve is the inverse of an M-matrix).
 * ``explicit_step`` is forward Euler on the full operator (with the limited convection scheme
   if asked), for small problems and for comparison with explicit codes.
 
@@ -38,22 +41,22 @@ from . import fv
 from .grid import Grid
 from .linalg import solve_lines
 
-GAMMA = 2.0 - math.sqrt(2.0)
-G = (1.0 - GAMMA) / (2.0 - GAMMA)  # equals GAMMA/2 for GAMMA = 2 − √2: one matrix per step
-C_GAMMA = 1.0 / (GAMMA * (2.0 - GAMMA))
-C_N = (1.0 - GAMMA) ** 2 / (GAMMA * (2.0 - GAMMA))
+GAMMA = 1.0 - 1.0 / math.sqrt(2.0)  # Alexander's L-stable, stiffly accurate 2-stage SDIRK
+W = (1.0 - GAMMA) / GAMMA  # (1 − γ)/γ ≈ 2.414: second stage rhs = c + W (Y₁ − c)
 
 
 # ------------------------------------------------------------------ transport
 def _axis_sweep(coef: fv.AxisCoefficients, c_last, h, method):
-    """Advance dc/dt = M c + b along one axis (axis last) over h."""
+    """Advance dc/dt = M c + b along one axis (axis last) over h.
+
+    SDIRK2: (I − γhM) Y₁ = c + γh b;  (I − γhM) Y₂ = c + w (Y₁ − c) + γh b,  w = (1 − γ)/γ.
+    L-stable and second order; positivity is guaranteed only by ``method='euler'``."""
     if method == "euler":
         return solve_lines(coef.lower, coef.diag, coef.upper, c_last + h * coef.source, h)
-    mc = fv.apply_axis(coef._replace(source=jnp.zeros_like(coef.source)), c_last)
-    rhs1 = c_last + (G * h) * mc + (GAMMA * h) * coef.source
-    y_g = solve_lines(coef.lower, coef.diag, coef.upper, rhs1, G * h)
-    rhs2 = C_GAMMA * y_g - C_N * c_last + (G * h) * coef.source
-    return solve_lines(coef.lower, coef.diag, coef.upper, rhs2, G * h)
+    y1 = solve_lines(coef.lower, coef.diag, coef.upper, c_last + (GAMMA * h) * coef.source,
+                     GAMMA * h)
+    rhs2 = (1.0 - W) * c_last + W * y1 + (GAMMA * h) * coef.source
+    return solve_lines(coef.lower, coef.diag, coef.upper, rhs2, GAMMA * h)
 
 
 def axis_order(ndim: int) -> list[tuple[int, float]]:
@@ -64,10 +67,10 @@ def axis_order(ndim: int) -> list[tuple[int, float]]:
     return first + [(ndim - 1, 1.0)] + first[::-1]
 
 
-def transport_step(grid: Grid, transport: fv.Transport, c, h, method: str = "trbdf2"):
+def transport_step(grid: Grid, transport: fv.Transport, c, h, method: str = "sdirk2"):
     """Advance the transport part  φ ∂c/∂t = −∇·F  of fields c (n_species, *shape) over h."""
-    if method not in ("trbdf2", "euler"):
-        raise ValueError(f"transport_method = {method!r}; allowed: 'trbdf2', 'euler'")
+    if method not in ("sdirk2", "euler"):
+        raise ValueError(f"transport_method = {method!r}; allowed: 'sdirk2', 'euler'")
     ns = c.shape[0]
     coefs = [fv.axis_coefficients(grid, transport, a, ns, c.dtype) for a in range(grid.ndim)]
     for axis, frac in axis_order(grid.ndim):
@@ -89,32 +92,54 @@ def cell_jacobian(f: Callable, t, c):
     return jnp.moveaxis(jnp.moveaxis(jac, 0, -1), 0, -2)  # (*shape, i, j)
 
 
-def _implicit_stage(f, t, rhs, guess, a_h, iterations):
-    """Solve y − a_h f(t, y) = rhs per cell with Newton iterations from ``guess``."""
-    ns = rhs.shape[0]
+def _implicit_stage(f, t, rhs, guess, a_h, iterations, n_state):
+    """Solve y − a_h f(t, y) = rhs per cell with Newton iterations from ``guess``.
+
+    Only the first ``n_state`` species enter Newton; the others are counters (nothing depends
+    on them), whose implicit equation is explicit once the state is known."""
+    ns = n_state
     eye = jnp.eye(ns, dtype=rhs.dtype)
     y = guess
     for _ in range(iterations):
-        resid = y - a_h * f(t, y) - rhs
-        jac = eye - a_h * cell_jacobian(f, t, y)
+        resid = (y - a_h * f(t, y) - rhs)[:ns]
+        jac = eye - a_h * cell_jacobian(lambda tt, z: f(tt, y.at[:ns].set(z))[:ns], t, y[:ns])
         r = jnp.moveaxis(resid, 0, -1)[..., None]
         dy = jnp.linalg.solve(jac, r)[..., 0]
-        y = y - jnp.moveaxis(dy, -1, 0)
+        y = y.at[:ns].add(-jnp.moveaxis(dy, -1, 0))
+    if ns < y.shape[0]:
+        y = y.at[ns:].set(rhs[ns:] + a_h * f(t, y)[ns:])
     return y
 
 
-def reaction_step(f: Callable, t, c, h, newton_iterations: int = 2):
-    """TR-BDF2 step of the local system dc/dt = f(t, c) over h (every cell independently)."""
-    f_n = f(t, c)
-    rhs1 = c + (G * h) * f_n
-    y_g = _implicit_stage(f, t + GAMMA * h, rhs1, c, G * h, newton_iterations)
-    rhs2 = C_GAMMA * y_g - C_N * c
-    return _implicit_stage(f, t + h, rhs2, y_g, G * h, newton_iterations)
+def reaction_step(f: Callable, t, c, h, newton_iterations: int = 2, n_state: int | None = None,
+                  positive: bool = True):
+    """SDIRK2 step of the local system dc/dt = f(t, c) over h (every cell independently):
+
+        Y₁ − γh f(t + γh, Y₁) = c,     Y₂ − γh f(t + h, Y₂) = c + ((1 − γ)/γ)(Y₁ − c).
+
+    Each stage is a backward-Euler-like equation, well posed for stiff nonlinear kinetics.  No
+    second-order linear method is positive for every step (Bolley & Crouzeix 1978), so with
+    ``positive=True`` every cell where a non-negative state component would turn negative takes
+    the backward-Euler result instead (first order there, positive, and — like any Runge–Kutta
+    method — exact for linear invariants, so conservation is unaffected).
+    ``n_state``: species [0, n_state) are solved by Newton; species from ``n_state`` on must be
+    counters — their rates may depend on the state but nothing may depend on them (cumulative
+    amounts, exposure integrals) — and are integrated by the same formulas without entering the
+    Newton system (cheaper Jacobians and solves)."""
+    n_state = c.shape[0] if n_state is None else n_state
+    y1 = _implicit_stage(f, t + GAMMA * h, c, c, GAMMA * h, newton_iterations, n_state)
+    rhs2 = c + W * (y1 - c)
+    y2 = _implicit_stage(f, t + h, rhs2, y1, GAMMA * h, newton_iterations, n_state)
+    if not positive:
+        return y2
+    y_be = _implicit_stage(f, t + h, c, y1, h, newton_iterations, n_state)
+    turned_negative = jnp.any((y2[:n_state] < 0.0) & (c[:n_state] >= 0.0), axis=0)
+    return jnp.where(turned_negative[None], y_be, y2)
 
 
 # ------------------------------------------------------------------ split and explicit steps
 def strang_step(grid: Grid, transport: fv.Transport, reaction: Callable | None,
-                transport_method: str = "trbdf2", newton_iterations: int = 2,
+                transport_method: str = "sdirk2", newton_iterations: int = 2,
                 transported: tuple[int, ...] | None = None):
     """Return step(t, h, c) = R(h/2) T(h) R(h/2) c.
 
@@ -163,40 +188,54 @@ def explicit_stable_dt(grid: Grid, transport: fv.Transport, n_species: int) -> f
 
 
 # ------------------------------------------------------------------ time loop
-def macro_schedule(save_times, t0: float, max_dt: float, steps_per_macro: int | None = None):
+def macro_schedule(save_times, t0: float, max_dt: float, steps_per_macro: int | None = None,
+                   fine_windows=()):
     """Split [t0, save_times[-1]] into macro-intervals of ``steps_per_macro`` equal steps.
 
+    ``fine_windows`` is a sequence of (start, end, max_dt) (s) inside which the step is at most
+    that max_dt (their edges become unsaved breakpoints).
     Returns (macro_lengths, save_index, steps_per_macro): the numpy lengths (s) of the
     macro-intervals, for each saved time the number of macro-intervals completed by then (0:
-    the initial state), and the number of steps in each.  Step sizes never exceed ``max_dt``; saved times are hit exactly.
+    the initial state), and the number of steps in each.  Steps never exceed the local largest
+    step; saved times are hit exactly.
     """
     save_times = np.asarray(save_times, dtype=float)
     if save_times.ndim != 1 or save_times.size == 0:
         raise ValueError("save_times must be a non-empty 1D sequence of times (s)")
     if not np.all(np.isfinite(save_times)):
         raise ValueError("save_times contain NaN or inf; allowed: finite times (s)")
-    edges = np.concatenate([[t0], save_times])
-    lengths = np.diff(edges)
-    if np.any(lengths < 0):
+    if np.any(np.diff(np.concatenate([[t0], save_times])) < 0):
         raise ValueError(f"save_times must be >= t0 = {t0} s and non-decreasing")
     if not (max_dt > 0 and np.isfinite(max_dt)):
         raise ValueError(f"max_dt = {max_dt!r} s; allowed: finite > 0")
-    total_steps = max(1.0, float(np.sum(np.ceil(lengths / max_dt))))
+    t_end = save_times[-1]
+    edges = {float(t0), *map(float, save_times)}
+    for a, b, _ in fine_windows:
+        edges.update(x for x in (a, b) if t0 < x < t_end)
+    edges = np.asarray(sorted(edges))
+
+    def local_dt(a, b):
+        dts = [w_dt for w_a, w_b, w_dt in fine_windows if a < w_b and b > w_a]
+        return min([max_dt] + dts)
+
+    lengths = np.diff(edges)
+    dts = np.asarray([local_dt(a, b) for a, b in zip(edges[:-1], edges[1:])])
+    total_steps = max(1.0, float(np.sum(np.ceil(lengths / dts))))
     if steps_per_macro is None:
         steps_per_macro = max(1, int(round(math.sqrt(total_steps))))
-    macro_len = steps_per_macro * max_dt
-    pieces, save_index = [], []
-    for length in lengths:
-        if length > 0:  # a save at an already reached time re-uses the last state
-            m = max(1, int(math.ceil(length / macro_len - 1e-12)))
-            pieces.extend([length / m] * m)
-        save_index.append(len(pieces))  # 0 is the initial state, k the end of macro k − 1
-    return np.asarray(pieces), np.asarray(save_index), steps_per_macro
+    pieces, completed_at = [], {float(t0): 0}
+    for b, length, dt in zip(edges[1:], lengths, dts):
+        m = max(1, int(math.ceil(length / (steps_per_macro * dt) - 1e-12)))
+        pieces.extend([length / m] * m)
+        completed_at[float(b)] = len(pieces)
+    save_index = np.asarray([completed_at[float(t)] for t in save_times])
+    return np.asarray(pieces), save_index, steps_per_macro
 
 
 def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0,
               observe: Callable | None = None, checkpoint: bool = False,
-              steps_per_macro: int | None = None, progress: Callable | None = None):
+              steps_per_macro: int | None = None, progress: Callable | None = None,
+              fine_windows=()):
     """Advance ``state0`` (any pytree) with ``step(t, h, state)`` and return saved observations.
 
     Args:
@@ -204,6 +243,7 @@ def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0
         state0: initial state pytree.
         save_times: increasing times (s) at which ``observe(state)`` is recorded (static).
         max_dt: largest step (s).  Steps are equal within each macro-interval.
+        fine_windows: (start, end, max_dt) triples (s) where a smaller step is needed.
         observe: maps a state to what is saved (default: the state itself).
         checkpoint: wrap each macro-interval in ``jax.checkpoint`` (reverse-mode memory
             ~ √steps states instead of all of them).
@@ -213,7 +253,8 @@ def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0
         (final state, saved observations stacked along a leading time axis).
     """
     observe = observe or (lambda s: s)
-    lengths, save_index, n_sub = macro_schedule(save_times, t0, max_dt, steps_per_macro)
+    lengths, save_index, n_sub = macro_schedule(save_times, t0, max_dt, steps_per_macro,
+                                                fine_windows)
     dtype = jax.tree_util.tree_leaves(state0)[0].dtype
 
     def macro(carry, length):

@@ -16,7 +16,14 @@ tumor_carrier_pct_id                   {saved time h: carriers in the tumor, % o
 tumor_carrier_pct_id_per_g             {saved time h: the same per g of tumor}
 tumor_drug_pct_id                      {saved time h: all drug in the tumor, % of injected dose}
 fraction_released                      share of the encapsulated dose released from carriers
-                                       (plasma, tumor vessels, interstitium) by the end
+                                       (plasma, tissue vessels, interstitium, cells) by the end
+released_in_*_fraction                 where it was released (plasma, tissue_vessels,
+                                       interstitium, cells), share of the dose
+tumor_intracellular_fraction           share of tumor drug inside cells at the end (free
+                                       intracellular + payload of internalized carriers)
+tumor_bound_internalized_fraction      share of tumor carriers bound or internalized at the end
+cem43_normal_tissue_max_min            highest thermal dose in normal tissue (CEM43, min)
+cem43_tumor_mean_min, tumor_temperature_max_c   (heated scenarios)
 efficacy                               1 − mean surviving fraction of viable tumor cells,
                                        SF = exp(−ω · ∫ a dt) per cell
 mass_balance_error                     |dose given − (systemic compartments and sinks + all
@@ -32,8 +39,8 @@ import numpy as np
 from . import pk, units
 from .simulate import ACCUMULATORS, Result
 from .tissue import Layout
-from .transport import (INDEX, carriers_per_tissue_volume, drug_per_tissue_volume,
-                        encapsulated_per_tissue_volume)
+from .transport import (carriers_per_tissue_volume, drug_per_tissue_volume,
+                        encapsulated_per_tissue_volume, intracellular_per_tissue_volume)
 
 MW = units.DOXORUBICIN_MOLAR_MASS
 TIME_SERIES = ("tumor_carrier_pct_id", "tumor_carrier_pct_id_per_g", "tumor_drug_pct_id")
@@ -48,7 +55,7 @@ def surviving_fraction(result: Result, omega_per_ng_h_per_1e5cells):
     maps = result.inputs.kinetics.maps
     cell_volume = maps.phi_c / maps.cell_density
     to_ng_per_1e5 = MW * 1e9 * 1e5 * cell_volume  # mol/m³ of cells → ng per 1e5 cells
-    auc_ng_h = result.fields[-1, INDEX["intracellular_auc"]] * to_ng_per_1e5 / units.HOUR
+    auc_ng_h = result.field("intracellular_auc")[-1] * to_ng_per_1e5 / units.HOUR
     return jnp.exp(-omega_per_ng_h_per_1e5cells * auc_ng_h)
 
 
@@ -63,37 +70,49 @@ def metrics(result: Result, lay: Layout, omega) -> dict:
     """All summary metrics as JAX scalars (or arrays over saved times for the % ID series)."""
     inp = result.inputs
     maps = inp.kinetics.maps
+    names = result.species
     vol = jnp.asarray(lay.grid.volume)
     tumor_w = jnp.asarray(lay.tumor) * vol
     tumor_g = jnp.sum(tumor_w) / units.ML  # 1 g/mL
+    space = tuple(range(-lay.grid.ndim, 0))
     to_ug_per_ml = MW  # mol/m³ → g/m³ = µg/mL
     h = units.HOUR
     dose = inp.dose_mol
     fields = result.fields
 
-    def tumor_amount(per_volume):  # mol in the tumor at each saved time
-        return jnp.sum(per_volume * tumor_w, axis=tuple(range(-lay.grid.ndim, 0)))
+    def tumor_amount(per_volume):  # mol in the tumor (at each saved time if batched)
+        return jnp.sum(per_volume * tumor_w, axis=space)
 
-    carriers = tumor_amount(jax.vmap(lambda x: carriers_per_tissue_volume(maps, x))(fields))
-    drug = tumor_amount(jax.vmap(lambda x: drug_per_tissue_volume(maps, x))(fields))
+    per_time = lambda fn: jax.vmap(lambda x: fn(maps, x, names))(fields)  # noqa: E731
+    carriers = tumor_amount(per_time(carriers_per_tissue_volume))
+    drug = tumor_amount(per_time(drug_per_tissue_volume))
     free_plasma = result.systemic[:, pk.I_FREE_CENTRAL] / inp.pk_payload.v1
 
     final = fields[-1]
     y = result.systemic[-1]
-    tissue_drug = jnp.sum((drug_per_tissue_volume(maps, final) + final[INDEX["degraded"]]) * vol)
+    field = lambda n: final[names.index(n)]  # noqa: E731
+    tissue_drug = jnp.sum((drug_per_tissue_volume(maps, final, names) + field("degraded")) * vol)
     given = dose * jnp.clip(result.times_s[-1] / inp.infusion_s, 0.0, 1.0)
     balance = jnp.abs(given - (jnp.sum(y) + tissue_drug)) / dose
 
     enc_given = given * inp.encapsulated_fraction
     enc_left = (y[pk.I_ENC_CENTRAL] + y[pk.I_ENC_PERIPHERAL] + y[pk.I_SINK_RENAL]
                 + y[pk.I_SINK_MPS] + y[pk.I_SINK_OTHER]
-                + jnp.sum(encapsulated_per_tissue_volume(maps, final) * vol))
-    released = jnp.where(enc_given > 0, (enc_given - enc_left) / jnp.where(
-        enc_given > 0, enc_given, 1.0), 0.0)
+                + jnp.sum(encapsulated_per_tissue_volume(maps, final, names) * vol))
+    safe = lambda num, den: jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)  # noqa
+    released = enc_given - enc_left
+    released_vessel = jnp.sum(field("released_vessel") * vol)
+    released_interstitium = jnp.sum(field("released_interstitium") * vol)
+    released_cells = jnp.sum(field("released_cells") * vol)
+
+    tumor_drug_end = tumor_amount(drug_per_tissue_volume(maps, final, names))
+    tumor_inside_end = tumor_amount(intracellular_per_tissue_volume(maps, final, names))
+    bound = (final[names.index("bound")] + final[names.index("internalized")]
+             if "bound" in names else jnp.zeros_like(vol))
 
     auc_free = _acc(result, "plasma_auc_free") * to_ug_per_ml / h
     auc_enc = _acc(result, "plasma_auc_encapsulated") * to_ug_per_ml / h
-    return {
+    out = {
         "plasma_auc_free_ug_h_per_ml": auc_free,
         "plasma_auc_encapsulated_ug_h_per_ml": auc_enc,
         "plasma_auc_total_ug_h_per_ml": auc_free + auc_enc,
@@ -105,10 +124,27 @@ def metrics(result: Result, lay: Layout, omega) -> dict:
         "tumor_carrier_pct_id": 100.0 * carriers / dose,
         "tumor_carrier_pct_id_per_g": 100.0 * carriers / dose / tumor_g,
         "tumor_drug_pct_id": 100.0 * drug / dose,
-        "fraction_released": released,
+        "tumor_intracellular_fraction": safe(tumor_inside_end, tumor_drug_end),
+        "tumor_bound_internalized_fraction": safe(tumor_amount(bound), carriers[-1]),
+        "fraction_released": safe(released, enc_given),
+        "released_in_plasma_fraction": safe(released - released_vessel - released_interstitium
+                                             - released_cells, dose),
+        "released_in_tissue_vessels_fraction": released_vessel / dose,
+        "released_in_interstitium_fraction": released_interstitium / dose,
+        "released_in_cells_fraction": released_cells / dose,
         "efficacy": efficacy(result, lay, omega),
         "mass_balance_error": balance,
     }
+    if "temperature" in names:
+        temps = fields[:, names.index("temperature")]
+        normal = jnp.asarray(lay.normal) > 0
+        out["cem43_normal_tissue_max_min"] = jnp.max(jnp.where(normal, field("cem43"), 0.0))
+        out["cem43_tumor_mean_min"] = jnp.sum(field("cem43") * tumor_w) / jnp.sum(tumor_w)
+        out["tumor_temperature_max_c"] = jnp.max(jnp.where(jnp.asarray(lay.tumor) > 0, temps,
+                                                           -jnp.inf))
+    else:
+        out["cem43_normal_tissue_max_min"] = jnp.zeros(())
+    return out
 
 
 def to_json_ready(values: dict, times_h) -> dict:

@@ -28,6 +28,7 @@ from . import units
 from .scenario import Scenario
 
 REGIONS = ("tumor", "normal")
+AVOGADRO = 6.02214076e23  # 1/mol
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -155,6 +156,10 @@ class TissueMaps:
     d_free: jax.Array  # interstitial diffusivity of the free drug, m²/s
     cell_density: jax.Array  # cells per m³ of tissue
     viable_tumor: jax.Array  # 1 in viable tumor cells (weights of the efficacy mean)
+    receptors: jax.Array  # R_T, mol/m³ of tissue
+    heat_capacity: jax.Array  # ρc, J/(m³·K)
+    thermal_conductivity: jax.Array  # k, W/(m·K)
+    blood_heat_sink: jax.Array  # ω_b ρ_b c_b, W/(m³·K)
 
 
 def _blend(lay: Layout, scenario: Scenario, key: str, necrotic_value=None):
@@ -206,4 +211,8 @@ def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
                       p_eff=p_eff, hydraulic_k=k_hyd, lymph=lymph, perfusion=perfusion,
                       ps_carrier=ps_carrier, sigma_carrier=wall.reflection, d_carrier=d_carrier,
                       rf_carrier=rf, ps_free=ps_free, sigma_free=sigma_free, d_free=d_free,
-                      cell_density=cells, viable_tumor=jnp.asarray(viable))
+                      cell_density=cells, viable_tumor=jnp.asarray(viable),
+                      receptors=b("receptors_per_cell") * cells / AVOGADRO,
+                      heat_capacity=b("density_kg_per_m3") * b("heat_capacity_j_per_kg_k"),
+                      thermal_conductivity=b("thermal_conductivity_w_per_m_k"),
+                      blood_heat_sink=b("blood_heat_sink_w_per_m3_k", 0.0))

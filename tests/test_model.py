@@ -53,7 +53,7 @@ def test_carriers_extravasate_less_when_larger():
         mp = k.maps
         phi = props.transvascular_flux(k.filtration, mp.sigma_carrier, mp.ps_carrier, 1.0, 0.0)
         clearance.append(float(np.sum(np.asarray(phi) * lay.tumor * lay.grid.volume)))
-        extravasated = np.sum(np.asarray(mp.phi_e * r.fields[-1, 0]) * lay.tumor
+        extravasated = np.sum(np.asarray(mp.phi_e * r.field("carrier")[-1]) * lay.tumor
                               * lay.grid.volume)  # interstitial carriers in the tumor, mol
         ratios.append(extravasated / float(m["plasma_auc_encapsulated_ug_h_per_ml"]))
     assert clearance[0] > clearance[1] > clearance[2], clearance

@@ -1,0 +1,462 @@
+"""Tests of the numerics layer: grid.py, fv.py, linalg.py, solver.py (DESIGN.md "Numerics we
+expect"; MODEL.md §11).  float64 unless a test says otherwise (tests/conftest.py).  Tolerances are
+stated per test."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from nanotransport import fv, grid, linalg, solver
+
+
+# ================================================================== grid metrics
+def test_sphere_volumes_and_areas():
+    R = 3e-3
+    for g in (grid.sphere(R, 37), grid.sphere(R, 50, refine_at_m=2e-3, refine_ratio=8.0)):
+        assert float(np.sum(g.volume)) == pytest.approx(4.0 / 3.0 * math.pi * R**3, rel=1e-12)
+        r = np.asarray(g.faces[0])
+        np.testing.assert_allclose(g.face_area(0), 4.0 * math.pi * r**2, rtol=1e-14)
+        assert g.face_area(0)[0] == 0.0
+        np.testing.assert_allclose(g.volume, 4.0 / 3.0 * math.pi * np.diff(r**3), rtol=1e-13)
+
+
+def test_cylinder_volumes_and_areas():
+    rc, R = 5e-6, 60e-6
+    g = grid.cylinder(R, 41, inner_radius_m=rc)
+    assert g.faces[0][0] == rc and g.faces[0][-1] == pytest.approx(R, rel=1e-15)
+    assert float(np.sum(g.volume)) == pytest.approx(math.pi * (R**2 - rc**2), rel=1e-12)
+    np.testing.assert_allclose(g.face_area(0), 2.0 * math.pi * np.asarray(g.faces[0]),
+                               rtol=1e-14)
+
+
+def test_axisymmetric_and_3d_metrics():
+    R, L = 2e-3, 5e-3
+    g = grid.axisymmetric(R, L, (13, 7))
+    assert g.shape == (13, 7)
+    assert float(np.sum(g.volume)) == pytest.approx(math.pi * R**2 * L, rel=1e-12)
+    r, z = (np.asarray(f) for f in g.faces)
+    np.testing.assert_allclose(g.face_area(0), np.outer(2 * math.pi * r, np.diff(z)),
+                               rtol=1e-14)
+    np.testing.assert_allclose(g.face_area(1), np.outer(math.pi * np.diff(r**2),
+                                                        np.ones(z.size)), rtol=1e-14)
+    # the lateral surface is 2πRL and each end disc is πR²
+    assert float(np.sum(g.face_area(0)[-1])) == pytest.approx(2 * math.pi * R * L, rel=1e-12)
+    assert float(np.sum(g.face_area(1)[:, 0])) == pytest.approx(math.pi * R**2, rel=1e-12)
+
+    g3 = grid.cartesian3d((1e-3, 2e-3, 3e-3), (4, 5, 6))
+    assert g3.shape == (4, 5, 6)
+    assert float(np.sum(g3.volume)) == pytest.approx(6e-9, rel=1e-12)
+    assert g3.face_area(1).shape == (4, 6, 6)
+    assert float(np.sum(g3.face_area(0)[0])) == pytest.approx(2e-3 * 3e-3, rel=1e-12)
+    assert float(np.sum(g3.face_area(2)[..., -1])) == pytest.approx(1e-3 * 2e-3, rel=1e-12)
+    g2 = grid.cartesian2d((1.0, 2.0), (3, 4))
+    assert float(np.sum(g2.volume)) == pytest.approx(2.0, rel=1e-14)
+
+
+def test_graded_spacing_is_finer_at_refinement_point():
+    g = grid.sphere(1e-2, 80, refine_at_m=6e-3, refine_ratio=10.0, refine_width_m=1e-3)
+    w = g.cell_widths(0)
+    near = w[np.argmin(np.abs(g.centers[0] - 6e-3))]
+    assert near < w[0] / 5 and near < w[-1] / 5
+    assert float(np.sum(w)) == pytest.approx(1e-2, rel=1e-14)
+    assert np.all(w > 0)
+
+
+# ================================================================== conservation
+def _closed_problem(g, rng, ns=3):
+    """Closed domain: zero-flux walls, face velocities zero on the boundary faces, spatially
+    varying diffusivities and capacities, 3 species with linear and nonlinear exchange."""
+    shape = (ns,) + g.shape
+    D = jnp.asarray(10 ** rng.uniform(-10, -8, shape))
+    D = D.at[2].set(1e-9)  # a species with uniform D, another varying by decades
+    phi = jnp.asarray(rng.uniform(0.1, 1.0, shape))
+    vel = []
+    for a in range(g.ndim):
+        fshape = (ns,) + g.face_area(a).shape
+        v = rng.uniform(-1, 1, fshape) * 1e-5  # m/s: cell Péclet |u| h / D up to ~3
+        idx = [slice(None)] * (g.ndim + 1)
+        idx[1 + a] = 0
+        v[tuple(idx)] = 0.0
+        idx[1 + a] = -1
+        v[tuple(idx)] = 0.0
+        vel.append(jnp.asarray(v))
+    tr = fv.Transport(diffusivity=D, capacity=phi, velocity=tuple(vel))
+    fv.validate_transport(g, tr, ns)
+
+    def reaction(t, c):
+        # exchange fluxes per volume J01 (linear), J12 (saturable), J20 (quadratic); each
+        # leaves one species and enters another, so Σ_s φ_s f_s = 0
+        j01 = 2.0 * c[0] - 0.5 * c[1]
+        j12 = 5.0 * c[1] / (1.0 + jnp.abs(c[1])) - 0.1 * c[2]
+        j20 = 0.3 * c[2] ** 2 - 0.05 * c[0]
+        return jnp.stack([(-j01 + j20) / phi[0], (j01 - j12) / phi[1], (j12 - j20) / phi[2]])
+
+    c0 = jnp.asarray(rng.uniform(0.0, 2.0, shape))
+    return tr, phi, reaction, c0
+
+
+@pytest.mark.parametrize("make, methods", [
+    (lambda: grid.sphere(1e-3, 30, refine_at_m=6e-4, refine_ratio=4.0), ("sdirk2", "euler")),
+    (lambda: grid.axisymmetric(1e-3, 2e-3, (12, 10)), ("sdirk2",)),
+    (lambda: grid.cartesian3d((1e-3, 1e-3, 1e-3), (7, 6, 5)), ("sdirk2",)),
+], ids=["sphere", "axisymmetric", "cartesian3d"])
+def test_mass_conserved_to_round_off(make, methods):
+    # Σ V φ c over all species and cells, 80 split steps (rel 1e-12)
+    g = make()
+    rng = np.random.default_rng(0)
+    tr, phi, reaction, c0 = _closed_problem(g, rng)
+    total = lambda c: jnp.sum(g.integrate(phi * c))  # noqa: E731
+    m0 = float(total(c0))
+    for method in methods:
+        step = solver.strang_step(g, tr, reaction, transport_method=method)
+        c, saved = jax.jit(lambda c: solver.integrate(step, c, [100.0, 200.0, 400.0], 5.0,
+                                                      observe=total))(c0)
+        assert np.all(np.isfinite(np.asarray(c)))
+        assert float(jnp.max(jnp.abs(c - c0))) > 1e-3  # things did move
+        np.testing.assert_allclose(np.asarray(saved), m0, rtol=1e-12)
+    # explicit steps (upwind and limited convection) are conservative too: 50 steps
+    dt = 0.5 * solver.explicit_stable_dt(g, tr, 3)
+    for scheme in ("upwind", "limited"):
+        c = _run_fixed(solver.explicit_step(g, tr, reaction, scheme=scheme), c0, dt, 50)
+        assert float(total(c)) == pytest.approx(m0, rel=1e-12)
+
+
+# ================================================================== property tests
+N_PROP = 24
+G_PROP = grid.sphere(1e-3, N_PROP)
+
+
+@jax.jit
+def _euler_transport(D, u, c, h):
+    tr = fv.Transport(diffusivity=D, velocity=(u,))
+    return solver.transport_step(G_PROP, tr, c, h, method="euler")
+
+
+@jax.jit
+def _upwind_explicit(D, u, c):
+    tr = fv.Transport(diffusivity=D, velocity=(u,))
+    cf = fv.axis_coefficients(G_PROP, tr, 0, 1, c.dtype)
+    h = 1.0 / jnp.max(-cf.diag)  # the Gershgorin (positivity) limit of forward Euler
+    return solver.explicit_step(G_PROP, tr, scheme="upwind")(0.0, h, c)
+
+
+_coefficients = dict(
+    log_d=hnp.arrays(np.float64, N_PROP, elements=st.floats(-12.0, -8.0)),
+    vel=hnp.arrays(np.float64, N_PROP - 1, elements=st.floats(-1.0, 1.0)),
+    log_u=st.floats(-8.0, -3.0),
+    c0=hnp.arrays(np.float64, N_PROP, elements=st.floats(0.0, 1e3)),
+)
+
+
+def _random_transport(log_d, vel, log_u, c0):
+    D = jnp.asarray(10.0**log_d)[None]
+    # interior faces random (cell Péclet |u| h / D up to ~1e3 and beyond), boundaries closed
+    u = jnp.asarray(np.concatenate([[0.0], vel * 10.0**log_u, [0.0]]))
+    c = jnp.asarray(c0)[None]
+    return D, u, c
+
+
+@settings(max_examples=25, deadline=None)
+@given(log_h=st.floats(-2.0, 6.0), **_coefficients)
+def test_implicit_euler_positive_and_conservative(log_h, log_d, vel, log_u, c0):
+    D, u, c = _random_transport(log_d, vel, log_u, c0)
+    h = 10.0**log_h
+    out = _euler_transport(D, u, c, h)
+    scale = max(float(jnp.max(c)), 1e-300)
+    assert float(jnp.min(out)) >= -1e-14 * scale
+    # round-off of the line solve grows with the stiffness h·max|M| of I − hM (up to ~1e7
+    # here: Courant numbers of 1e7); mass is conserved to that round-off
+    cf = fv.axis_coefficients(G_PROP, fv.Transport(diffusivity=D, velocity=(u,)), 0, 1)
+    stiffness = 1.0 + h * float(jnp.max(-cf.diag))
+    m0, m1 = float(G_PROP.integrate(c)[0]), float(G_PROP.integrate(out)[0])
+    assert m1 == pytest.approx(m0, rel=1e-14 * stiffness + 1e-13, abs=1e-30)
+
+
+@settings(max_examples=25, deadline=None)
+@given(**_coefficients)
+def test_explicit_upwind_positive_at_stable_dt(log_d, vel, log_u, c0):
+    D, u, c = _random_transport(log_d, vel, log_u, c0)
+    out = _upwind_explicit(D, u, c)
+    scale = max(float(jnp.max(c)), 1e-300)
+    assert float(jnp.min(out)) >= -1e-14 * scale
+    m0, m1 = float(G_PROP.integrate(c)[0]), float(G_PROP.integrate(out)[0])
+    assert m1 == pytest.approx(m0, rel=1e-12, abs=1e-30)
+
+
+# ================================================================== time accuracy
+L_BIND = 200e-6
+G_BIND = grid.slab(L_BIND, 40)
+
+
+def _binding_problem(kon):
+    """Ligand c diffuses (D = 1e-10 m²/s, slab of 200 µm, c = 1.5 at x = 0) and binds receptors
+    b (not transported) with nonlinear kinetics db/dt = k_on c (B − b) − k_off b, B = 2."""
+    tr = fv.Transport(diffusivity=jnp.asarray(1e-10), boundaries=((fv.Value(1.5), fv.Flux()),))
+    B, koff = 2.0, 0.5
+
+    def f(t, c):
+        r = kon * c[0] * (B - c[1]) - koff * c[1]
+        return jnp.stack([-r, r])
+
+    x = G_BIND.centers[0]
+    c0 = jnp.stack([jnp.asarray(1.0 + 0.5 * np.cos(np.pi * x / L_BIND)), jnp.zeros(40)])
+    return tr, f, c0
+
+
+def _runner(step):
+    """jit-compiled run(c, h, n): n fixed steps of size h (one compilation per step function)."""
+    return jax.jit(lambda c, h, n: jax.lax.fori_loop(0, n, lambda i, x: step(i * h, h, x), c))
+
+
+def _run_fixed(step, c0, h, n):
+    return _runner(step)(c0, h, n)
+
+
+@pytest.mark.parametrize("method, expected", [("sdirk2", 2.0), ("euler", 1.0)])
+def test_strang_time_order(method, expected):
+    # reaction rates up to ~4 1/s, diffusion D/h² = 4 1/s: k Δt = 8 … 1 over the study
+    tr, f, c0 = _binding_problem(kon=1.0)
+    step = solver.strang_step(G_BIND, tr, f, transport_method=method, transported=(0,))
+    T = 20.0
+    run = _runner(step)
+    ref = run(c0, T / 8192, 8192)
+    errs = [float(jnp.max(jnp.abs(run(c0, T / n, n) - ref))) for n in (20, 40, 80)]
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(orders > expected - 0.25), (errs, orders)
+    assert np.all(orders < expected + 0.5), (errs, orders)
+
+
+def test_stiff_nonlinear_binding_stays_physical():
+    # stiff binding far from equilibrium (k_on B Δt ≈ 4): the second-order stage would go
+    # negative; the per-cell backward-Euler fallback keeps the state physical and conserving
+    kon, B, koff = 20.0, 2.0, 0.5
+    f = lambda t, c: jnp.stack([-(kon * c[0] * (B - c[1]) - koff * c[1]),  # noqa: E731
+                                kon * c[0] * (B - c[1]) - koff * c[1]])
+    out = np.asarray(solver.reaction_step(f, 0.0, jnp.array([[1.5], [0.0]]), 0.1, 5))
+    assert np.all(out >= -1e-12) and np.all(out[1] <= B + 1e-12), out
+    assert abs(out.sum() - 1.5) < 1e-12
+    raw = np.asarray(solver.reaction_step(f, 0.0, jnp.array([[1.5], [0.0]]), 0.1, 5,
+                                          positive=False))
+    assert raw.min() < 0  # the safeguard is what keeps it physical
+
+
+def test_stiff_reaction_step_is_l_stable():
+    # dc/dt = −k (c − 1): the TR-BDF2 stability function R(z) → 0 as z → −∞ (L-stable), so a
+    # linear rate with k h ≫ 1 lands on its equilibrium (the trapezoidal rule alone would
+    # give R → −1, i.e. c ≈ −3 here); |R(−kh)| ≈ 5/(kh) for large kh
+    for kh in (1e2, 1e4, 1e6):
+        f = lambda t, c, k=kh / 100.0: -k * (c - 1.0)  # noqa: E731
+        out = np.asarray(solver.reaction_step(f, 0.0, jnp.full((1, 3), 5.0), 100.0))
+        assert np.all(np.abs(out - 1.0) <= 4.0 * 5.0 / kh), (kh, out)
+
+
+# ================================================================== limited convection
+def _square(g, a, b):
+    f = np.asarray(g.faces[0])
+    return np.clip(np.minimum(f[1:], b) - np.maximum(f[:-1], a), 0.0, None) / np.diff(f)
+
+
+@pytest.mark.parametrize("u", [1.0, -1.0])
+def test_limited_scheme_bounded_and_sharper_than_upwind(u):
+    g = grid.slab(1.0, 200)
+    start, end = ((0.2, 0.4), (0.6, 0.8)) if u > 0 else ((0.6, 0.8), (0.2, 0.4))
+    c0 = jnp.asarray(_square(g, *start))[None]
+    exact = _square(g, *end)
+    tr = fv.Transport(diffusivity=jnp.asarray(0.0), velocity=(jnp.asarray(u),),
+                      boundaries=((fv.Outflow(), fv.Outflow()),))
+    h = 0.4 / 200  # Courant 0.4 ≤ 1/2
+    errors = {}
+    for scheme in ("upwind", "limited"):
+        step = solver.explicit_step(g, tr, scheme=scheme)
+        c = _run_fixed(step, c0, h, 200)[0]
+        assert float(jnp.min(c)) >= -1e-14 and float(jnp.max(c)) <= 1.0 + 1e-14
+        errors[scheme] = float(jnp.mean(jnp.abs(c - exact)))
+    assert errors["limited"] < 0.25 * errors["upwind"], errors
+
+
+def test_limited_scheme_mirror_symmetric():
+    # advecting a profile to the left must be the mirror image of advecting it to the right
+    g = grid.slab(1.0, 100)
+    x = g.centers[0]
+    prof = np.exp(-(((x - 0.35) / 0.05) ** 2)) + (np.abs(x - 0.2) < 0.05)
+    out = {}
+    for u in (1.0, -1.0):
+        tr = fv.Transport(diffusivity=jnp.asarray(0.0), velocity=(jnp.asarray(u),),
+                          boundaries=((fv.Outflow(), fv.Outflow()),))
+        c0 = jnp.asarray(prof if u > 0 else prof[::-1])[None]
+        out[u] = np.asarray(_run_fixed(solver.explicit_step(g, tr, scheme="limited"), c0,
+                                       0.004, 60)[0])
+    np.testing.assert_allclose(out[-1.0][::-1], out[1.0], atol=1e-13)
+
+
+# ================================================================== float32
+def test_float32_matches_float64():
+    g = grid.sphere(1e-3, 40)
+
+    def run(dtype):
+        tr = fv.Transport(diffusivity=jnp.asarray(1e-10, dtype),
+                          capacity=jnp.asarray(0.4, dtype),
+                          boundaries=((fv.Flux(), fv.Robin(h=jnp.asarray(1e-6, dtype),
+                                                           c_ext=jnp.asarray(1.0, dtype))),))
+        f = lambda t, c: jnp.stack([-0.01 * c[0] + 0.002 * c[1],  # noqa: E731
+                                    0.01 * c[0] - 0.002 * c[1] - 1e-3 * c[1] ** 2])
+        step = solver.strang_step(g, tr, f, transported=(0,))
+        c0 = jnp.zeros((2, 40), dtype)
+        final, saved = solver.integrate(step, c0, [600.0, 1800.0, 3600.0], 30.0,
+                                        observe=lambda c: g.integrate(c))
+        return final, saved
+
+    c32, s32 = run(jnp.float32)
+    c64, s64 = run(jnp.float64)
+    assert c32.dtype == jnp.float32 and s32.dtype == jnp.float32
+    assert c64.dtype == jnp.float64
+    assert float(jnp.max(c64)) > 0.1
+    np.testing.assert_allclose(np.asarray(c32, np.float64), np.asarray(c64),
+                               rtol=1e-4, atol=1e-4 * float(jnp.max(c64)))
+    np.testing.assert_allclose(np.asarray(s32, np.float64), np.asarray(s64), rtol=1e-4)
+
+
+# ================================================================== interfaces
+def test_flux_continuous_across_coefficient_jump():
+    # two materials, D ratio 100, interface on a face of a non-uniform grid; c(0) = 1, c(L) = 0
+    rng = np.random.default_rng(3)
+    L, a = 1e-3, 4e-4
+    left = np.sort(rng.uniform(0, a, 14))
+    right = np.sort(rng.uniform(a, L, 21))
+    faces = tuple(float(v) for v in np.concatenate([[0.0], left, [a], right, [L]]))
+    g = grid.Grid("slab", (faces,))
+    x = g.centers[0]
+    D1, D2 = 1e-9, 1e-11
+    D = jnp.asarray(np.where(x < a, D1, D2))
+    bcs = ((fv.Value(1.0), fv.Value(0.0)),)
+    tr = fv.Transport(diffusivity=D, boundaries=bcs)
+    c, res = linalg.solve_steady(g, tr, 0.0, 0.0)
+    q = 1.0 / (a / D1 + (L - a) / D2)  # flux density, mol/(m²·s)
+    exact = np.where(x < a, 1.0 - q * x / D1, q * (L - x) / D2)
+    np.testing.assert_allclose(np.asarray(c), exact, rtol=1e-12, atol=1e-13)
+    # the face fluxes, from the transport operator, are all equal to q
+    rate = np.asarray(fv.divergence(g, tr, jnp.asarray(c)[None]))[0]
+    np.testing.assert_allclose(rate, 0.0, atol=1e-9 * q / np.min(np.diff(faces)))
+    dl, dr = g.face_split(0)
+    Dl, Dr = np.asarray(D)[:-1], np.asarray(D)[1:]
+    face_flux = (np.asarray(c)[:-1] - np.asarray(c)[1:]) / (dl / Dl + dr / Dr)
+    np.testing.assert_allclose(face_flux, q, rtol=1e-10)
+    # the same steady state from the transient implicit solver
+    step = solver.strang_step(g, tr, None, transport_method="euler")
+    ct = _run_fixed(step, jnp.zeros((1, g.size)), 1e4, 40)
+    np.testing.assert_allclose(np.asarray(ct[0]), exact, rtol=1e-10, atol=1e-12)
+
+
+def test_steady_capacity_does_not_change_steady_state():
+    g = grid.sphere(1e-3, 30)
+    out = []
+    for phi in (1.0, jnp.linspace(0.2, 0.9, 30)):
+        tr = fv.Transport(diffusivity=1e-10, capacity=phi,
+                          boundaries=((fv.Flux(), fv.Value(1.0)),))
+        out.append(np.asarray(linalg.solve_steady(g, tr, 0.0, 1e-4)[0]))
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-13)
+
+
+def test_steady_krylov_path_matches_1d():
+    # axisymmetric (r, z) with no z dependence = the 1D cylinder (CG path vs tridiagonal path)
+    R, alpha = 1e-3, 5.0
+    K = 1e-12
+    a = alpha**2 * K / R**2
+    g1 = grid.cylinder(R, 24)
+    g2 = grid.axisymmetric(R, 2e-3, (24, 5))
+    b1 = ((fv.Flux(), fv.Value(0.0)),)
+    steady = jax.jit(linalg.solve_steady, static_argnums=0)
+    c1, _ = steady(g1, fv.Transport(diffusivity=K, boundaries=b1), a, a)
+    c2, res = steady(
+        g2, fv.Transport(diffusivity=K, boundaries=b1 + ((fv.Flux(), fv.Flux()),)), a, a)
+    assert float(res) < 1e-9
+    np.testing.assert_allclose(np.asarray(c2), np.asarray(c1)[:, None] * np.ones((1, 5)),
+                               rtol=1e-8, atol=1e-10)
+
+
+# ================================================================== bad input
+def test_bad_grid_inputs():
+    with pytest.raises(ValueError, match="non-positive spacing"):
+        grid.Grid("slab", ((0.0, 1e-3, 1e-3, 2e-3),))
+    with pytest.raises(ValueError, match="non-positive spacing"):
+        grid.Grid("sphere", ((0.0, 2e-3, 1e-3),))
+    with pytest.raises(ValueError, match=r"grid.geometry = 'torus' is unknown"):
+        grid.Grid("torus", ((0.0, 1.0),))
+    with pytest.raises(ValueError, match="non-finite"):
+        grid.Grid("slab", ((0.0, float("nan"), 1.0),))
+    with pytest.raises(ValueError, match="radius >= 0"):
+        grid.Grid("cylinder", ((-1.0, 1.0),))
+    with pytest.raises(ValueError, match="number of cells"):
+        grid.slab(1.0, 0)
+
+
+def test_bad_transport_inputs():
+    g = grid.slab(1.0, 10)
+    with pytest.raises(ValueError, match=r"transport\.diffusivity contains NaN"):
+        fv.validate_transport(g, fv.Transport(diffusivity=jnp.full(10, jnp.nan)), 1)
+    with pytest.raises(ValueError, match=r"transport\.diffusivity has value -1"):
+        fv.validate_transport(g, fv.Transport(diffusivity=jnp.asarray([-1.0] + [1.0] * 9)), 1)
+    with pytest.raises(ValueError, match=r"transport\.diffusivity has shape \(3,\)"):
+        fv.validate_transport(g, fv.Transport(diffusivity=jnp.ones(3)), 1)
+    with pytest.raises(ValueError, match=r"transport\.capacity has value 0"):
+        fv.validate_transport(g, fv.Transport(diffusivity=1.0, capacity=0.0), 1)
+    with pytest.raises(ValueError, match=r"transport\.velocity\[0\] has shape"):
+        fv.validate_transport(g, fv.Transport(diffusivity=1.0, velocity=(jnp.ones(4),)), 1)
+    with pytest.raises(TypeError, match=r"transport\.boundaries\[0\] holds 'wall'"):
+        fv.validate_transport(g, fv.Transport(diffusivity=1.0,
+                                               boundaries=((fv.Flux(), "wall"),)), 1)
+    with pytest.raises(TypeError, match="unknown type"):
+        fv.axis_coefficients(g, fv.Transport(diffusivity=1.0, boundaries=((fv.Flux(), "wall"),)),
+                             0, 1)
+    for h in (0.0, -1.0):
+        with pytest.raises(ValueError, match="Robin.h"):
+            fv.validate_transport(g, fv.Transport(diffusivity=1.0,
+                                                  boundaries=((fv.Robin(h=h), fv.Flux()),)), 1)
+    with pytest.raises(ValueError, match="scheme"):
+        fv.divergence(g, fv.Transport(diffusivity=1.0), jnp.ones((1, 10)), scheme="central")
+    with pytest.raises(ValueError, match="transport_method"):
+        solver.transport_step(g, fv.Transport(diffusivity=1.0), jnp.ones((1, 10)), 1.0, "rk4")
+
+
+def test_bad_time_inputs():
+    step = solver.strang_step(grid.slab(1.0, 5), fv.Transport(diffusivity=1.0), None)
+    c0 = jnp.ones((1, 5))
+    with pytest.raises(ValueError, match="save_times contain NaN"):
+        solver.integrate(step, c0, [1.0, float("nan")], 0.1)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        solver.integrate(step, c0, [2.0, 1.0], 0.1)
+    with pytest.raises(ValueError, match="max_dt"):
+        solver.integrate(step, c0, [1.0], 0.0)
+
+
+# ================================================================== gradients
+def _objective(params, checkpoint):
+    """Drug in the inner half of a sphere after 1 h; D and the uptake rate are parameters."""
+    g = grid.sphere(1e-3, 20)
+    D, k = params
+    tr = fv.Transport(diffusivity=D * jnp.ones((1, 20)), boundaries=((fv.Flux(), fv.Value(1.0)),))
+    f = lambda t, c: -k * c / (1.0 + c)  # noqa: E731  saturable uptake
+    step = solver.strang_step(g, tr, f, newton_iterations=1)
+    inner = jnp.asarray(g.centers[0] < 5e-4, jnp.float64)
+    final, saved = solver.integrate(step, jnp.zeros((1, 20)), [1200.0, 3600.0], 60.0,
+                                    observe=lambda c: g.integrate(c * inner)[0],
+                                    checkpoint=checkpoint)
+    return saved[-1] + 0.5 * saved[0]
+
+
+def test_checkpointed_gradient_matches_plain_and_finite_differences():
+    p = jnp.asarray([2e-10, 1e-3])
+    g_plain = np.asarray(jax.jit(jax.grad(lambda q: _objective(q, False)))(p))
+    g_ckpt = np.asarray(jax.jit(jax.grad(lambda q: _objective(q, True)))(p))
+    np.testing.assert_allclose(g_ckpt, g_plain, rtol=1e-12)
+    obj = jax.jit(lambda q: _objective(q, False))
+    for i in range(2):
+        e = np.zeros(2)
+        e[i] = 1e-4 * float(p[i])
+        fd = (float(obj(p + e)) - float(obj(p - e))) / (2 * e[i])
+        assert g_plain[i] == pytest.approx(fd, rel=1e-6)
+    assert abs(g_plain[0]) > 0 and g_plain[1] < 0

@@ -1,0 +1,44 @@
+"""Closed-form verification cases (MODEL.md §11) as tests: every row of ``nanotransport verify``
+must pass (error ≤ tolerance and observed order ≥ expected − 0.3; see nanotransport/verify.py)."""
+import json
+
+import jax
+import pytest
+
+from nanotransport import verify
+
+
+@pytest.mark.parametrize("name", list(verify.CASES))
+def test_case_passes(name):
+    row = verify.run_cases([name])[0]
+    assert row["case"] == name
+    assert row["passed"], json.dumps(row, indent=1, ensure_ascii=False)
+
+
+def test_rows_are_json_and_table_lists_columns():
+    rows = verify.run_cases(["two_compartments_stiff", "krogh_cylinder"])
+    back = json.loads(json.dumps(rows))
+    for r in back:
+        for key in ("case", "description", "finest_grid", "error", "order", "expected_order",
+                    "tolerance", "passed"):
+            assert key in r
+        assert isinstance(r["error"], float) and isinstance(r["passed"], bool)
+    table = verify.format_table(rows)
+    header = table.splitlines()[0]
+    for col in ("case", "finest grid", "error", "order", "tolerance", "pass"):
+        assert col in header
+    assert "krogh_cylinder" in table and "PASS" in table
+
+
+def test_unknown_case_is_named():
+    with pytest.raises(ValueError, match="no_such_case"):
+        verify.run_cases(["no_such_case"])
+
+
+def test_needs_float64():
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(RuntimeError, match="float64"):
+            verify.run_cases(["krogh_cylinder"])
+    finally:
+        jax.config.update("jax_enable_x64", True)
