@@ -95,19 +95,32 @@ Well-mixed (tissue-scale) comparison
 ------------------------------------
 ``well_mixed_prediction`` runs the *tissue-scale kinetics* (``transport.local_rates``) on one cell
 that is the whole Krogh cylinder: φ_v = (r_c/R_k)², w_b = U π r_c²/V, P S_v = P 2π r_c L/V with
-V = π R_k² L, φ_e and φ_c scaled by (1 − φ_v).  That compartment is a stirred tank: its plasma
-concentration is the outflow concentration, c_in/(1 + PS/F) instead of c_in exp(−PS/F) for plug
-flow, and it drives exchange with that single value instead of the mean of the falling profile
-(1 − e^{−x})/x.  So the well-mixed model *overestimates the outflow concentration and
-underestimates extraction and delivery* (single-pass E = x/(1 + x) vs 1 − e^{−x}, x = PS/F):
-about 5 % at x = 0.1 and 21 % at x = 1 in the initial delivery rate.  A known limitation of the
-tissue-scale model, negligible where PS/F ≪ 1 (liposomes: PS/F ~ 1e-4).
+V = π R_k² L, φ_e and φ_c scaled by (1 − φ_v).  Two assumptions separate it from this model:
+
+1. The vessel phase is a stirred tank: its plasma concentration is the *outflow* concentration,
+   c_in/(1 + x) instead of the plug-flow profile c_in e^{−x z/L} (x = PS/F), and it drives the
+   exchange everywhere with that one value instead of the profile's mean (1 − e^{−x})/x.  So
+   for drug coming from the inlet it *overestimates the outflow concentration and
+   underestimates extraction and delivery*: single-pass E = x/(1 + x) vs 1 − e^{−x}; initial
+   delivery ratio 0.988 / 0.955 / 0.79 at x = 0.025 / 0.1 / 1.  Measured with a radially
+   well-mixed tissue (D_f = 1e-8 m²/s) over 30-300 s: 0.988-0.991, 0.947-0.961, 0.81-0.83.
+   For drug *produced in the lumen* (intravascular release) the bias reverses and is larger:
+   the released free drug rises along the vessel from 0, its mean is about half the outflow
+   value the tank uses, so the tissue-scale model overestimates delivery of intravascularly
+   released drug about 2× (uniformly heated vessel, 42 °C, ThermoDox-like: 1.6-1.8× over
+   30-300 s; liposomes at 37 °C: free drug 1.8×, total drug 1.08-1.10×).
+2. The tissue is one cell: no radial gradient.  The wall is not the only resistance when
+   P R_k/(φ_e D) is not small (≈ 0.5 for doxorubicin with the defaults), so a single cell
+   over-predicts delivery: +5.5 % at x = 0.025 (default D_f), which at x = 0.1 nearly
+   cancels the tank's −4.5 % (net +1 % to +2 %).  At x = 1: 0.89-0.90 net.
+Carriers and their payload (PS/F ~ 1e-4, wall-limited) agree within 1.5 %.  These are known
+limitations of the well-mixed vessel phase, largest for thermosensitive release.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -861,13 +874,13 @@ def _well_mixed_states(p, inlet, temp, *, geometry, times, max_dt):
     per_cell_volume = p.cell_density_per_m3 / (1.0 - p.interstitial_fraction)
     kin = _with_zeros(tr.Kinetics, dict(
         maps=maps, filtration=p.filtration_m_per_s * s_v * one,
-        release_temperature_c=p.release_temperature_C, release_width_c=p.release_width_C,
+        release_temperature_C=p.release_temperature_C, release_width_c=p.release_width_C,
         leak_rate=p.leak_rate_per_s, max_release_rate=p.release_max_rate_per_s,
         breakdown_rate=p.breakdown_rate_per_s,
         degradation_rate=p.degradation_rate_per_s, unbound_fraction=p.unbound_fraction,
         uptake_vmax=p.uptake_vmax_mol_per_cell_s * per_cell_volume,
         uptake_ke=p.uptake_ke_mol_per_m3, uptake_ki=p.uptake_ki_mol_per_cell * per_cell_volume,
-        perfusion_increase_per_c=zero, arterial_temperature_c=temp * one), zero)
+        perfusion_increase_per_C=zero, arterial_temperature_C=temp * one), zero)
     names = tr.species_names(False, False)
 
     def rates(t, x):
@@ -914,3 +927,80 @@ def well_mixed_prediction(params: CapillaryParameters, inlet, save_times, max_dt
                         xs[:, i["free_vessel"], 0]], axis=-1)
     return WellMixedResult(jnp.asarray(times, dtype), delivered, delivered_free, vessel, xs,
                            names)
+
+
+# ============================================================================ outputs
+def summary(result: CapillaryResult) -> dict:
+    """Scalar metrics at the last saved time (plain floats, SI units in the names), for a
+    ``summary.json``: extraction of each lumen species, released fraction in transit, drug in the
+    tissue, amounts in/out, and the largest ledger errors."""
+    led = result.ledger
+    out = {
+        "t_end_s": float(result.times_s[-1]),
+        "ps_over_f_free": float(result.params.ps_over_f("free")),
+        "ps_over_f_carrier": float(result.params.ps_over_f("carrier")),
+        "released_fraction_in_transit": float(released_fraction_in_transit(result)),
+        "delivered_drug_mol": float(delivered_drug(result)[-1]),
+        "delivered_free_and_intracellular_mol": float(delivered_free_drug(result)[-1]),
+        "drug_inflow_mol": float(led.drug_inflow[-1]),
+        "drug_outflow_mol": float(led.drug_outflow[-1]),
+        "drug_crossed_wall_mol": float(led.drug_crossed[-1]),
+        "max_temperature_c": float(jnp.max(result.temperature_C)),
+    }
+    for name in ("carrier", "encapsulated", "free"):
+        s = _LUMEN_INDEX[name]
+        c_in = result.inlet[s] if result.inlet.ndim == 1 else result.inlet[-1, s]
+        out[f"outflow_{name}_mol_per_m3"] = float(result.lumen[-1, s, -1])
+        if float(c_in) > 0:
+            out[f"extraction_{name}"] = float(extraction_fraction(result, name))
+    for name in ("drug_error", "carrier_error", "lumen_drug_error", "tissue_drug_error"):
+        out[f"ledger_{name}_max"] = float(jnp.max(jnp.abs(getattr(led, name))))
+    return out
+
+
+def to_dataset(result: CapillaryResult):
+    """The result as an xarray Dataset: coordinates ``time`` (s), ``r`` and ``z`` (mm); tissue
+    fields over (time, r, z), lumen profiles over (time, z), temperature over z, cumulative
+    amounts over time; ``units``/``long_name`` attributes.  (Writing it is the caller's job.)"""
+    import xarray as xr
+
+    t = np.asarray(result.times_s)
+    r_mm = np.asarray(result.r_m) / units.MM
+    z_mm = np.asarray(result.z_m) / units.MM
+    tissue_doc = {
+        "carrier": ("carrier particles in the interstitium (drug-equivalent)",
+                    "mol/m3 of interstitial fluid"),
+        "payload": ("drug encapsulated in interstitial carriers", "mol/m3 of interstitial fluid"),
+        "free": ("free drug in interstitial fluid", "mol/m3 of interstitial fluid"),
+        "intracellular": ("drug inside cells", "mol/m3 of cells"),
+    }
+    data = {}
+    for k, name in enumerate(TISSUE):
+        doc, unit = tissue_doc[name]
+        data[name] = (("time", "r", "z"), np.asarray(result.tissue[:, k]),
+                      {"units": unit, "long_name": doc})
+    for k, name in enumerate(LUMEN):
+        data[f"lumen_{name}"] = (("time", "z"), np.asarray(result.lumen[:, k]),
+                                 {"units": "mol/m3 of plasma",
+                                  "long_name": f"{name} {'drug ' if k else ''}in the lumen"})
+    data["temperature"] = (("z",), np.asarray(result.temperature_C),
+                           {"units": "degC", "long_name": "prescribed temperature"})
+    for name, arr, doc in (
+            ("inflow", result.inflow, "cumulative amount entering at z = 0"),
+            ("outflow", result.outflow, "cumulative amount leaving at z = L"),
+            ("crossed", jnp.sum(result.crossed, axis=-1),
+             "cumulative amount through the vessel wall")):
+        for k, sp in enumerate(LUMEN):
+            data[f"{name}_{sp}"] = (("time",), np.asarray(arr[:, k]),
+                                    {"units": "mol", "long_name": f"{doc} ({sp})"})
+    data["delivered_drug"] = (("time",), np.asarray(delivered_drug(result)),
+                              {"units": "mol", "long_name": "drug in interstitium and cells"})
+    data["ledger_drug_error"] = (("time",), np.asarray(result.ledger.drug_error),
+                                 {"units": "1", "long_name": "relative drug ledger error"})
+    coords = {"time": ("time", t, {"units": "s"}), "r": ("r", r_mm, {"units": "mm"}),
+              "z": ("z", z_mm, {"units": "mm"})}
+    params = {f.name: float(getattr(result.params, f.name))
+              for f in dataclasses.fields(CapillaryParameters)}
+    return xr.Dataset(data, coords=coords,
+                      attrs={"model": "nanotransport.capillary (resolved Krogh cylinder)",
+                             **{f"param_{k}": v for k, v in params.items()}})

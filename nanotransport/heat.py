@@ -19,7 +19,8 @@ Sources (``heating.source``):
 
 The window is smooth, sigmoid((t − t_on)/τ)·sigmoid((t_off − t)/τ) with τ = 20 s, so every
 quantity is differentiable in the start time and the duration.  The step is refined to
-``numerics.heating_max_dt_min`` from 5 min before the window to 30 min after it.
+``numerics.heating_max_dt_min`` from 5 min before the window to 30 min after it (rounded out
+to 30-min marks, so nearby schedules share one compilation).
 """
 from __future__ import annotations
 

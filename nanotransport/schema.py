@@ -136,9 +136,9 @@ FIELDS: list[Field] = [
     Field("formulation.leak_rate_per_h", 0.002, "1/h", "k_leak, payload leakage at body "
           "temperature (Doxil 0.002/h keeps ≥ 90% of plasma drug encapsulated, label)",
           0.0, 100.0),
-    Field("formulation.release_temperature_c", 45.0, "°C", "T_m, release (phase-transition) "
+    Field("formulation.release_temperature_C", 45.0, "°C", "T_m, release (phase-transition) "
           "temperature of a thermosensitive carrier", 30.0, 60.0),
-    Field("formulation.release_transition_width_c", 0.5, "°C", "ΔT of the release sigmoid "
+    Field("formulation.release_transition_width_C", 0.5, "°C", "ΔT of the release sigmoid "
           "(MODEL.md §6: 0.3-0.7)", 0.05, 5.0),
     Field("formulation.release_max_rate_per_s", 0.0, "1/s", "k_max, triggered release rate "
           "(ThermoDox 0.046/s: 60% in 20 s, Mills & Needham 2004; 0 for non-thermosensitive)",
@@ -246,7 +246,7 @@ FIELDS: list[Field] = [
           "infusion", 0.0, 10080.0),
     Field("heating.heating_duration_min", 30.0, "min", "heating duration (clinical "
           "hyperthermia 30-60 min, MODEL.md §8)", 0.0, 1440.0),
-    Field("heating.target_temperature_c", 42.0, "°C", "target tumor temperature (protocol, "
+    Field("heating.target_temperature_C", 42.0, "°C", "target tumor temperature (protocol, "
           "controlled)", 37.0, 60.0),
     Field("heating.ramp_min", 5.0, "min", "time to ramp the set point from 37 °C to the target",
           0.01, 600.0),
@@ -262,10 +262,10 @@ FIELDS: list[Field] = [
           0.0, 100.0),
     Field("heating.protocol_relaxation_per_s", 0.05, "1/s", "how tightly the protocol holds "
           "the set point (relaxation rate of the prescribing source)", 1e-4, 10.0),
-    Field("heating.perfusion_increase_per_c", 0.0, "1/°C", "fractional rise of perfusion per "
+    Field("heating.perfusion_increase_per_C", 0.0, "1/°C", "fractional rise of perfusion per "
           "°C above 37 (tumor blood flow rises 1.5-2× at 41-42 °C, Song 1984 Cancer Res "
           "44:4721s) (verify)", 0.0, 5.0),
-    Field("heating.arterial_temperature_c", 37.0, "°C", "arterial blood temperature T_a",
+    Field("heating.arterial_temperature_C", 37.0, "°C", "arterial blood temperature T_a",
           30.0, 42.0),
     Field("tissue.maps_file", "", "", "optional netCDF file of per-cell maps on the grid: "
           "multipliers of tissue fields (e.g. vessel_surface_density_per_cm) and/or 'region' "

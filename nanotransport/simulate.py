@@ -18,6 +18,7 @@ float leaf, so ``jax.grad``/``jax.vmap`` over ``scenario.params`` work without c
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import jax
@@ -118,8 +119,8 @@ def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.
         / props.mps_uptake_factor(REFERENCE_DIAMETER_NM, d_m, n, 1.0)
     renal = s["patient.gfr_ml_per_min"] * units.ML / units.MIN * props.renal_filtration_fraction(
         d, s["patient.renal_cutoff_nm"], s["patient.renal_cutoff_width_nm"])
-    leak = props.release_rate(BODY_TEMPERATURE_C, s["formulation.release_temperature_c"],
-                              s["formulation.release_transition_width_c"],
+    leak = props.release_rate(BODY_TEMPERATURE_C, s["formulation.release_temperature_C"],
+                              s["formulation.release_transition_width_C"],
                               s["formulation.leak_rate_per_h"] / units.HOUR,
                               s["formulation.release_max_rate_per_s"])
     params = base.replace(cl_renal=renal, cl_mps=cl_ref * share * size_law,
@@ -165,8 +166,8 @@ def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
     per_h = 1.0 / units.HOUR
     kin = Kinetics(
         maps=maps, filtration=fluid.filtration, lymph=fluid.lymph_drainage,
-        release_temperature_c=s["formulation.release_temperature_c"],
-        release_width_c=s["formulation.release_transition_width_c"],
+        release_temperature_C=s["formulation.release_temperature_C"],
+        release_width_c=s["formulation.release_transition_width_C"],
         leak_rate=s["formulation.leak_rate_per_h"] * per_h,
         max_release_rate=s["formulation.release_max_rate_per_s"],
         breakdown_rate=s["formulation.interstitial_breakdown_rate_per_h"] * per_h,
@@ -181,8 +182,8 @@ def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
         k_int=s["formulation.internalization_rate_per_h"] * per_h,
         k_release_cell=s["formulation.intracellular_release_rate_per_h"] * per_h,
         k_degrade_internalized=s["formulation.internalized_degradation_rate_per_h"] * per_h,
-        perfusion_increase_per_c=s["heating.perfusion_increase_per_c"],
-        arterial_temperature_c=s["heating.arterial_temperature_c"],
+        perfusion_increase_per_C=s["heating.perfusion_increase_per_C"],
+        arterial_temperature_C=s["heating.arterial_temperature_C"],
     )
     phi_e = maps.phi_e
     grid = lay.grid
@@ -221,10 +222,10 @@ def heating_inputs(scenario: Scenario, lay: Layout, maps, boundaries) -> heat.He
     return heat.Heating(
         focus=focus, tumor=jnp.asarray(lay.tumor), start_s=s["heating.heating_start_min"] * units.MIN,
         duration_s=s["heating.heating_duration_min"] * units.MIN,
-        ramp_s=s["heating.ramp_min"] * units.MIN, target_c=s["heating.target_temperature_c"],
+        ramp_s=s["heating.ramp_min"] * units.MIN, target_c=s["heating.target_temperature_C"],
         power_w=s["heating.power_w"], gain=s["heating.control_gain"],
         relaxation=s["heating.protocol_relaxation_per_s"], probe_gain_c_per_w=gain,
-        arterial_c=s["heating.arterial_temperature_c"], heat_capacity=maps.heat_capacity)
+        arterial_c=s["heating.arterial_temperature_C"], heat_capacity=maps.heat_capacity)
 
 
 def _face_mean(cell_values, axis):
@@ -347,7 +348,9 @@ def structure(scenario: Scenario) -> tuple:
     if heating:
         start = float(scenario["heating.heating_start_min"]) * units.MIN
         end = start + float(scenario["heating.heating_duration_min"]) * units.MIN
-        window = (max(0.0, start - 5 * units.MIN), end + 30 * units.MIN)
+        mark = 30 * units.MIN  # rounded out to 30-min marks: nearby schedules share a compile
+        window = (max(0.0, math.floor((start - 5 * units.MIN) / mark) * mark),
+                  math.ceil((end + 30 * units.MIN) / mark) * mark)
     extra = (("_heating", heating), ("_heating_window_s", window), ("_targeting", targeting))
     return tuple((k, v) for k, v in scenario.static if k not in LABELS) + extra
 

@@ -72,7 +72,7 @@ class Kinetics:
     maps: TissueMaps
     filtration: jax.Array  # J_v, 1/s
     lymph: jax.Array  # λ_L, 1/s
-    release_temperature_c: jax.Array  # T_m of the release law, °C
+    release_temperature_C: jax.Array  # T_m of the release law, °C
     release_width_c: jax.Array  # ΔT, °C
     leak_rate: jax.Array  # k_leak, 1/s
     max_release_rate: jax.Array  # k_max, 1/s
@@ -89,19 +89,19 @@ class Kinetics:
     k_int: jax.Array  # internalization, 1/s
     k_release_cell: jax.Array  # payload release from internalized carriers, 1/s
     k_degrade_internalized: jax.Array  # degradation of internalized carriers, 1/s
-    perfusion_increase_per_c: jax.Array  # fractional perfusion rise per °C above 37
-    arterial_temperature_c: jax.Array
+    perfusion_increase_per_C: jax.Array  # fractional perfusion rise per °C above 37
+    arterial_temperature_C: jax.Array
 
 
 def release_rate(kin: Kinetics, temperature_c):
     """k_rel(T) = k_leak + k_max sigmoid((T − T_m)/ΔT), 1/s."""
-    return props.release_rate(temperature_c, kin.release_temperature_c, kin.release_width_c,
+    return props.release_rate(temperature_c, kin.release_temperature_C, kin.release_width_c,
                               kin.leak_rate, kin.max_release_rate)
 
 
 def perfusion_factor(kin: Kinetics, temperature_c):
     """w_b(T)/w_b(37 °C) = 1 + κ·softplus(T − 37) (smooth; 1 at body temperature)."""
-    return 1.0 + kin.perfusion_increase_per_c * jax.nn.softplus(4.0 * (temperature_c - 37.0)) / 4.0
+    return 1.0 + kin.perfusion_increase_per_C * jax.nn.softplus(4.0 * (temperature_c - 37.0)) / 4.0
 
 
 def local_rates(kin: Kinetics, x, systemic, names, heat_source=None, body_temperature_c=37.0):
@@ -163,7 +163,7 @@ def local_rates(kin: Kinetics, x, systemic, names, heat_source=None, body_temper
     }
     if "temperature" in v:
         rates["temperature"] = (m.blood_heat_sink * perfusion_factor(kin, temp)
-                                * (kin.arterial_temperature_c - temp) + heat_source) / m.heat_capacity
+                                * (kin.arterial_temperature_C - temp) + heat_source) / m.heat_capacity
         rates["cem43"] = cem43_rate(temp)
     return jnp.stack([jnp.broadcast_to(rates[n], c.shape) for n in names])
 

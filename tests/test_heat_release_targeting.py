@@ -84,8 +84,8 @@ def test_cem43_closed_form():
 def test_thermodox_release_at_constant_temperature():
     s = sc.load("thermodox")
     p = {k.split(".")[1]: v for k, v in s.params.items() if k.startswith("formulation.")}
-    k = lambda t_c: props.release_rate(t_c, p["release_temperature_c"],  # noqa: E731
-                                       p["release_transition_width_c"],
+    k = lambda t_c: props.release_rate(t_c, p["release_temperature_C"],  # noqa: E731
+                                       p["release_transition_width_C"],
                                        p["leak_rate_per_h"] / 3600, p["release_max_rate_per_s"])
     released_42 = 1 - math.exp(-float(k(42.0)) * 20.0)
     released_37 = 1 - math.exp(-float(k(37.0)) * 60.0)
@@ -96,7 +96,7 @@ def test_thermodox_release_at_constant_temperature():
 def test_plasma_leakage_grows_as_release_temperature_lowered():
     leaks = []
     for tm in (43.0, 41.0, 39.5, 38.0):
-        params, _ = sim.systemic_parameters(sc.load("thermodox", [f"release_temperature_c={tm}"]))
+        params, _ = sim.systemic_parameters(sc.load("thermodox", [f"release_temperature_C={tm}"]))
         leaks.append(float(params.k_leak_plasma))
     assert all(a < b for a, b in zip(leaks, leaks[1:])), leaks
     assert leaks[-1] > 10 * leaks[0]
@@ -174,9 +174,9 @@ def test_targeting_raises_intracellular_fraction_more_than_uptake():
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("override,message", [
     ("heating.power_w=-1", r"heating.power_w = -1 is out of range; allowed: a number in \[0, 1000\] W"),
-    ("release_temperature_c=65", r"formulation.release_temperature_c = 65 is out of range; "
+    ("release_temperature_C=65", r"formulation.release_temperature_C = 65 is out of range; "
                                  r"allowed: a number in \[30, 60\]"),
-    ("release_temperature_c=25", r"release_temperature_c = 25 is out of range"),
+    ("release_temperature_C=25", r"release_temperature_C = 25 is out of range"),
     ("tissue.tumor.receptors_per_cell=-5", r"tissue.tumor.receptors_per_cell = -5 is out of range"),
     ("heating.source=laser", r"heating.source = 'laser' is not allowed; allowed: one of 'none', "
                              r"'ultrasound', 'protocol', 'controlled'"),
