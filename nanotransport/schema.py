@@ -284,6 +284,18 @@ FIELDS: list[Field] = [
           0.0, 2000.0, kind="list"),
     Field("numerics.precision", "float64", "", "floating-point precision",
           choices=("float64", "float32"), kind="str"),
+    # ------------------------------------------------------------ objective
+    Field("objective.weight_cardiac_auc", 0.1, "1", "weight of the cardiac term: free-drug "
+          "plasma AUC relative to free doxorubicin at the same dose (MODEL.md §10)", 0.0, 100.0),
+    Field("objective.weight_cardiac_peak", 0.1, "1", "weight of the cardiac term: peak free-drug "
+          "plasma concentration relative to free doxorubicin at the same dose", 0.0, 100.0),
+    Field("objective.weight_hand_foot", 0.1, "1", "weight of hand-foot syndrome: encapsulated-"
+          "drug plasma AUC relative to PEG-liposomal doxorubicin at the same dose", 0.0, 100.0),
+    Field("objective.weight_thermal", 1.0, "1", "weight of thermal damage: normal-tissue CEM43 "
+          "above the threshold, relative to the threshold", 0.0, 100.0),
+    Field("objective.cem43_threshold_min", 40.0, "min", "normal-tissue thermal dose tolerated "
+          "(muscle ~40-80 CEM43 min before damage; Yarmolenko et al. 2011 Int J Hyperthermia "
+          "27:320) (verify)", 0.1, 10000.0),
     # ------------------------------------------------------------ outputs
     Field("outputs.figures", True, "", "write PNG figures", kind="bool"),
 ]
