@@ -6,6 +6,7 @@ package never switches it on at import.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -75,6 +76,11 @@ def _fmt(v) -> str:
 def cmd_run(args) -> int:
     from . import io, plots, scenario as sc
 
+    if args.scenario == "capillary":  # the microscale scenario has its own model and command
+        return cmd_capillary(build_parser().parse_args(
+            ["capillary", "--out", args.out] + [a for kv in (args.set or []) for a in
+                                                ("--set", kv)]))
+
     scenario = sc.load(args.scenario, args.set or [])
     out = Path(args.out)
     result, lay, values, seconds = run_one(scenario, scenario.name, not args.quiet)
@@ -132,6 +138,8 @@ def cmd_scenarios(args) -> int:
 
     for name in sc.builtin_names():
         print(f"{name:<22}{sc.builtin_description(name)}")
+    print(f"{'capillary':<22}Resolved microvessel: one capillary and its Krogh tissue "
+          "cylinder (r, z), heated over 0.15-0.35 mm (nanotransport capillary --help)")
     print("\ntumor presets (tumor_preset = ...): " + ", ".join(sc.TUMOR_PRESETS))
     return 0
 
@@ -155,6 +163,122 @@ def cmd_verify(args) -> int:
     else:
         print(verify.format_table(rows))
     return 0 if all(r["passed"] for r in rows) else 1
+
+
+def cmd_capillary(args) -> int:
+    """The resolved microvessel (``capillary.py``): a Krogh tissue cylinder around one
+    capillary with plug flow, wall exchange and optional heating over part of its length."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from . import capillary as cap, io
+
+    params = cap.CapillaryParameters.default(args.diameter_nm)
+    changes = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if key not in {f.name for f in dataclasses.fields(cap.CapillaryParameters)}:
+            from .scenario import ScenarioError
+
+            raise ScenarioError(f"unknown capillary parameter '{key}'; allowed: "
+                                + ", ".join(f.name for f in dataclasses.fields(
+                                    cap.CapillaryParameters)))
+        changes[key] = float(value)
+    params = params.replace(**changes)
+    heated = None
+    if args.heated:
+        start, end, temp = (float(v) for v in args.heated.split(":"))
+        heated = cap.HeatedSegment(start * 1e-3, end * 1e-3, temp)
+    inlet = cap.CapillaryInlet(args.inlet, args.inlet, 0.0)
+    result = cap.simulate_capillary(params, inlet, args.t_end_s, grid_shape=(args.nr, args.nz),
+                                    heated_segment=heated)
+    out = Path(args.out)
+    ds = cap.to_dataset(result)
+    io.write_netcdf(ds, out / "capillary.nc")
+    values = cap.summary(result)
+    io.write_json(out / "capillary_summary.json", values)
+    from . import plots
+
+    plots.capillary_profiles(ds, out / "capillary.png")
+    for k, v in values.items():
+        print(f"  {k:<40}{v:.5g}")
+    print(f"wrote {out / 'capillary.nc'}, {out / 'capillary_summary.json'}, {out / 'capillary.png'}")
+    return 0
+
+
+def cmd_optimize(args) -> int:
+    from . import design, io, plots, scenario as sc
+
+    scenario = sc.load(args.scenario, args.set or [])
+    _enable_precision(scenario)
+    if not args.vary:
+        raise sc.ScenarioError("optimize needs at least one --vary name=lo:hi "
+                               "(e.g. --vary diameter_nm=10:300)")
+    bounds = dict(design.parse_vary(v) for v in args.vary)
+    design.check_variables(bounds)
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.starts * args.max_iter, desc="optimize", unit="it", leave=False,
+               file=sys.stderr, disable=args.quiet)
+
+    def report(row):
+        bar.update(1)
+        bar.set_postfix(start=row["start"], J=f"{row['objective']:.4f}",
+                        grad=f"{row['gradient_norm']:.1e}")
+
+    t0 = time.perf_counter()
+    results = design.optimize(scenario, bounds, method=args.method, starts=args.starts,
+                              max_iter=args.max_iter, tol=args.tol, seed=args.seed,
+                              callback=report)
+    bar.close()
+    best = results[0]
+    out = Path(args.out)
+    report_json = {
+        "scenario": scenario.name, "method": args.method, "bounds": {k: list(v) for k, v in
+                                                                    bounds.items()},
+        "best": {"design": best.x, "objective": best.objective, "terms": best.terms,
+                 "iterations": best.iterations, "gradient_norm": best.gradient_norm,
+                 "converged": best.converged},
+        "starts": [{"design": r.x, "objective": r.objective, "terms": r.terms,
+                    "iterations": r.iterations, "gradient_norm": r.gradient_norm,
+                    "converged": r.converged} for r in results],
+        "history": [h for r in results for h in r.history],
+        "seconds": time.perf_counter() - t0,
+    }
+    io.write_json(out / "optimization.json", report_json)
+    plots.convergence(report_json["history"], out / "optimization_convergence.png")
+    if len(bounds) >= 2 and args.contour > 1:
+        a, b, grid = design.objective_grid(scenario, bounds, n=args.contour)
+        names = list(design.check_variables(bounds))[:2]
+        plots.optimization_path(a, b, grid, names, report_json["history"], best.x,
+                                out / "optimization_path.png")
+    print(f"best design ({'converged' if best.converged else 'not converged'}, "
+          f"{best.iterations} iterations, |grad| = {best.gradient_norm:.2e}):")
+    for k, v in best.x.items():
+        print(f"  {k} = {v:.6g}")
+    print(f"objective J = {best.objective:.6g}  (" + ", ".join(
+        f"{k} {v:.4g}" for k, v in best.terms.items()) + ")")
+    print(f"wrote {out / 'optimization.json'} ({report_json['seconds']:.1f} s)")
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from . import design, io, plots, scenario as sc
+
+    scenario = sc.load(args.scenario, args.set or [])
+    _enable_precision(scenario)
+    value, rows = design.sensitivities(scenario, args.metric)
+    out = Path(args.out)
+    io.write_json(out / "sensitivity.json", {"scenario": scenario.name, "metric": args.metric,
+                                             "value": value, "parameters": rows})
+    plots.sensitivity_bars(rows[: args.top], args.metric, out / "sensitivity.png")
+    print(f"{args.metric} = {value:.6g} for {scenario.name}; sorted by |elasticity|:")
+    print(f"{'parameter':<58}{'value':>12}{'d metric/d p':>16}{'elasticity':>12}")
+    for r in rows[: args.top]:
+        print(f"{r['parameter']:<58}{r['value']:>12.4g}{r['derivative']:>16.4g}"
+              f"{r['elasticity']:>12.4g}")
+    print(f"wrote {out / 'sensitivity.json'}, {out / 'sensitivity.png'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +312,45 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("show", help="print a scenario in full, with every default")
     scenario_args(q)
     q.set_defaults(func=cmd_show)
+
+    q = sub.add_parser("capillary", help="resolved microvessel: one capillary and its tissue "
+                       "cylinder (r, z)")
+    q.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a CapillaryParameters field (SI units, e.g. "
+                        "plasma_velocity_m_per_s=1e-3)")
+    q.add_argument("--diameter-nm", type=float, default=90.0, help="carrier diameter (nm)")
+    q.add_argument("--heated", default="0.15:0.35:42",
+                   help="heated segment START_MM:END_MM:TEMP_C ('' for none)")
+    q.add_argument("--inlet", type=float, default=1e-2,
+                   help="carrier and encapsulated-drug concentration entering (mol/m³)")
+    q.add_argument("--t-end-s", type=float, default=30.0, help="simulated time (s)")
+    q.add_argument("--nr", type=int, default=16, help="radial tissue cells")
+    q.add_argument("--nz", type=int, default=50, help="axial cells")
+    q.add_argument("--out", default="out", help="output folder (default: out)")
+    q.set_defaults(func=cmd_capillary)
+
+    q = sub.add_parser("optimize", help="optimize design variables of a formulation")
+    scenario_args(q)
+    q.add_argument("--vary", action="append", metavar="NAME=LO:HI",
+                   help="design variable and its bounds (repeat)")
+    q.add_argument("--method", choices=("adam", "lbfgs"), default="lbfgs")
+    q.add_argument("--starts", type=int, default=1, help="number of starts (multi-start)")
+    q.add_argument("--max-iter", type=int, default=30, help="iterations per start")
+    q.add_argument("--tol", type=float, default=1e-5, help="relative objective change to stop")
+    q.add_argument("--seed", type=int, default=0, help="seed of the Sobol start points")
+    q.add_argument("--contour", type=int, default=9,
+                   help="points per axis of the objective contour (0: none)")
+    q.add_argument("--out", default="out", help="output folder (default: out)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_optimize)
+
+    q = sub.add_parser("sensitivity", help="d(metric)/d(parameter) for every parameter")
+    scenario_args(q)
+    q.add_argument("--metric", default="objective",
+                   help="objective, efficacy, a tox_* term or a scalar summary metric")
+    q.add_argument("--top", type=int, default=25, help="rows shown and plotted")
+    q.add_argument("--out", default="out", help="output folder (default: out)")
+    q.set_defaults(func=cmd_sensitivity)
 
     q = sub.add_parser("verify", help="run the closed-form verification problems")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")

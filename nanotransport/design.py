@@ -7,7 +7,7 @@ simulation) for up to ``FORWARD_MAX`` variables, reverse mode (``jax.grad`` thro
 checkpointed time loop: memory ~ √steps states) beyond; ``mode=`` overrides.
 
 Bounds are respected by reparametrization, x = lo + (hi − lo)·sigmoid(z), and the optimizer
-(optax Adam or L-BFGS with a zoom line search) works on z, maximizing J (minimizing −J).  Several
+(optax Adam, or optax L-BFGS directions with a backtracking Armijo step) works on z, maximizing J (minimizing −J).  Several
 starts (``starts``; the first at the centre of the box, the others from a scrambled Sobol
 sequence) guard against local optima; a start stops when |ΔJ| < tol·(|J| + 1e-3) for 3
 iterations, when |∇_z J| < gtol, or at ``max_iter``.
@@ -131,6 +131,25 @@ def _to_z(x, lo, hi):
     return np.log(u / (1 - u))
 
 
+def _armijo(value_and_grad, z, value, grad, direction, shrink=0.5, tries=8, c1=1e-4):
+    """Backtracking line search along ``direction`` (Armijo condition) over a compiled
+    value_and_grad; returns (z, value, grad) of the accepted step (or the smallest tried).
+
+    Written out rather than optax's zoom search: that one traces the objective inside a
+    ``while_loop``, i.e. recompiles the whole simulation inside every un-jitted update."""
+    slope = float(jnp.vdot(grad, direction))
+    if slope >= 0:  # not a descent direction: fall back to steepest descent
+        direction, slope = -grad, -float(jnp.vdot(grad, grad))
+    step = 1.0
+    for _ in range(tries):
+        z_new = z + step * direction
+        v_new, g_new = value_and_grad(z_new)
+        if float(v_new) <= float(value) + c1 * step * slope:
+            return z_new, v_new, g_new
+        step *= shrink
+    return z_new, v_new, g_new
+
+
 def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: int = 1,
              max_iter: int = 40, tol: float = 1e-5, gtol: float = 1e-7, seed: int = 0,
              learning_rate: float = 0.3, callback: Callable | None = None) -> list[StartResult]:
@@ -179,19 +198,18 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
         z = jnp.asarray(_to_z(x0, np.asarray(lo), np.asarray(hi)))
         if method == "adam":
             opt = optax.adam(learning_rate)
-        else:
-            opt = optax.lbfgs()
+        else:  # L-BFGS direction; the step length comes from the Armijo search below
+            opt = optax.lbfgs(learning_rate=1.0, linesearch=None)
         state = opt.init(z)
         history, stalls, converged = [], 0, False
         value, grad = value_and_grad(z)
         for it in range(1, max_iter + 1):
+            updates, state = opt.update(grad, state, z)
             if method == "adam":
-                updates, state = opt.update(grad, state, z)
+                z_new = optax.apply_updates(z, updates)
+                new_value, new_grad = value_and_grad(z_new)
             else:
-                updates, state = opt.update(grad, state, z, value=value, grad=grad,
-                                            value_fn=lambda zz: value_and_grad(zz)[0])
-            z_new = optax.apply_updates(z, updates)
-            new_value, new_grad = value_and_grad(z_new)
+                z_new, new_value, new_grad = _armijo(value_and_grad, z, value, grad, updates)
             gnorm = float(jnp.linalg.norm(new_grad))
             x_now = np.asarray(_to_x(z_new, lo, hi))
             history.append({"start": k, "iteration": it,

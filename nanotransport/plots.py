@@ -128,3 +128,62 @@ def compare_bars(rows: list[dict], metrics: list[str], path: Path) -> Path:
         ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(m, fontsize=8)
     return _save(fig, path)
+
+
+def convergence(history: list[dict], path: Path) -> Path:
+    """Objective against iteration for every start of an optimization."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in sorted({h["start"] for h in history}):
+        rows = [h for h in history if h["start"] == k]
+        ax.plot([h["iteration"] for h in rows], [h["objective"] for h in rows], "o-", ms=3,
+                label=f"start {k}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("objective J")
+    ax.legend(fontsize=7)
+    ax.set_title("Optimization convergence")
+    return _save(fig, path)
+
+
+def optimization_path(a, b, grid, names, history, best, path: Path) -> Path:
+    """Optimization paths over a contour of J in the first two design variables."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    cs = ax.contourf(a, b, grid.T, levels=20, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="objective J")
+    for k in sorted({h["start"] for h in history}):
+        rows = [h for h in history if h["start"] == k]
+        ax.plot([h["x"][names[0]] for h in rows], [h["x"][names[1]] for h in rows], "w.-",
+                lw=1, ms=4)
+    ax.plot(best[names[0]], best[names[1]], "r*", ms=14, label="best")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.legend()
+    return _save(fig, path)
+
+
+def sensitivity_bars(rows: list[dict], metric: str, path: Path) -> Path:
+    """Horizontal bars of the elasticities (p/m)·dm/dp."""
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.5))
+    names = [r["parameter"] for r in rows][::-1]
+    values = [r["elasticity"] for r in rows][::-1]
+    ax.barh(names, values, color=["C3" if v < 0 else "C0" for v in values])
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel(f"elasticity of {metric}")
+    ax.tick_params(axis="y", labelsize=7)
+    return _save(fig, path)
+
+
+def capillary_profiles(ds: xr.Dataset, path: Path) -> Path:
+    """Lumen concentrations along the vessel and the tissue drug map at the last time."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    last = ds.isel(time=-1)
+    for name in [v for v in ds.data_vars if v.startswith("lumen_")]:
+        axes[0].plot(ds.z, last[name], label=name.replace("lumen_", ""))
+    axes[0].set_xlabel("z (mm)")
+    axes[0].set_ylabel("lumen concentration (mol/m³)")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    tissue = [v for v in ds.data_vars if v.startswith("tissue_free") or v == "free"]
+    if tissue:
+        last[tissue[0]].transpose("r", "z").plot(ax=axes[1], cmap="viridis")
+        axes[1].set_title(f"{tissue[0]} at {float(ds.time[-1]):g} s", fontsize=9)
+    return _save(fig, path)
