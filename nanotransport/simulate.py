@@ -280,9 +280,13 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
                 q = heat.source_function(inp.heating, heating_mode, tt, probe_t)(xx[i_temp])
             return local_rates(inp.kinetics, xx, sys, names, q)
 
-        x1 = solver.reaction_step(rates, t, x, 0.5 * h, newton_iterations, n_st)
-        x1 = x1.at[:n_tr].set(solver.transport_step(grid, inp.transport, x1[:n_tr], h))
-        x1 = solver.reaction_step(rates, t + 0.5 * h, x1, 0.5 * h, newton_iterations, n_st)
+        def half(xx, k):  # R(h/2), then T(h) after the first half only (traced once)
+            xx = solver.reaction_step(rates, t + 0.5 * h * k, xx, 0.5 * h, newton_iterations,
+                                      n_st)
+            moved = solver.transport_step(grid, inp.transport, xx[:n_tr], h)
+            return jnp.where(k == 0, xx.at[:n_tr].set(moved), xx), None
+
+        x1, _ = jax.lax.scan(half, x, jnp.arange(2.0, dtype=x.dtype))
         drawn = grid.integrate(x1[i_net] - x[i_net])  # mol taken from the blood
         y1 = y1.at[pk.I_ENC_CENTRAL].add(-drawn[1]).at[pk.I_FREE_CENTRAL].add(-drawn[2])
         yc1 = yc1.at[pk.I_ENC_CENTRAL].add(-drawn[0])

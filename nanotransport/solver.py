@@ -96,16 +96,19 @@ def _implicit_stage(f, t, rhs, guess, a_h, iterations, n_state):
     """Solve y − a_h f(t, y) = rhs per cell with Newton iterations from ``guess``.
 
     Only the first ``n_state`` species enter Newton; the others are counters (nothing depends
-    on them), whose implicit equation is explicit once the state is known."""
+    on them), whose implicit equation is explicit once the state is known.  The iterations run
+    in a ``fori_loop`` so the Jacobian code is traced (and compiled) once."""
     ns = n_state
     eye = jnp.eye(ns, dtype=rhs.dtype)
-    y = guess
-    for _ in range(iterations):
+
+    def newton(_, y):
         resid = (y - a_h * f(t, y) - rhs)[:ns]
         jac = eye - a_h * cell_jacobian(lambda tt, z: f(tt, y.at[:ns].set(z))[:ns], t, y[:ns])
         r = jnp.moveaxis(resid, 0, -1)[..., None]
         dy = jnp.linalg.solve(jac, r)[..., 0]
-        y = y.at[:ns].add(-jnp.moveaxis(dy, -1, 0))
+        return y.at[:ns].add(-jnp.moveaxis(dy, -1, 0))
+
+    y = jax.lax.fori_loop(0, iterations, newton, guess)
     if ns < y.shape[0]:
         y = y.at[ns:].set(rhs[ns:] + a_h * f(t, y)[ns:])
     return y
