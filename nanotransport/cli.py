@@ -92,6 +92,7 @@ def cmd_run(args) -> int:
         plots.plasma_pk({scenario.name: ds}, out / "plasma_pk.png")
         plots.tumor_profiles(ds, out / "tumor_profiles.png")
         plots.pressure_velocity(ds, out / "pressure_velocity.png")
+        plots.release_and_cells(ds, out / "release_cells.png")
     print(f"{scenario.name}: {scenario.description}")
     width = max(len(lbl) for _, lbl in SUMMARY_TABLE) + 2
     for key, label in SUMMARY_TABLE + (("tumor_carrier_pct_id", "tumor carriers (% ID)"),):
@@ -281,6 +282,13 @@ def cmd_sensitivity(args) -> int:
     return 0
 
 
+def cmd_scan(args) -> int:
+    """``scan``: batched grids and samples (``nanotransport.scan``; its docstring has details)."""
+    from . import scan
+
+    return scan.cli_scan(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nanotransport", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -351,6 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top", type=int, default=25, help="rows shown and plotted")
     q.add_argument("--out", default="out", help="output folder (default: out)")
     q.set_defaults(func=cmd_sensitivity)
+
+    q = sub.add_parser("scan", help="batched grids and random/Sobol samples of parameters, "
+                       "sharded over all devices, resumable (DIR/scan.nc)")
+    scenario_args(q)
+    q.add_argument("--grid", action="append", metavar="NAME=LO:HI:N[:log]",
+                   help="grid dimension: linspace (':log' for log spacing) or V1,V2,... (repeat)")
+    q.add_argument("--sample", action="append", metavar="NAME=DIST(A,B)",
+                   help="sampled field: uniform(lo,hi), loguniform(lo,hi), "
+                        "lognormal(median,sigma_ln), normal(mean,sd) (repeat)")
+    q.add_argument("--samples", type=int, default=0, metavar="M", help="number of samples")
+    q.add_argument("--sampler", choices=("sobol", "random"), default="sobol",
+                   help="scrambled Sobol (default) or pseudo-random draws")
+    q.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
+    q.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="simulations per compiled call (default: from device memory)")
+    q.add_argument("--fields", action="store_true",
+                   help="also keep final tissue drug and surviving fraction per grid cell")
+    q.add_argument("--plot-metric", default="efficacy", help="metric of the heat map")
+    q.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+    q.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() first (one process per host)")
+    q.add_argument("--out", default="scan", help="output folder (default: scan)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_scan)
 
     q = sub.add_parser("verify", help="run the closed-form verification problems")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -187,3 +187,63 @@ def capillary_profiles(ds: xr.Dataset, path: Path) -> Path:
         last[tissue[0]].transpose("r", "z").plot(ax=axes[1], cmap="viridis")
         axes[1].set_title(f"{tissue[0]} at {float(ds.time[-1]):g} s", fontsize=9)
     return _save(fig, path)
+
+
+def _space_sum(da: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
+    """Σ over the grid of a per-tissue-volume field times the cell volumes (amount)."""
+    return (da * ds.cell_volume).sum(dim=list(ds.cell_volume.dims))
+
+
+def _tumor_mean(da: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
+    w = ds.cell_volume.where(ds.region != 1, 0.0)
+    return (da * w).sum(dim=list(w.dims)) / w.sum()
+
+
+def release_and_cells(ds: xr.Dataset, path: Path) -> Path:
+    """Where and when the payload is released (tissue vessels, interstitium, cells), the
+    intracellular drug in the tumor over time, and — with heating — the temperature history and
+    profiles and the thermal dose."""
+    heated = "temperature" in ds
+    fig, axes = plt.subplots(1, 4 if heated else 2, figsize=(16 if heated else 9, 3.8))
+    ax = axes[0]
+    for name, label in (("released_vessel", "in tissue vessels"),
+                        ("released_interstitium", "in the interstitium"),
+                        ("released_cells", "inside cells")):
+        ax.plot(ds.time, MW * 1e3 * _space_sum(ds[name], ds), label=label)  # mol → mg
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("payload released in the tissue (mg)")
+    ax.legend(fontsize=7)
+    ax.set_title("Release by location", fontsize=9)
+    inside = ds.phi_c * ds.intracellular
+    if "internalized_payload" in ds:
+        inside = inside + ds.internalized_payload
+    axes[1].plot(ds.time, MW * _tumor_mean(inside, ds), color="C2")
+    axes[1].set_xlabel("time (h)")
+    axes[1].set_ylabel("intracellular drug, tumor mean (µg/g)")
+    axes[1].set_title("Drug inside tumor cells", fontsize=9)
+    if heated:
+        temp = ds.temperature
+        centre = temp.isel({d: 0 for d in temp.dims if d != "time"})
+        axes[2].plot(ds.time, centre, label="tumor centre")
+        axes[2].plot(ds.time, _tumor_mean(temp, ds), label="tumor mean")
+        axes[2].set_xlabel("time (h)")
+        axes[2].set_ylabel("temperature (°C)")
+        axes[2].legend(fontsize=7)
+        axes[2].set_title("Temperature history", fontsize=9)
+        last = ds.cem43.isel(time=-1)
+        if last.ndim == 1:
+            hottest = int(centre.argmax())
+            axes[3].plot(ds[last.dims[0]], temp.isel(time=hottest), label=(
+                f"T at {float(ds.time[hottest]):g} h (°C)"))
+            ax3 = axes[3].twinx()
+            ax3.semilogy(ds[last.dims[0]], last.clip(min=1e-6), color="C3")
+            ax3.set_ylabel("CEM43 (min)", color="C3")
+            axes[3].set_xlabel(f"{last.dims[0]} (mm)")
+            axes[3].legend(fontsize=7)
+        else:
+            if last.ndim == 3:
+                last = last.isel({last.dims[2]: last.sizes[last.dims[2]] // 2})
+            last.transpose(last.dims[1], last.dims[0]).plot(ax=axes[3], cmap="inferno")
+            axes[3].set_aspect("equal")
+        axes[3].set_title("Temperature profile and thermal dose", fontsize=9)
+    return _save(fig, path)

@@ -24,7 +24,8 @@ def test_run_writes_results_summary_and_figures(tmp_path, capsys):
     assert ds.payload.dims == ("time", "r") and ds.time.attrs["units"] == "h"
     assert ds.r.attrs["units"] == "mm" and "units" in ds.free.attrs
     assert "[formulation]" in ds.attrs["scenario_toml"]
-    for fig in ("plasma_pk.png", "tumor_profiles.png", "pressure_velocity.png"):
+    for fig in ("plasma_pk.png", "tumor_profiles.png", "pressure_velocity.png",
+                "release_cells.png"):
         assert (tmp_path / fig).stat().st_size > 1000
     assert "tumor drug AUC" in capsys.readouterr().out
 
@@ -49,3 +50,22 @@ def test_scenarios_and_show(capsys):
     assert cli.main(["show", "doxil"]) == 0
     out = capsys.readouterr().out
     assert "diameter_nm = 90.0" in out and "[tissue.tumor]" in out
+
+
+def test_optimize_and_capillary_smoke(tmp_path, capsys):
+    out = tmp_path / "opt"
+    assert cli.main(["optimize", "thermodox", "--vary", "diameter_nm=40:150",
+                     "--vary", "release_temperature_C=39:44", *TINY, "--max-iter", "2",
+                     "--contour", "0", "--out", str(out)]) == 0
+    report = json.loads((out / "optimization.json").read_text())
+    assert set(report["best"]["design"]) == {"formulation.diameter_nm",
+                                             "formulation.release_temperature_C"}
+    assert 40 <= report["best"]["design"]["formulation.diameter_nm"] <= 150
+    assert {"efficacy", "tox_cardiac_auc"} <= set(report["best"]["terms"])
+    assert (out / "optimization_convergence.png").exists()
+    cap = tmp_path / "cap"
+    assert cli.main(["capillary", "--nr", "6", "--nz", "12", "--t-end-s", "2",
+                     "--out", str(cap)]) == 0
+    summary = json.loads((cap / "capillary_summary.json").read_text())
+    assert summary["ledger_drug_error_max"] < 1e-10
+    assert "optimize" not in capsys.readouterr().err
