@@ -147,12 +147,17 @@ class Transport:
         velocity: per axis, the superficial velocity normal to the faces of that axis, shape
             broadcastable to (n_species, *face_shape) (n + 1 along that axis), m/s; or None.
         boundaries: per axis, a pair (low side, high side) of boundary conditions.
+        source: optional zero-order source per cell, mol/(m³·s) (per tissue volume, i.e. the
+            ``s`` of φ ∂c/∂t = −∇·F + s), broadcastable to (n_species, *grid.shape).  It is
+            integrated inside the implicit transport solve (shared equally by the direction
+            sweeps), so it causes no splitting error, unlike a source in the reaction step.
     """
 
     diffusivity: jax.Array
     capacity: jax.Array | float = 1.0
     velocity: tuple | None = None
     boundaries: tuple | None = None
+    source: jax.Array | None = None
 
 
 def _axis_last(x, axis, ndim):
@@ -249,6 +254,9 @@ def axis_coefficients(grid: Grid, transport: Transport, axis: int, n_species: in
         diag = _add_at(diag, idx, alpha, axis)
         source = _add_at(source, idx, beta, axis)
 
+    if transport.source is not None:
+        cell_source = jnp.broadcast_to(jnp.asarray(transport.source, dtype), D.shape)
+        source = source + jnp.asarray(grid.volume, dtype)[None] * cell_source / grid.ndim
     return AxisCoefficients(*(jnp.moveaxis(x / vol_phi, 1 + axis, -1)
                               for x in (lower, diag, upper, source)))
 
@@ -394,7 +402,7 @@ def face_fluxes(grid: Grid, transport: Transport, c):
     ns = c.shape[0]
     out = []
     for axis in range(grid.ndim):
-        no_flow = dataclasses.replace(transport, velocity=None)
+        no_flow = dataclasses.replace(transport, velocity=None, source=None)
         coef = axis_coefficients(grid, no_flow, axis, ns, c.dtype)
         vol_phi = jnp.moveaxis(jnp.asarray(grid.volume, c.dtype)[None]
                                * _expand_to(transport.capacity, ns, grid).astype(c.dtype),

@@ -55,7 +55,7 @@ def steady_operator(grid: Grid, transport: fv.Transport, reaction_rate):
     dtype = jnp.result_type(transport.diffusivity, reaction_rate)
     # a steady state does not depend on the capacity φ of φ ∂c/∂t; the coefficients below are
     # per V φ, so φ = 1 keeps the operator V·(a − L) (and symmetric for any φ)
-    transport = dataclasses.replace(transport, capacity=1.0)
+    transport = dataclasses.replace(transport, capacity=1.0, source=None)  # s is an argument
     vol = jnp.asarray(grid.volume, dtype)[None]
     coefs = [fv.axis_coefficients(grid, transport, a, 1, dtype) for a in range(grid.ndim)]
     a = jnp.broadcast_to(jnp.asarray(reaction_rate, dtype), (1,) + grid.shape)
