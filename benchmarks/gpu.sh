@@ -43,5 +43,15 @@ else
     echo "== scan benchmark: benchmarks/scan.py not present, skipped"
 fi
 
+# design check: optimizer vs a dense 41×41 grid of the objective (thermodox, float64)
+if [ "${ENGINE_GPU_QUICK:-0}" = "1" ]; then DESIGN_ARGS="--quick"; else DESIGN_ARGS=""; fi
+if [ "${SKIP_DESIGN:-0}" = "1" ]; then
+    echo "== design optimum: skipped (SKIP_DESIGN=1)"
+else
+    echo "== design optimum (optimizer vs 41x41 grid, float64)"
+    timeout 240 $PY experiments/design_optimum.py $DESIGN_ARGS --out "$RESULTS" \
+        || { echo "DESIGN CHECK FAILED OR TIMED OUT (rc=$?)"; status=1; }
+fi
+
 echo "== gpu.sh done in $(( $(date +%s) - t_start )) s, status $status"
 exit $status

@@ -294,14 +294,17 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
         drug0, drug1 = tumor_mean(x, drug), tumor_mean(x1, drug)
         _, e_a, f_a = s0
         _, e_b, f_b = _plasma(inp, y1, yc1)
-        acc = jnp.stack([
+        acc_new = jnp.stack([
             acc[0] + 0.5 * h * (f_a + f_b),
             acc[1] + 0.5 * h * (e_a + e_b),
             acc[2] + 0.5 * h * (drug0 + drug1),
             jnp.maximum(acc[3], drug1),
             acc[4] + 0.5 * h * (tumor_mean(x, inside) + tumor_mean(x1, inside)),
         ])
-        return y1, yc1, x1, acc
+        acc = acc_new
+        # keep the carry's dtypes (float32 runs with x64 enabled elsewhere must not promote)
+        return (y1.astype(y.dtype), yc1.astype(yc.dtype), x1.astype(x.dtype),
+                acc.astype(state[3].dtype))
 
     return step
 
