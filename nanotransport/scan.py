@@ -40,7 +40,10 @@ safety) against half the free device memory, at most 8192 per GPU; ``--chunk N``
 it.  On the CPU a single simulation of the default scenario is already compute-bound and wider
 batches slow down once their working set leaves the cache (``benchmarks/RESULTS.md``, "Scans"),
 so CPU chunks hold what fits in about 8 MB per device (estimate without safety; 5 simulations of
-the default scenario, 32 at most for small grids); the gains of batching are on GPUs.
+the default scenario, 32 at most for small grids); the gains of batching are on GPUs.  With
+jaxlib 0.10 on CPU, ``--chunk`` in the hundreds can hang: the LAPACK LU inside
+``jax.scipy.linalg.expm`` (``pk.step_exact``, two independent calls per step) splits large
+batches over the intra-op thread pool and deadlocks it (fixed in jaxlib 0.11).
 
 Several hosts.  With JAX's distributed runtime the same code runs on a cluster: every process
 calls ``jax.distributed.initialize()`` before the scan (``nanotransport scan --distributed``
@@ -881,14 +884,17 @@ class ScanStats:
     devices: int = 1
     processes: int = 1
 
+    run_seconds: float = 0.0  # the chunk loop alone (simulations and chunk files)
+
     @property
     def rate(self) -> float:
-        busy = self.seconds - self.compile_seconds
+        busy = self.run_seconds
         return self.run_now / busy if busy > 0 and self.run_now else float("nan")
 
     def line(self) -> str:
-        speed = (f"{self.rate:.3g} simulations/s after {self.compile_seconds:.1f} s compiling"
-                 if self.run_now else "nothing left to run")
+        speed = (f"{self.rate:.3g} simulations/s ({self.run_now} in {self.run_seconds:.1f} s "
+                 f"after {self.compile_seconds:.1f} s compiling)" if self.run_now
+                 else "nothing left to run")
         return (f"scan: {self.total} simulations ({self.run_now} run now, {self.resumed} "
                 f"resumed) in {self.seconds:.1f} s, {speed}; chunks of {self.chunk} on "
                 f"{self.devices} device(s), {self.processes} process(es)")
@@ -935,7 +941,7 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
                 manifest, done = prepare_folder(out, spec, scenario, phash, size, chunk_given)
                 size = manifest["chunk"]
             status[:] = (1, size)
-        except ScanError as e:
+        except Exception as e:  # noqa: BLE001 - the other processes must not wait forever
             error = e
     status = _broadcast(status)
     if not status[0]:
@@ -992,6 +998,7 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
             if bar is not None:
                 bar.update(n)
 
+        t_loop = time.perf_counter()
         for c in pending:
             start, vals = values_of(c)
             item = (c, start, len(vals[spec.paths[0]]), runner.device_call(vals))
@@ -999,6 +1006,7 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
                 finish(queued)
             queued = item
         finish(queued)
+        stats.run_seconds = time.perf_counter() - t_loop
         if bar is not None:
             bar.close()
     ds = None
@@ -1133,10 +1141,8 @@ def plot_distributions(ds, path: Path, metrics=("efficacy", "toxicity",
         if grid_dims and n_grid <= 5:
             stacked = da.stack(point=grid_dims).transpose("point", "sample")
             for i in range(n_grid):
-                label = ", ".join(f"{d}={stacked['point'].values[i][j]:.3g}"
-                                  if len(grid_dims) > 1 else f"{d}="
-                                  f"{np.atleast_1d(stacked['point'].values[i])[0]:.3g}"
-                                  for j, d in enumerate(grid_dims))
+                key = np.atleast_1d(np.asarray(stacked["point"].values[i], dtype=object))
+                label = ", ".join(f"{d}={float(v):.3g}" for d, v in zip(grid_dims, key))
                 ax.hist(stacked.values[i], bins="auto", alpha=0.5, label=label)
             ax.legend(fontsize=7)
         else:
@@ -1179,6 +1185,22 @@ def plot_scan(ds, out: Path, metric: str = "efficacy") -> list[Path]:
              plot_distributions(ds, out / "scan_distributions.png"),
              plot_pareto(ds, out / "scan_pareto.png")]
     return [p for p in paths if p is not None]
+
+
+def check_plot_metric(scenario: Scenario, metric: str) -> None:
+    """Refuse, before anything runs, a heat-map metric that a scan will not have."""
+    if metric in ("efficacy", "toxicity", "pareto_front") or metric.startswith("toxicity_"):
+        return
+    import jax
+
+    from . import simulate
+
+    static = simulate.structure(scenario)
+    shapes = jax.eval_shape(lambda p: _one(p, static, False), scenario.params)
+    scalars = sorted(k for k, v in shapes.items() if v.shape == ())
+    if metric not in scalars:
+        raise ScanError(f"--plot-metric {metric}: not a scalar metric of this scan; allowed: "
+                        + ", ".join(scalars + ["toxicity", "pareto_front"]))
 
 
 def _safe(name: str) -> str:
@@ -1235,6 +1257,8 @@ def cli_scan(args) -> int:
     dists = tuple(parse_sample(s) for s in (args.sample or []))
     spec = ScanSpec(axes, dists, int(args.samples or 0), int(args.seed), args.sampler,
                     bool(args.fields))
+    if not args.no_figures:
+        check_plot_metric(scenario, args.plot_metric)
     out = Path(args.out)
     ds, stats = _run(scenario, spec, out, args.chunk, not args.quiet)
     if ds is None:  # not process 0

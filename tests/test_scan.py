@@ -184,6 +184,9 @@ def test_kill_and_resume(tmp_path, tiny, reference, jax_cache):
     assert resumed.attrs["scenario_toml"] == tiny.to_toml()
 
 
+@pytest.mark.skipif(os.environ.get("NANOTRANSPORT_TEST_DISTRIBUTED") != "1",
+                    reason="two processes compiling at once take 25-35 s on 2 cores; set "
+                           "NANOTRANSPORT_TEST_DISTRIBUTED=1 to run")
 def test_two_processes_with_jax_distributed(tmp_path, reference):
     """Two processes (2 CPU devices each) joined by jax.distributed.initialize(): one 4-device
     mesh over both, each feeding its half of every chunk; process 0 writes.  Same dataset as
