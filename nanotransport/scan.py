@@ -1231,14 +1231,10 @@ def _maybe_log(ax, values, axis):
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    """Write a figure (the one PNG writer of the package: ``plots._save``)."""
+    from .plots import _save as save_figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ================================================================== command line
