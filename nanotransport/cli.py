@@ -22,6 +22,11 @@ SUMMARY_TABLE = (
     ("efficacy", "efficacy (1 − mean SF)"),
     ("mass_balance_error", "mass-balance error"),
 )
+RUN_EXTRA = (
+    ("tumor_carrier_pct_id", "tumor carriers (% ID)"),
+    ("imaging_tumor_pct_id_per_kg", "image: tumor ROI (%ID/kg)"),
+    ("imaging_tumor_to_reference", "image: tumor/reference"),
+)
 
 
 def _enable_precision(scenario) -> None:
@@ -48,7 +53,7 @@ def _progress_bar(total_h: float, label: str):
 
 def run_one(scenario, label: str, show_progress: bool = True):
     """Simulate one scenario; returns (result, layout, metrics as JSON-ready dict, seconds)."""
-    from . import simulate, summary, tissue
+    from . import imaging, simulate, summary, tissue
 
     _enable_precision(scenario)
     lay = tissue.layout(scenario)
@@ -61,7 +66,8 @@ def run_one(scenario, label: str, show_progress: bool = True):
     jax.block_until_ready(result.fields)
     if bar is not None:
         bar.close()
-    values = summary.metrics(result, lay, scenario["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    values = summary.metrics(result, lay, scenario["drug.kill_coefficient_per_ng_h_per_1e5cells"],
+                             imaging.setup(scenario, lay))
     times_h = simulate.save_times_h(scenario)
     return result, lay, summary.to_json_ready(values, times_h), time.perf_counter() - t0
 
@@ -93,9 +99,10 @@ def cmd_run(args) -> int:
         plots.tumor_profiles(ds, out / "tumor_profiles.png")
         plots.pressure_velocity(ds, out / "pressure_velocity.png")
         plots.release_and_cells(ds, out / "release_cells.png")
+        plots.imaging(ds, out / "imaging.png")
     print(f"{scenario.name}: {scenario.description}")
     width = max(len(lbl) for _, lbl in SUMMARY_TABLE) + 2
-    for key, label in SUMMARY_TABLE + (("tumor_carrier_pct_id", "tumor carriers (% ID)"),):
+    for key, label in SUMMARY_TABLE + RUN_EXTRA:
         print(f"  {label:<{width}}{_fmt(values[key])}")
     print(f"wrote {out / 'results.nc'}, {out / 'summary.json'}"
           + (", figures" if scenario["outputs.figures"] else "") + f" ({seconds:.1f} s)")
@@ -282,6 +289,71 @@ def cmd_sensitivity(args) -> int:
     return 0
 
 
+def cmd_cohort(args) -> int:
+    import jax
+
+    from . import cohort, scenario as sc
+
+    scenario = sc.load(args.scenario, args.set or [])
+    _enable_precision(scenario)
+    spreads = {}
+    for text in args.spread or []:
+        name, _, value = text.partition("=")
+        try:
+            spreads[name.strip()] = float(value)
+        except ValueError:
+            raise sc.ScenarioError(f"--spread {text}: expected NAME=SIGMA_LN, e.g. "
+                                    "pore_radius_nm=0.6") from None
+    settings = cohort.CohortSettings(
+        patients=args.patients, seed=args.seed, imaging_time_h=args.imaging_time_h,
+        imaging_dose_fraction=args.imaging_dose_fraction, readout=args.readout,
+        responder_efficacy=args.responder_efficacy, select_fraction=args.select_fraction,
+        spreads=spreads)
+    out = Path(args.out)
+    report, ds = cohort.run_cohort(scenario, settings, out, args.chunk, not args.quiet)
+    cohort.write(report, ds, out)
+    print("\n".join(cohort.summary_lines(report)))
+    print(f"wrote {out / 'cohort.json'}, {out / 'cohort.nc'}, {out / 'cohort.png'} "
+          f"({jax.devices()[0].platform})")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from . import calibrate as cal, cohort, io, plots, scenario as sc
+
+    scenario = sc.load(args.scenario, args.set or [])
+    _enable_precision(scenario)
+    obs = cal.load_observations(args.observed)
+    names = args.fit or [p for p, _, _ in cohort.EPR_VARIABILITY]
+    print(f"calibrate: fitting {len(names)} parameter(s) of {scenario.name} to {len(obs.times_h)}"
+          f" observation(s) of {obs.quantity} (compiling the simulation and its Jacobian) ...",
+          file=sys.stderr)
+    progress = None if args.quiet else (
+        lambda it, chi2: print(f"  iteration {it}: chi2 = {chi2:.6g}", file=sys.stderr))
+    result = cal.fit(scenario, obs, names, args.imaging_dose_fraction, args.max_iter, progress)
+    prediction = None if args.no_prediction else cal.predict(scenario, result)
+    rep = cal.report(scenario, obs, result, prediction)
+    out = Path(args.out)
+    io.write_json(out / "calibration.json", rep)
+    if scenario["outputs.figures"]:
+        plots.calibration(rep, out / "calibration.png")
+    print(f"{scenario.name}: {obs.quantity} fitted in {result.iterations} iteration(s), "
+          f"chi2 = {result.chi2:.4g} ({'converged' if result.converged else 'NOT converged'})")
+    for p, v in rep["parameters"].items():
+        ci = ("not identifiable" if not v["identifiable"] else
+              f"95% CI {v['ci95'][0]:.4g} to {v['ci95'][1]:.4g}")
+        print(f"  {p:<66}{v['value']:.4g}  ({ci})")
+    for w in result.warnings:
+        print(f"  warning: {w}")
+    if prediction is not None:
+        e = prediction["efficacy"]
+        print(f"  predicted efficacy {e['value']:.3f} ± {e['sd']:.3f} (95% CI {e['ci95'][0]:.3f} "
+              f"to {e['ci95'][1]:.3f})")
+    print(f"wrote {out / 'calibration.json'}" + (", calibration.png" if
+                                                  scenario["outputs.figures"] else ""))
+    return 0
+
+
 def cmd_scan(args) -> int:
     """``scan``: batched grids and samples (``nanotransport.scan``; its docstring has details)."""
     from . import scan
@@ -369,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampled field: uniform(lo,hi), loguniform(lo,hi), "
                         "lognormal(median,sigma_ln), normal(mean,sd) (repeat)")
     q.add_argument("--samples", type=int, default=0, metavar="M", help="number of samples")
+    q.add_argument("--correlate", action="append", metavar="NAME_A:NAME_B=RHO",
+                   help="correlation of two sampled fields' normal scores (Gaussian copula; "
+                        "of their logarithms for log-normal fields) (repeat)")
     q.add_argument("--sampler", choices=("sobol", "random"), default="sobol",
                    help="scrambled Sobol (default) or pseudo-random draws")
     q.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
@@ -383,6 +458,49 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="scan", help="output folder (default: scan)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_scan)
+
+    q = sub.add_parser("cohort", help="virtual cohort: does imaging of the carrier predict "
+                       "who responds? (DIR/cohort.json, cohort.nc, cohort.png)")
+    scenario_args(q)
+    q.add_argument("--patients", type=int, default=256, metavar="N",
+                   help="virtual patients (default 256)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the patient draws (default 0)")
+    q.add_argument("--imaging-time-h", type=float, default=24.0,
+                   help="time of the image after the imaging dose (default 24 h)")
+    q.add_argument("--imaging-dose-fraction", type=float, default=0.05,
+                   help="imaging dose as a share of the therapeutic dose (default 0.05)")
+    q.add_argument("--readout", default="tumor_pct_id_per_g",
+                   choices=("tumor_pct_id_per_g", "tumor_to_reference", "tumor_kbq_per_ml"),
+                   help="imaging readout used to select patients (default tumor_pct_id_per_g)")
+    q.add_argument("--responder-efficacy", type=float, default=None, metavar="E",
+                   help="efficacy that makes a responder (default: the cohort median)")
+    q.add_argument("--select-fraction", type=float, default=0.5, metavar="F",
+                   help="share of patients selected by the readout (default 0.5)")
+    q.add_argument("--spread", action="append", metavar="NAME=SIGMA_LN",
+                   help="log-normal spread of an EPR parameter (0 holds it fixed) (repeat)")
+    q.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="simulations per compiled call (default: from device memory)")
+    q.add_argument("--out", default="cohort", help="output folder (default: cohort)")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_cohort)
+
+    q = sub.add_parser("calibrate", help="fit a patient's tumor transport parameters to an "
+                       "observed time-activity curve; predict the therapeutic outcome")
+    scenario_args(q)
+    q.add_argument("--observed", required=True, metavar="FILE",
+                   help="CSV or JSON: time_h|time_min|time_s|time_d, one of tumor_pct_id_per_g, "
+                        "tumor_pct_id_per_kg, tumor_kbq_per_ml, tumor_to_reference, optional "
+                        "<quantity>_sd")
+    q.add_argument("--fit", action="append", metavar="NAME",
+                   help="parameter to fit (repeat; default: the cohort's EPR parameters)")
+    q.add_argument("--imaging-dose-fraction", type=float, default=0.05,
+                   help="imaging dose as a share of the therapeutic dose (default 0.05)")
+    q.add_argument("--max-iter", type=int, default=30, help="Levenberg-Marquardt iterations")
+    q.add_argument("--no-prediction", action="store_true",
+                   help="skip the therapeutic prediction")
+    q.add_argument("--out", default="calibration", help="output folder (default: calibration)")
+    q.add_argument("--quiet", action="store_true", help="no progress lines")
+    q.set_defaults(func=cmd_calibrate)
 
     q = sub.add_parser("verify", help="run the closed-form verification problems")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import pk, units
+from . import imaging, pk, units
 from .scenario import Scenario
 from .simulate import Result
 from .tissue import Layout
@@ -124,6 +124,22 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
                               ("phi_e", "1", "interstitial volume fraction"),
                               ("phi_c", "1", "cellular volume fraction")):
         data[name] = (dims, np.asarray(getattr(maps, name)), {"units": units_, "long_name": doc})
+    im = imaging.setup(scenario, lay)
+    ideal = imaging.label_pct_id_per_g(result)
+    image = imaging.image_pct_id_per_g(ideal, im)
+    label = f"{im.label} label" if im.label != "none" else "non-decaying label"
+    data["label_pct_id_per_g"] = (("time",) + dims, np.asarray(ideal), {
+        "units": "%ID/g", "long_name": f"labelled carriers, all phases ({label}), "
+                                       "decay-corrected, not blurred"})
+    data["image_pct_id_per_g"] = (("time",) + dims, np.asarray(image), {
+        "units": "%ID/g", "long_name": f"simulated image: labelled carriers ({label}) blurred "
+                                       f"by a {im.fwhm_mm:g}-mm FWHM PSF, decay-corrected"})
+    data["image_activity_kbq_per_ml"] = (("time",) + dims, np.asarray(
+        imaging.activity_kbq_per_ml(image, result.times_s, im)), {
+        "units": "kBq/mL", "long_name": f"simulated image as counted ({im.injected_activity_mbq:g}"
+                                        f" MBq injected, {label}, decay not corrected)"})
+    data["imaging_reference_roi"] = (dims, (im.reference_weights > 0).astype(np.int8), {
+        "long_name": "imaging reference ROI (normal tissue at the outer edge of the grid)"})
     ds = xr.Dataset(
         data,
         coords=coords,
@@ -131,7 +147,9 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
                "scenario_toml": scenario.to_toml(),
                "description": scenario.description,
                "conventions": "concentrations per volume of their own phase; SI unless units "
-                              "say otherwise"},
+                              "say otherwise",
+               "imaging_label": im.label, "imaging_psf_fwhm_mm": im.fwhm_mm,
+               "imaging_injected_activity_mbq": im.injected_activity_mbq},
     )
     return ds
 

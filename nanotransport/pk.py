@@ -97,9 +97,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import expm
 
 from . import units
+from .linalg import small_solve
 
 # --------------------------------------------------------------------------------------
 # State layout
@@ -241,14 +241,44 @@ def infusion_input(params: SystemicParameters, dose_mol, infusion_duration_s,
     return dose_vector(dose_mol, fraction_encapsulated, _dtype(params)) / infusion_duration_s
 
 
-# jax.scipy.linalg.expm returns NaN when more than ``max_squarings`` halvings are needed
-# (‖A t‖₁ > 5.37·2^max_squarings); 48 covers ‖A t‖₁ up to 1.5e15 (e.g. a 0.05/s release rate
-# over 1e9 s), at negligible cost for these 10×10 matrices.
+# Padé(13) coefficients b_0..b_13 and the scaling threshold θ_13 of Higham (2005), SIAM J.
+# Matrix Anal. Appl. 26:1179, Table 2.3 (backward error below double-precision round-off).
+_PADE13 = (64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
+           129060195264000.0, 10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0,
+           40840800.0, 960960.0, 16380.0, 182.0, 1.0)
+_THETA13 = 5.371920351148152
+# at most 48 squarings: ‖M t‖₁ up to 5.37·2^48 = 1.5e15 (e.g. a 0.05/s release over 1e9 s)
 _MAX_SQUARINGS = 48
 
 
 def _expm(m):
-    return expm(m, max_squarings=_MAX_SQUARINGS)
+    """exp(m) for one or a batch (..., n, n) of small matrices: scaling and squaring with the
+    degree-13 Padé approximant, r = (V − U)⁻¹ (V + U) at m/2^s, then squared s times, where
+    s = max(0, ⌈log2(‖m‖₁/θ_13)⌉).
+
+    Hand-written instead of ``jax.scipy.linalg.expm`` because that one solves with batched LAPACK
+    LU, which deadlocked the CPU thread pool for a vmapped batch of 256 (jaxlib 0.10, 2 cores); here
+    the solve is ``linalg.small_solve``, elementwise and the same on CPU and GPU.  The squarings
+    run a fixed ``_MAX_SQUARINGS`` times with a select (as they do in jax's expm under vmap), and
+    s carries no derivative (it is piecewise constant), so reverse and forward mode go through."""
+    norm = jnp.max(jnp.sum(jnp.abs(m), axis=-2), axis=-1)
+    s = jax.lax.stop_gradient(jnp.clip(jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-300) / _THETA13)),
+                                       0, _MAX_SQUARINGS))
+    a = m / (2.0 ** s)[..., None, None]
+    b = _PADE13
+    eye = jnp.broadcast_to(jnp.eye(m.shape[-1], dtype=m.dtype), m.shape)
+    a2 = a @ a
+    a4 = a2 @ a2
+    a6 = a4 @ a2
+    u = a @ (a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2) + b[7] * a6 + b[5] * a4 + b[3] * a2
+             + b[1] * eye)
+    v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
+    r = small_solve(v - u, v + u)
+
+    def square(i, r):
+        return jnp.where((i < s)[..., None, None], r @ r, r)
+
+    return jax.lax.fori_loop(0, _MAX_SQUARINGS, square, r)
 
 
 def _augmented(a, b):
@@ -281,7 +311,7 @@ def _propagator(params, dt, b):
 def step_exact(params: SystemicParameters, y, dt, input_rate=None) -> jnp.ndarray:
     """Exact solution y(t + dt) of dy/dt = A y + b for constant b = ``input_rate`` (mol/s).
 
-    Uses ``jax.scipy.linalg.expm`` of the augmented matrix [[A, b], [0, 0]] (differentiable
+    Uses the matrix exponential (``_expm``) of the augmented matrix [[A, b], [0, 0]] (differentiable
     in the parameters, y, dt and b).
     """
     phi, gamma = propagator(params, dt, input_rate)
@@ -387,8 +417,8 @@ def _unit_moments(params, fraction_encapsulated):
     """(−A_r⁻¹ u, A_r⁻² u) for a unit dose u split by ``fraction_encapsulated``."""
     ar = _active_block(params)
     u = dose_vector(1.0, fraction_encapsulated, ar.dtype)[:N_ACTIVE]
-    w0 = -jnp.linalg.solve(ar, u)
-    return w0, -jnp.linalg.solve(ar, w0)
+    w0 = -small_solve(ar, u)
+    return w0, -small_solve(ar, w0)
 
 
 def _plasma_rows(params, dtype):

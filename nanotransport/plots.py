@@ -247,3 +247,126 @@ def release_and_cells(ds: xr.Dataset, path: Path) -> Path:
             axes[3].set_aspect("equal")
         axes[3].set_title("Temperature profile and thermal dose", fontsize=9)
     return _save(fig, path)
+
+
+def imaging(ds: xr.Dataset, path: Path) -> Path:
+    """Simulated imaging: the image (profiles through the centre at a few times for radial
+    grids, a map at the last time otherwise; ideal label concentration dashed), the
+    time-activity curves of the tumor and reference ROIs, and the tumor-to-reference ratio."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    image, ideal = ds.image_pct_id_per_g, ds.label_pct_id_per_g
+    space = list(ds.region.dims)
+    fwhm = ds.attrs.get("imaging_psf_fwhm_mm", float("nan"))
+    label = ds.attrs.get("imaging_label", "")
+    ax = axes[0]
+    if len(space) == 1:
+        times = ds.time.values
+        picks = [t for t in (1.0, 24.0, 72.0) if t <= times[-1]] or [times[-1]]
+        for i, t in enumerate(picks):
+            k = int(np.argmin(np.abs(times - t)))
+            ax.plot(ds[space[0]], image.isel(time=k), color=f"C{i}", label=f"{times[k]:g} h")
+            ax.plot(ds[space[0]], ideal.isel(time=k), color=f"C{i}", ls="--", lw=0.8)
+        edge = float(ds[space[0]].where(ds.region != 1).max())
+        ax.axvline(edge, color="grey", lw=0.6)
+        ax.set_xlabel(f"{space[0]} (mm)")
+        ax.set_ylabel("%ID/g")
+        ax.legend(fontsize=7, title="image (solid), ideal (dashed)", title_fontsize=7)
+    else:
+        last = image.isel(time=-1).transpose(*space)
+        if len(space) == 3:
+            last = last.isel({space[2]: ds.sizes[space[2]] // 2})
+        mesh = ax.pcolormesh(ds[space[0]], ds[space[1]], last.values.T, shading="auto")
+        fig.colorbar(mesh, ax=ax, label="%ID/g")
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"{space[0]} (mm)")
+        ax.set_ylabel(f"{space[1]} (mm)")
+    ax.set_title(f"Simulated image ({label}, PSF {fwhm:g} mm FWHM)", fontsize=9)
+    tumor = _tumor_mean(image, ds)
+    w = ds.cell_volume.where(ds.imaging_reference_roi > 0, 0.0)
+    ref = (ideal * w).sum(dim=list(w.dims)) / w.sum()
+    axes[1].plot(ds.time, tumor, label="tumor ROI")
+    axes[1].plot(ds.time, ref, label="reference ROI (distant normal tissue)")
+    axes[1].plot(ds.time, _tumor_mean(ideal, ds), ls="--", color="C0", lw=0.8,
+                 label="tumor, ideal scanner")
+    axes[1].set_xlabel("time (h)")
+    axes[1].set_ylabel("%ID/g (decay-corrected)")
+    axes[1].legend(fontsize=7)
+    axes[1].set_title("Time-activity curves", fontsize=9)
+    axes[2].plot(ds.time, tumor / ref.where(ref > 0))
+    axes[2].set_xlabel("time (h)")
+    axes[2].set_ylabel("tumor-to-reference ratio")
+    axes[2].set_title("Contrast", fontsize=9)
+    return _save(fig, path)
+
+
+def cohort(ds: xr.Dataset, report: dict, path: Path) -> Path:
+    """Virtual cohort: imaging readout vs efficacy (selected patients marked, thresholds), the
+    ROC curve of responder classification, and efficacy of selected vs other patients."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    x, y = ds.readout.values, ds.efficacy.values
+    sel = ds.selected.values > 0
+    s = report["selection"]
+    ax = axes[0]
+    ax.scatter(x[~sel], y[~sel], s=10, color="grey", label="not selected")
+    ax.scatter(x[sel], y[sel], s=10, color="C0", label="selected")
+    ax.axvline(s["readout_threshold"], color="C0", lw=0.8, ls="--")
+    ax.axhline(report["responder_efficacy_threshold"], color="C3", lw=0.8, ls=":",
+               label="responder threshold")
+    if np.all(x > 0):
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{report['readout']} ({report['readout_units']}) at "
+                  f"{report['imaging']['time_h']:g} h")
+    ax.set_ylabel("efficacy of the therapeutic dose")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Spearman ρ = {report['spearman_rho']:.2f}", fontsize=9)
+    roc = report["roc_curve"]
+    axes[1].plot(roc["false_positive_rate"], roc["true_positive_rate"], color="C0")
+    axes[1].plot([0, 1], [0, 1], color="grey", lw=0.6, ls="--")
+    axes[1].set_xlabel("false-positive rate")
+    axes[1].set_ylabel("true-positive rate")
+    axes[1].set_aspect("equal")
+    axes[1].set_title(f"Responders by imaging: ROC AUC = {report['roc_auc']:.2f}", fontsize=9)
+    bins = np.linspace(min(y.min(), 0.0), max(y.max(), 1e-9), 25)
+    axes[2].hist(y[~sel], bins=bins, alpha=0.6, color="grey", label="not selected")
+    axes[2].hist(y[sel], bins=bins, alpha=0.6, color="C0", label="selected")
+    axes[2].axvline(s["mean_efficacy_all"], color="k", lw=0.8, label="mean, all")
+    axes[2].axvline(s["mean_efficacy_selected"], color="C0", lw=0.8, label="mean, selected")
+    axes[2].set_xlabel("efficacy")
+    axes[2].set_ylabel("patients")
+    axes[2].legend(fontsize=7)
+    axes[2].set_title(f"Treat the top {100 * s['select_fraction']:g}%: gain "
+                      f"{s['efficacy_gain']:+.3f}", fontsize=9)
+    return _save(fig, path)
+
+
+def calibration(rep: dict, path: Path) -> Path:
+    """Observed time-activity curve (± sd) with the model before and after the fit, and the
+    fitted parameters relative to the scenario with 95 % intervals (identifiable ones solid)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    t = np.asarray(rep["times_h"])
+    ax = axes[0]
+    sd = rep["observed_sd"]
+    ax.errorbar(t, rep["observed"], yerr=sd, fmt="o", color="k", ms=4, label="observed")
+    ax.plot(t, rep["initial_model"], "--", color="grey", label="scenario (before fit)")
+    ax.plot(t, rep["fitted"], "-", color="C0", label="fitted")
+    ax.set_xlabel("time after injection (h)")
+    ax.set_ylabel(rep["quantity"])
+    ax.legend(fontsize=7)
+    ax.set_title("Tumor time-activity curve", fontsize=9)
+    ax = axes[1]
+    names = list(rep["parameters"])
+    for i, name in enumerate(names):
+        p = rep["parameters"][name]
+        ratio = p["value"] / p["initial"]
+        color = "C0" if p["identifiable"] else "C3"
+        if p["ci95"] is not None:
+            lo, hi = (c / p["initial"] for c in p["ci95"])
+            ax.plot([lo, hi], [i, i], color=color, lw=2, alpha=0.6 if p["identifiable"] else 0.3)
+        ax.plot([ratio], [i], "o", color=color)
+    ax.axvline(1.0, color="grey", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels([n.rsplit(".", 1)[-1] for n in names], fontsize=7)
+    ax.set_xlabel("fitted / scenario value (95% CI; red: not identifiable)")
+    ax.set_title("Fitted parameters", fontsize=9)
+    return _save(fig, path)

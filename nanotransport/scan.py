@@ -324,6 +324,7 @@ class ScanSpec:
     seed: int = 0
     sampler: str = "sobol"
     fields: bool = False
+    correlation: tuple = ()  # ((path_a, path_b, rho), ...) between sampled fields
 
     def __post_init__(self):
         if not self.grid and not self.samples:
@@ -345,6 +346,29 @@ class ScanSpec:
         if self.total > MAX_POINTS:
             raise ScanError(f"{self.total} simulations; allowed: at most {MAX_POINTS} in one "
                             "scan")
+        self.correlation_matrix()  # validates
+
+    def correlation_matrix(self) -> np.ndarray:
+        """Correlation of the sampled fields' normal scores (Gaussian copula: for log-normal
+        fields, the correlation of their logarithms); identity unless ``correlation`` says."""
+        paths = [p for p, _ in self.samples]
+        c = np.eye(len(paths))
+        for a, b, rho in self.correlation:
+            for p in (a, b):
+                if p not in paths:
+                    raise ScanError(f"--correlate {dim_name(a)}:{dim_name(b)}={rho}: {p} is not "
+                                    "a sampled field; allowed: fields given with --sample ("
+                                    + ", ".join(dim_name(q) for q in paths) + ")")
+            if a == b or not (isinstance(rho, (int, float)) and -1.0 < rho < 1.0):
+                raise ScanError(f"--correlate {dim_name(a)}:{dim_name(b)}={rho}: allowed: two "
+                                "different sampled fields and a correlation in (-1, 1)")
+            i, j = paths.index(a), paths.index(b)
+            c[i, j] = c[j, i] = rho
+        if np.any(np.linalg.eigvalsh(c) <= 1e-10):
+            raise ScanError("--correlate: the correlations given do not form a valid "
+                            "(positive-definite) correlation matrix; allowed: a set of "
+                            "correlations that some joint distribution can have")
+        return c
 
     @property
     def shape(self) -> tuple:
@@ -371,6 +395,8 @@ class ScanSpec:
                         for p, d in self.samples],
             "n_samples": self.n_samples, "seed": self.seed,
             "sampler": self.sampler if self.samples else None, "fields": self.fields,
+            **({"correlation": [[a, b, r] for a, b, r in self.correlation]}
+               if self.correlation else {}),
         }
 
     def sample_values(self) -> dict:
@@ -387,6 +413,11 @@ class ScanSpec:
         else:
             u = np.random.default_rng(self.seed).random((m, d))
         u = np.clip(u, 1e-12, 1.0 - 1e-12)  # finite inverse CDFs
+        if self.correlation:  # Gaussian copula: correlate the normal scores, keep the marginals
+            from scipy import stats
+
+            z = stats.norm.ppf(u) @ np.linalg.cholesky(self.correlation_matrix()).T
+            u = np.clip(stats.norm.cdf(z), 1e-12, 1.0 - 1e-12)
         out = {}
         for j, (path, dist) in enumerate(self.samples):
             vals = dist.ppf(u[:, j])
@@ -410,11 +441,24 @@ class ScanSpec:
 
 
 def make_spec(grid: Mapping | None = None, samples: Mapping | None = None, n_samples: int = 0,
-              seed: int = 0, sampler: str = "sobol", fields: bool = False) -> ScanSpec:
-    """A ScanSpec from {name: values or "lo:hi:n[:log]"} and {name: "dist(a, b)"}."""
+              seed: int = 0, sampler: str = "sobol", fields: bool = False,
+              correlation: Mapping | None = None) -> ScanSpec:
+    """A ScanSpec from {name: values or "lo:hi:n[:log]"}, {name: "dist(a, b)"} and
+    {(name_a, name_b): rho} correlations of sampled fields (Gaussian copula)."""
     axes = tuple(make_axis(k, v) for k, v in (grid or {}).items())
     dists = tuple(make_sample(k, v) for k, v in (samples or {}).items())
-    return ScanSpec(axes, dists, int(n_samples or 0), int(seed), sampler, bool(fields))
+    corr = tuple((batchable_path(a, "--correlate"), batchable_path(b, "--correlate"), float(r))
+                 for (a, b), r in (correlation or {}).items())
+    return ScanSpec(axes, dists, int(n_samples or 0), int(seed), sampler, bool(fields), corr)
+
+
+def parse_correlation(text: str) -> tuple[tuple[str, str], float]:
+    """``NAME_A:NAME_B=RHO`` → ((name_a, name_b), rho)."""
+    m = re.fullmatch(r"\s*([^:=\s]+)\s*:\s*([^:=\s]+)\s*=\s*(\S+)\s*", text)
+    if not m:
+        raise ScanError(f"--correlate {text}: expected NAME_A:NAME_B=RHO, e.g. "
+                        "pore_radius_nm:vessel_hydraulic_conductivity_cm_per_mmhg_s=0.7")
+    return (m.group(1), m.group(2)), _number(m.group(3), "correlation", f"--correlate {text}")
 
 
 def check_points(scenario: Scenario, spec: ScanSpec, points: dict):
@@ -462,14 +506,14 @@ def _mesh(devices=None):
 
 def _one(params: dict, static: tuple, with_fields: bool) -> dict:
     """Summary metrics (and optionally final fields) of one simulation; pure."""
-    from . import summary, simulate, tissue, units
+    from . import imaging, summary, simulate, tissue, units
     from .transport import drug_per_tissue_volume
 
     result = simulate.run(params, static)
     sc = Scenario(params, tuple((k, v) for k, v in static if not k.startswith("_")))
     lay = tissue.layout(sc)
     omega = params["drug.kill_coefficient_per_ng_h_per_1e5cells"]
-    out = dict(summary.metrics(result, lay, omega))
+    out = dict(summary.metrics(result, lay, omega, imaging.setup(sc, lay)))
     if with_fields:
         maps = result.inputs.kinetics.maps
         out["final_tissue_drug_ug_per_g"] = drug_per_tissue_volume(
@@ -755,7 +799,8 @@ def _write_chunk(out: Path, c: int, start: int, host: dict, times_h, space: dict
 def _units(name: str) -> str:
     for suffix, unit in (("_ug_h_per_ml", "ug h/mL"), ("_ug_per_ml", "ug/mL"),
                          ("_ug_h_per_g", "ug h/g"), ("_ug_per_g", "ug/g"),
-                         ("_pct_id_per_g", "%ID/g"), ("_pct_id", "%ID"), ("_min", "min"),
+                         ("_pct_id_per_g", "%ID/g"), ("_pct_id_per_kg", "%ID/kg"),
+                         ("_pct_id", "%ID"), ("_kbq_per_ml", "kBq/mL"), ("_min", "min"),
                          ("_c", "degC"), ("_fraction", "1"), ("efficacy", "1"),
                          ("_error", "1")):
         if name.endswith(suffix):
@@ -1030,12 +1075,14 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
 def _chunk_dataset(start: int, host: dict, times_h, space: dict):
     import xarray as xr
 
+    from . import summary
+
     n = len(next(iter(host.values())))
     data = {}
     for k, v in host.items():
         if v.ndim == 1:
             data[k] = (("index",), v)
-        elif k.endswith(("_pct_id", "_pct_id_per_g")):
+        elif k in summary.TIME_SERIES:
             data[k] = (("index", "time"), v)
         else:
             data[k] = (("index",) + tuple(space), v)
@@ -1045,7 +1092,7 @@ def _chunk_dataset(start: int, host: dict, times_h, space: dict):
 def run_scan(scenario, grid: Mapping | None = None, samples: Mapping | None = None,
              n_samples: int | None = None, seed: int = 0, out=None, chunk: int | None = None,
              progress: bool = True, fields: bool = False, sampler: str = "sobol",
-             overrides=(), devices=None):
+             overrides=(), devices=None, correlation: Mapping | None = None):
     """Run a scan and return it as an xarray Dataset.
 
     Args:
@@ -1053,6 +1100,8 @@ def run_scan(scenario, grid: Mapping | None = None, samples: Mapping | None = No
         grid: {name: values (sequence) or "lo:hi:n", "lo:hi:n:log", "v1,v2"}; full factorial.
         samples: {name: "lognormal(400, 0.5)" | ("normal", 1, 0.1) | Distribution}.
         n_samples: M draws (Sobol by default, ``sampler="random"`` for pseudo-random).
+        correlation: {(name_a, name_b): rho} between sampled fields (Gaussian copula; for
+            log-normal fields the correlation of their logarithms).
         seed: seed of the sampler.
         out: folder for the resumable files (scan.json, chunks/, scan.nc); None keeps it all
             in memory.
@@ -1069,7 +1118,7 @@ def run_scan(scenario, grid: Mapping | None = None, samples: Mapping | None = No
         from . import scenario as sc
 
         scenario = sc.load(scenario, list(overrides))
-    spec = make_spec(grid, samples, n_samples or 0, seed, sampler, fields)
+    spec = make_spec(grid, samples, n_samples or 0, seed, sampler, fields, correlation)
     ds, stats = _run(scenario, spec, out, chunk, progress, devices)
     if progress and ds is not None:
         print(stats.line(), file=sys.stderr)
@@ -1251,8 +1300,10 @@ def cli_scan(args) -> int:
         jax.config.update("jax_enable_x64", True)
     axes = tuple(parse_grid(g) for g in (args.grid or []))
     dists = tuple(parse_sample(s) for s in (args.sample or []))
+    corr = tuple((batchable_path(a, "--correlate"), batchable_path(b, "--correlate"), rho)
+                 for (a, b), rho in map(parse_correlation, args.correlate or []))
     spec = ScanSpec(axes, dists, int(args.samples or 0), int(args.seed), args.sampler,
-                    bool(args.fields))
+                    bool(args.fields), corr)
     if not args.no_figures:
         check_plot_metric(scenario, args.plot_metric)
     out = Path(args.out)

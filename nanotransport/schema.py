@@ -270,6 +270,17 @@ FIELDS: list[Field] = [
     Field("tissue.maps_file", "", "", "optional netCDF file of per-cell maps on the grid: "
           "multipliers of tissue fields (e.g. vessel_surface_density_per_cm) and/or 'region' "
           "(0 tumor, 1 normal, 2 necrotic)", kind="str"),
+    # ------------------------------------------------------------ imaging
+    Field("imaging.label", "In-111", "", "label on the carrier: a radionuclide (half-lives: "
+          "In-111 2.80 d for SPECT, Cu-64 12.7 h and Zr-89 78.4 h for PET) or 'none' for a "
+          "non-decaying MRI/optical label (MODEL.md §9)",
+          choices=("In-111", "Cu-64", "Zr-89", "none"), kind="str"),
+    Field("imaging.psf_fwhm_mm", 10.0, "mm", "full width at half maximum of the scanner's "
+          "Gaussian point-spread function (MODEL.md §9: clinical PET 4-6, SPECT ~10, "
+          "preclinical ~1; 0: no blurring)", 0.0, 100.0, kind="static_float"),
+    Field("imaging.injected_activity_mbq", 185.0, "MBq", "injected activity of the label "
+          "(clinical In-111 SPECT ~100-200 MBq; mice ~5-20 MBq) (verify)", 0.0, 1e5,
+          kind="static_float"),
     # ------------------------------------------------------------ numerics
     Field("numerics.cells", 100, "", "number of cells along each axis (radial cells of the "
           "1D sphere)", 4, 100000, kind="int"),

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import fv
 from .grid import Grid
-from .linalg import solve_lines
+from .linalg import small_solve, solve_lines
 
 GAMMA = 1.0 - 1.0 / math.sqrt(2.0)  # Alexander's L-stable, stiffly accurate 2-stage SDIRK
 W = (1.0 - GAMMA) / GAMMA  # (1 − γ)/γ ≈ 2.414: second stage rhs = c + W (Y₁ − c)
@@ -90,33 +90,6 @@ def cell_jacobian(f: Callable, t, c):
                              (ns,) + c.shape)
     jac = jax.vmap(lambda e: jax.jvp(lambda x: f(t, x), (c,), (e,))[1])(basis)  # (j, i, *shape)
     return jnp.moveaxis(jnp.moveaxis(jac, 0, -1), 0, -2)  # (*shape, i, j)
-
-
-def small_solve(a, b):
-    """Solve a x = b for many small systems at once: a (..., n, n), b (..., n).
-
-    Gaussian elimination with partial pivoting written out with elementwise array operations
-    (unrolled over the n rows), instead of ``jnp.linalg.solve``.  Why hand-written: the local
-    systems are tiny (1-12 species) and there is one per grid cell; batched LAPACK calls cost
-    ~250× a division for 1 × 1 systems and, on a 2-core CPU with jaxlib 0.10, hung in the thread
-    pool for 262,144 cells.  Elementwise elimination fuses, vectorizes and runs the same on
-    CPU and GPU."""
-    n = a.shape[-1]
-    a = jnp.concatenate([a, b[..., None]], axis=-1)  # augmented (..., n, n + 1)
-    for k in range(n):
-        if k < n - 1:  # partial pivoting: swap row k with the largest |a[i, k]|, i ≥ k
-            p = k + jnp.argmax(jnp.abs(a[..., k:, k]), axis=-1)
-            row_k = a[..., k, :]
-            row_p = jnp.take_along_axis(a, p[..., None, None], axis=-2)[..., 0, :]
-            onehot = (jnp.arange(n) == p[..., None])[..., None]
-            a = jnp.where(onehot, row_k[..., None, :], a)
-            a = a.at[..., k, :].set(row_p)
-        pivot = a[..., k, k]
-        row = a[..., k, :] / pivot[..., None]
-        a = a.at[..., k, :].set(row)
-        factors = a[..., :, k].at[..., k].set(0.0)
-        a = a - factors[..., :, None] * row[..., None, :]
-    return a[..., -1]
 
 
 def _implicit_stage(f, t, rhs, guess, a_h, iterations, n_state):

@@ -26,6 +26,10 @@ cem43_normal_tissue_max_min            highest thermal dose in normal tissue (CE
 cem43_tumor_mean_min, tumor_temperature_max_c   (heated scenarios)
 efficacy                               1 − mean surviving fraction of viable tumor cells,
                                        SF = exp(−ω · ∫ a dt) per cell
+imaging_*                              imaging readouts over the saved times (``imaging.py``):
+                                       tumor and reference ROI means of the PSF-blurred label
+                                       image (%ID/g, %ID/kg, kBq/mL), tumor-to-reference ratio,
+                                       %ID in the tumor ROI
 mass_balance_error                     |dose given − (systemic compartments and sinks + all
                                        tissue drug + degraded drug)| / dose
 =====================================  ==========================================================
@@ -36,14 +40,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import pk, units
+from . import imaging, pk, units
 from .simulate import ACCUMULATORS, Result
 from .tissue import Layout
 from .transport import (carriers_per_tissue_volume, drug_per_tissue_volume,
                         encapsulated_per_tissue_volume, intracellular_per_tissue_volume)
 
 MW = units.DOXORUBICIN_MOLAR_MASS
-TIME_SERIES = ("tumor_carrier_pct_id", "tumor_carrier_pct_id_per_g", "tumor_drug_pct_id")
+TIME_SERIES = ("tumor_carrier_pct_id", "tumor_carrier_pct_id_per_g", "tumor_drug_pct_id",
+               *imaging.TIME_SERIES)
 
 
 def _acc(result: Result, name: str):
@@ -66,8 +71,9 @@ def efficacy(result: Result, lay: Layout, omega):
     return 1.0 - jnp.sum(w * surviving_fraction(result, omega)) / jnp.sum(w)
 
 
-def metrics(result: Result, lay: Layout, omega) -> dict:
-    """All summary metrics as JAX scalars (or arrays over saved times for the % ID series)."""
+def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = None) -> dict:
+    """All summary metrics as JAX scalars (or arrays over saved times for the % ID series);
+    with an imaging set-up ``im`` (``imaging.setup``), also the imaging readouts."""
     inp = result.inputs
     maps = inp.kinetics.maps
     names = result.species
@@ -144,6 +150,8 @@ def metrics(result: Result, lay: Layout, omega) -> dict:
                                                            -jnp.inf))
     else:
         out["cem43_normal_tissue_max_min"] = jnp.zeros(())
+    if im is not None:
+        out.update(imaging.metrics(result, im))
     return out
 
 
