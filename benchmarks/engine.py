@@ -51,6 +51,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -76,7 +77,7 @@ T_END_S = 3600.0      # s
 U_MS = 1e-7           # x velocity for --convection, m/s
 NOMINAL_DT_S = 60.0   # the "large step" of the implicit rows
 # candidate implicit steps: all divide 3600 s exactly
-CANDIDATE_DTS = (300, 240, 180, 150, 120, 100, 90, 75, 60, 50, 45, 40, 36, 30, 25, 24, 20, 18,
+CANDIDATE_DTS = (3600, 1800, 1200, 900, 720, 600, 450, 400, 360, 300, 240, 180, 150, 120, 100, 90, 75, 60, 50, 45, 40, 36, 30, 25, 24, 20, 18,
                  15, 12, 10, 9, 8, 6, 5, 4, 3, 2.5, 2, 1.6, 1.5, 1.25, 1, 0.8, 0.75, 0.6, 0.5,
                  0.4, 0.3, 0.25, 0.2, 0.1)
 
@@ -319,6 +320,11 @@ def worker_nanotransport(cfg):
 
         if kind == "nanotransport-implicit":
             step = solver.strang_step(g, tr, f, newton_iterations=cfg.get("newton", 1))
+        elif kind == "nanotransport-unsplit":
+            tr_s = dataclasses.replace(tr, source=src)
+
+            def step(t, h, c):
+                return solver.implicit_step(g, tr_s, c, h, decay=k)
         else:
             step = solver.explicit_step(g, tr, f)
         _, saved = solver.integrate(step, c0, [t_run], max_dt=dt, steps_per_macro=spm)
@@ -331,6 +337,9 @@ def worker_nanotransport(cfg):
     wall = float(np.median(walls))
     res = dict(dt_s=dt, steps=steps, setup_s=comp, first_call_s=first, wall_s=wall, walls=walls)
     notes = []
+    if kind == "nanotransport-unsplit":
+        notes.append("solver.implicit_step: unsplit SDIRK2, source and decay in the solve, "
+                     "multigrid-preconditioned CG/BiCGStab per stage (rel. tol 1e-10)")
     if kind == "nanotransport-implicit":
         notes.append(f"SDIRK2 Strang, newton_iterations={cfg.get('newton', 1)}")
         if pinned:
@@ -505,6 +514,7 @@ def worker_fipy(cfg):
 
 WORKERS = {
     "nanotransport-implicit": worker_nanotransport,
+    "nanotransport-unsplit": worker_nanotransport,
     "nanotransport-explicit": worker_nanotransport,
     "nanotransport-explicit-const": worker_nanotransport,
     "jax-stencil": worker_stencil,
@@ -552,16 +562,31 @@ def run_worker(cfg: dict, timeout: float = 1800) -> dict:
 
 
 # ------------------------------------------------------------------ CPU benchmark driver
-def choose_matched_dt(n, convection, target_err):
-    """Largest candidate dt whose predicted error of the package's scheme is ≤ target."""
+def choose_matched_dt(n, convection, target_err, scheme="strang"):
+    """Largest candidate dt whose predicted error of ``scheme`` is ≤ target."""
     for dt in CANDIDATE_DTS:
         steps = int(round(T_END_S / dt))
-        e = predicted_error(n, convection, "strang", dt, steps)
+        e = predicted_error(n, convection, scheme, dt, steps)
         if e <= target_err:
             return float(dt), steps, e
     dt = CANDIDATE_DTS[-1]
     steps = int(round(T_END_S / dt))
-    return float(dt), steps, predicted_error(n, convection, "strang", dt, steps)
+    return float(dt), steps, predicted_error(n, convection, scheme, dt, steps)
+
+
+def _fipy_matched(n, convection, target_err):
+    """(dt, steps, error) of backward Euler (FiPy's scheme) at the explicit reference's
+    accuracy: the largest dt on a fine ladder of divisors of 3600 s whose predicted error is
+    ≤ target (first order: about dt · target / error(dt))."""
+    ladder = sorted({3600.0 / m for m in range(60, 72001, 60)}, reverse=True)
+    for dt in ladder:
+        steps = int(round(T_END_S / dt))
+        e = predicted_error(n, convection, "backward", dt, steps)
+        if e <= target_err:
+            return dt, steps, e
+    dt = ladder[-1]
+    steps = int(round(T_END_S / dt))
+    return dt, steps, predicted_error(n, convection, "backward", dt, steps)
 
 
 def run_cpu(args) -> list[dict]:
@@ -657,6 +682,15 @@ def run_cpu(args) -> list[dict]:
             rows.append(row)
             log(fmt_row(row))
 
+        if want("nanotransport-unsplit"):
+            dt_u, steps_u, err_u = choose_matched_dt(n, args.convection, ex_err, "unsplit")
+            log(f"  unsplit dt matching the explicit error {ex_err:.3g}: dt={dt_u:g} s "
+                f"({steps_u} steps, predicted error {err_u:.3g})")
+            r = add("nanotransport-unsplit",
+                    run_worker(cfg("nanotransport-unsplit", dt_u, steps_u, "float64")))
+            if r.get("error") is not None:
+                r["note"] += f"; model-predicted error {err_u:.6g}"
+
         if want("py-pde") and not args.no_pypde:
             add("py-pde", run_worker(cfg("py-pde", h_ex, n_ex)), scheme="explicit")
         if want("fipy") and not args.no_fipy:
@@ -711,6 +745,24 @@ def ratios(rows: list[dict], n: int = 64) -> list[dict]:
         add(f"FiPy total (dt=60 s) / nanotransport implicit total at equal accuracy "
             f"(dt={dt_e:g} s, error {err_e:.2g}; derived)", tot(fi), t_e, ">= 100",
             lambda v: v >= 100)
+    un = get("nanotransport-unsplit")
+    if un and pp:
+        add(f"py-pde total / nanotransport unsplit total (errors {pp['error']:.2g} vs "
+            f"{un['error']:.2g}: equal or smaller)", tot(pp), tot(un), ">= 10",
+            lambda v: v >= 10)
+    if un and fi:
+        variant = fi["variant"] == "convection"
+        ex_err = ex["error"] if ex else un["error"]
+        dt_f, steps_f, err_f = _fipy_matched(n, variant, ex_err)
+        t_f = fi["setup_s"] + fi["per_step_s"] * steps_f
+        add(f"FiPy total at the explicit reference's accuracy (backward Euler dt={dt_f:g} s, "
+            f"{steps_f} steps, error {err_f:.2g}; derived from its per-step time) / "
+            f"nanotransport unsplit total (error {un['error']:.2g})", t_f, tot(un), ">= 100",
+            lambda v: v >= 100)
+        add(f"FiPy total at dt=60 s (error {fi['error']:.2g}, {fi['error'] / un['error']:.0f}× "
+            f"the unsplit error) / "
+            f"nanotransport unsplit total (error {un['error']:.2g})", tot(fi), tot(un),
+            "(for scale)", lambda v: True)
     if ex and st:
         add("nanotransport explicit step / jax-stencil step (D,k traced)",
             ex["per_step_s"], st["per_step_s"], "<= 1.5", lambda v: v <= 1.5)

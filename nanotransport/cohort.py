@@ -38,6 +38,10 @@ EPR_VARIABILITY = (
      "48:2641) (verify)"),
     ("tissue.tumor.pore_radius_nm", 0.6,
      "pore cutoffs 200 nm-1.2 µm across tumor models (Hobbs et al. 1998 PNAS 95:4607)"),
+    ("tissue.tumor.carrier_permeability_scale_per_m", 1.0,
+     "vessel permeability to liposomes differs ~10× between tumor lines (Yuan et al. 1995 "
+     "Cancer Res 55:3752) and ⁶⁴Cu-liposome uptake >35× between lesions (Lee et al. 2017 Clin "
+     "Cancer Res 23:4190); the diffusive pore area, the leakiness that defines EPR (verify)"),
     ("tissue.tumor.vessel_hydraulic_conductivity_cm_per_mmhg_s", 0.7,
      "L_p of tumor vessels spans an order of magnitude (Baxter & Jain 1989; Jain 1987) "
      "(verify)"),
@@ -53,6 +57,10 @@ EPR_CORRELATIONS = (
     ("tissue.tumor.pore_radius_nm", "tissue.tumor.vessel_hydraulic_conductivity_cm_per_mmhg_s",
      0.7, "wall hydraulic conductivity grows with pore size (Poiseuille flow in pores, L_p ∝ "
      "r²·pore area; Jain 2005 Science 307:58: leaky vessels have large pores and high L_p)"),
+    ("tissue.tumor.carrier_permeability_scale_per_m",
+     "tissue.tumor.vessel_hydraulic_conductivity_cm_per_mmhg_s", 0.5,
+     "more pore area per wall area conducts more fluid as well as more particles (both scale "
+     "with the open wall fraction)"),
     ("tissue.tumor.vessel_surface_density_per_cm", "tissue.tumor.perfusion_ml_per_ml_min",
      0.5, "denser vasculature carries more blood flow (Vaupel et al. 1989)"),
 )

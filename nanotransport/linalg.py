@@ -23,32 +23,85 @@ from .grid import Grid
 
 
 def small_solve(a, b):
-    """Solve a x = b for many small systems at once: a (..., n, n), b (..., n) or (..., n, k).
-
-    Gaussian elimination with partial pivoting written out with elementwise array operations
-    (unrolled over the n rows), instead of ``jnp.linalg.solve``.  Why hand-written: the local
-    systems are tiny (1-12 species, the 10 × 10 PK propagator) and there is one per grid cell or
-    batch member; batched LAPACK calls cost ~250× a division for 1 × 1 systems and, on a 2-core
-    CPU with jaxlib 0.10, hung in the thread pool (262,144 cells; a vmapped batch of 256 PK
-    matrix exponentials).  Elementwise elimination fuses, vectorizes and runs the same on CPU
-    and GPU."""
-    n = a.shape[-1]
+    """Solve a x = b for many small systems at once: a (..., n, n), b (..., n) or (..., n, k)
+    (``solve_species_first`` with the matrix axes moved to the front)."""
     vector = b.ndim == a.ndim - 1
-    a = jnp.concatenate([a, b[..., None] if vector else b], axis=-1)  # augmented (..., n, n + k)
+    am = jnp.moveaxis(a, (-2, -1), (0, 1))
+    bm = jnp.moveaxis(b, -1, 0) if vector else jnp.moveaxis(b, (-2, -1), (0, 1))
+    x = solve_species_first(am, bm if not vector else bm[:, None])
+    return jnp.moveaxis(x[:, 0], 0, -1) if vector else jnp.moveaxis(x, (0, 1), (-2, -1))
+
+
+def solve_species_first(a, b):
+    """Solve a x = b for many small systems with the matrix axes first: a (n, n, *batch),
+    b (n, k, *batch) → x (n, k, *batch).
+
+    Gaussian elimination with partial pivoting, unrolled over the n rows, every operation
+    elementwise over the trailing batch (cell) axes, which are contiguous in memory, so each
+    row operation is one vectorized pass.  Why hand-written instead of ``jnp.linalg.solve``:
+    the systems are tiny (1-12 species per grid cell, the 10 × 10 PK propagator) and there is
+    one per cell or batch member; batched LAPACK calls cost ~250× a division for 1 × 1 systems
+    and, on a 2-core CPU with jaxlib 0.10, hung in the thread pool (262,144 cells; a vmapped
+    batch of 256 PK matrix exponentials).  This runs the same on CPU and GPU."""
+    n = a.shape[0]
+    m = jnp.concatenate([a, b], axis=1)  # augmented (n, n + k, *batch)
+    rows = jnp.arange(n).reshape((n,) + (1,) * (m.ndim - 1))
     for k in range(n):
-        if k < n - 1:  # partial pivoting: swap row k with the largest |a[i, k]|, i ≥ k
-            p = k + jnp.argmax(jnp.abs(a[..., k:, k]), axis=-1)
-            row_k = a[..., k, :]
-            row_p = jnp.take_along_axis(a, p[..., None, None], axis=-2)[..., 0, :]
-            onehot = (jnp.arange(n) == p[..., None])[..., None]
-            a = jnp.where(onehot, row_k[..., None, :], a)
-            a = a.at[..., k, :].set(row_p)
-        pivot = a[..., k, k]
-        row = a[..., k, :] / pivot[..., None]
-        a = a.at[..., k, :].set(row)
-        factors = a[..., :, k].at[..., k].set(0.0)
-        a = a - factors[..., :, None] * row[..., None, :]
-    return a[..., -1] if vector else a[..., n:]
+        if k < n - 1:  # partial pivoting: exchange row k with the largest |m[i, k]|, i ≥ k
+            p = k + jnp.argmax(jnp.abs(m[k:, k]), axis=0)  # (*batch)
+            onehot = rows == p[None, None]  # (n, 1, *batch)
+            row_p = jnp.sum(jnp.where(onehot, m, 0.0), axis=0)
+            row_k = m[k]
+            m = jnp.where(onehot, row_k[None], m).at[k].set(row_p)
+        row = m[k] / m[k, k][None]
+        factors = m[:, k].at[k].set(0.0)  # (n, *batch)
+        m = (m - factors[:, None] * row[None]).at[k].set(row)
+    return m[:, n:]
+
+
+class LocalLU(NamedTuple):
+    """Unpivoted LU factors of many small matrices, entry by entry (``local_lu``)."""
+
+    lu: tuple  # lu[i][j] (*batch): L below the diagonal (unit diagonal implied), U on and above
+    inv_diag: tuple  # 1 / U[i][i]
+
+
+def local_lu(a) -> LocalLU:
+    """LU factors, without pivoting, of many small matrices with the matrix axes first:
+    a (n, n, *batch).
+
+    For the implicit stages of local kinetics, I − a_h J with J the Jacobian of conserving
+    exchange and decay rates: a nonsingular M-matrix up to diagonal scaling (non-positive
+    diagonal, non-negative couplings of J), for which elimination without pivoting is stable
+    and every pivot is at least 1 for such rows.  Written entry by entry so that every
+    operation is elementwise over the batch (cell) axes: XLA fuses the factorization and the
+    solves into a few passes over memory instead of one pass per row operation (the pivoted,
+    row-by-row ``solve_species_first`` moves (n + 1)·n words per cell per row).  Factor once
+    per stage, solve once per Newton iteration (``local_lu_solve``)."""
+    n = a.shape[0]
+    m = [[a[i, j] for j in range(n)] for i in range(n)]
+    inv_diag = []
+    for k in range(n):
+        inv = 1.0 / m[k][k]
+        inv_diag.append(inv)
+        for i in range(k + 1, n):
+            factor = m[i][k] * inv
+            m[i] = m[i][:k] + [factor] + [m[i][j] - factor * m[k][j] for j in range(k + 1, n)]
+    return LocalLU(tuple(tuple(r) for r in m), tuple(inv_diag))
+
+
+def local_lu_solve(f: LocalLU, b):
+    """Solve a x = b with ``local_lu`` factors; b (n, *batch)."""
+    n = len(f.inv_diag)
+    x = [b[i] for i in range(n)]
+    for i in range(n):
+        for j in range(i):
+            x[i] = x[i] - f.lu[i][j] * x[j]
+    for i in reversed(range(n)):
+        for j in range(i + 1, n):
+            x[i] = x[i] - f.lu[i][j] * x[j]
+        x[i] = x[i] * f.inv_diag[i]
+    return jnp.stack(x)
 
 
 def solve_lines(lower, diag, upper, rhs, h):

@@ -1,0 +1,178 @@
+"""Geometric multigrid preconditioner and preconditioned Krylov solves for the implicit
+finite-volume operators on structured 2D/3D grids.
+
+The operator is written in its volume-integrated form  A x = diag ⊙ x + Σ_axes (couplings to
+the two neighbours along the axis),  with one coupling per interior face (``Level.off``; A is
+symmetric when the couplings are, i.e. for diffusion).  For the implicit stage of
+φ ∂c/∂t = L c − k c,  A = Vφ (1 + a k) − a V φ L  (a = γ h), whose couplings are −a T_f with T_f
+the face transmissibility A_f D_f/δ_f.
+
+Coarse levels: Galerkin products A_c = Pᵀ A P with P the piecewise-constant prolongation of a
+coarse cell onto its 2 (per coarsened axis) children, computed face by face (coarse couplings
+are sums of the fine couplings across the coarse face; couplings inside a coarse cell fold into
+its diagonal).  Any grid metric (spherical, cylindrical, graded) is carried by the fine
+couplings, so no geometric re-discretization is needed.  An axis is coarsened while its length
+is even and at least 4; the hierarchy stops when no axis can be, or at ``max_levels``.
+
+V-cycle: damped Jacobi (ω = 0.8), ``sweeps`` before and after the coarse correction, and
+``coarse_sweeps`` Jacobi sweeps on the coarsest level; every part is a fixed polynomial in
+D⁻¹A, so the cycle is a symmetric positive-definite preconditioner for a symmetric positive-
+definite A.  Why hand-written: jax has Krylov solvers but no multigrid, and the structured grid
+makes coarsening a reshape; the cycle is a few fused elementwise passes per level, the same on
+CPU and GPU, and runs under ``vmap`` (all members take the same number of iterations).
+
+Krylov: ``jax.scipy.sparse.linalg.cg`` for symmetric operators, ``bicgstab`` otherwise (with
+the V-cycle of the symmetric part), both with relative tolerances on the scaled system; the
+solve goes through ``jax.lax.custom_linear_solve``, so derivatives use one more solve with the
+transposed operator (implicit-function theorem), not the iterations.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+OMEGA = 0.8
+
+
+class Level(NamedTuple):
+    """One level of the hierarchy: ``diag`` (ns, *shape); per axis, ``off[a]`` the coupling
+    of each interior face normal to axis a (length n_a − 1 along it), ``off_t[a]`` the
+    transposed couplings (equal to ``off`` for symmetric operators)."""
+
+    diag: jax.Array
+    off: tuple
+    off_t: tuple
+
+
+def apply(level: Level, x):
+    """A x on one level (x with a leading species axis, like ``diag``)."""
+    y = level.diag * x
+    for a, (o, ot) in enumerate(zip(level.off, level.off_t)):
+        ax = 1 + a
+        n = x.shape[ax]
+        lo = jax.lax.slice_in_dim(x, 0, n - 1, axis=ax)
+        hi = jax.lax.slice_in_dim(x, 1, n, axis=ax)
+        # row i gets o_{i+1/2} x_{i+1}; row i+1 gets ot_{i+1/2} x_i
+        up = o * hi
+        down = ot * lo
+        pad = jnp.zeros_like(jax.lax.slice_in_dim(x, 0, 1, axis=ax))
+        y = y + jnp.concatenate([up, pad], axis=ax) + jnp.concatenate([pad, down], axis=ax)
+    return y
+
+
+def transpose(level: Level) -> Level:
+    return Level(level.diag, level.off_t, level.off)
+
+
+def symmetric_part(level: Level) -> Level:
+    off = tuple(0.5 * (o + ot) for o, ot in zip(level.off, level.off_t))
+    return Level(level.diag, off, off)
+
+
+def _pairs(x, ax):
+    """Sum of pairs of neighbours along ``ax`` (length n → n/2)."""
+    shape = x.shape
+    return x.reshape(shape[:ax] + (shape[ax] // 2, 2) + shape[ax + 1:]).sum(axis=ax + 1)
+
+
+def _every_other(x, ax, start):
+    n = x.shape[ax]
+    return jax.lax.slice_in_dim(x, start, n, stride=2, axis=ax)
+
+
+def coarsen(level: Level, axes) -> Level:
+    """Galerkin coarse level Pᵀ A P, coarsening pairs of cells along ``axes``."""
+    diag, off, off_t = level.diag, list(level.off), list(level.off_t)
+    for a in axes:
+        ax = 1 + a
+        inside = _every_other(off[a], ax, 0) + _every_other(off_t[a], ax, 0)  # faces 2I+1/2
+        diag = _pairs(diag, ax) + inside
+        off[a], off_t[a] = _every_other(off[a], ax, 1), _every_other(off_t[a], ax, 1)
+        for b in range(len(off)):
+            if b != a:
+                off[b], off_t[b] = _pairs(off[b], ax), _pairs(off_t[b], ax)
+    return Level(diag, tuple(off), tuple(off_t))
+
+
+def coarsenable(shape) -> tuple:
+    return tuple(a for a, n in enumerate(shape) if n >= 4 and n % 2 == 0)
+
+
+def hierarchy(fine: Level, max_levels: int = 12) -> list[Level]:
+    levels = [fine]
+    while len(levels) < max_levels:
+        axes = coarsenable(levels[-1].diag.shape[1:])
+        if not axes:
+            break
+        levels.append(coarsen(levels[-1], axes))
+    return levels
+
+
+def _restrict(r, axes):
+    for a in axes:
+        r = _pairs(r, 1 + a)
+    return r
+
+
+def _prolong(e, axes):
+    for a in axes:
+        e = jnp.repeat(e, 2, axis=1 + a)
+    return e
+
+
+def _jacobi(level: Level, x, b, sweeps: int):
+    inv = OMEGA / level.diag
+    return jax.lax.fori_loop(0, sweeps, lambda _, x: x + inv * (b - apply(level, x)), x)
+
+
+def v_cycle(levels: list[Level], b, sweeps: int = 2, coarse_sweeps: int = 30):
+    """One V-cycle from a zero initial guess: an approximation of A⁻¹ b."""
+    def cycle(k, rhs):
+        lev = levels[k]
+        if k == len(levels) - 1:
+            return _jacobi(lev, jnp.zeros_like(rhs), rhs, coarse_sweeps)
+        axes = coarsenable(lev.diag.shape[1:])
+        x = _jacobi(lev, jnp.zeros_like(rhs), rhs, sweeps)
+        r = rhs - apply(lev, x)
+        x = x + _prolong(cycle(k + 1, _restrict(r, axes)), axes)
+        return _jacobi(lev, x, rhs, sweeps)
+
+    return cycle(0, b)
+
+
+class KrylovInfo(NamedTuple):
+    solution: jax.Array
+    relative_residual: jax.Array
+
+
+def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
+          x0=None) -> KrylovInfo:
+    """Solve A x = b (A from ``level``) by multigrid-preconditioned CG (symmetric) or BiCGStab,
+    differentiable through ``custom_linear_solve``."""
+    levels = hierarchy(symmetric_part(level))
+    precond = lambda r: v_cycle(levels, r)  # noqa: E731
+    matvec = lambda x: apply(level, x)  # noqa: E731
+
+    def krylov(op, rhs):
+        if symmetric:
+            y, _ = jax.scipy.sparse.linalg.cg(op, rhs, x0=x0, tol=tol, atol=0.0,
+                                              maxiter=maxiter, M=precond)
+        else:
+            y, _ = jax.scipy.sparse.linalg.bicgstab(op, rhs, x0=x0, tol=tol, atol=0.0,
+                                                    maxiter=maxiter, M=precond)
+        return y
+
+    def krylov_t(op_t, rhs):  # the transposed system, for reverse-mode derivatives
+        if symmetric:
+            return krylov(op_t, rhs)
+        y, _ = jax.scipy.sparse.linalg.bicgstab(op_t, rhs, tol=tol, atol=0.0, maxiter=maxiter,
+                                                M=precond)
+        return y
+
+    x = jax.lax.custom_linear_solve(matvec, b, krylov, transpose_solve=krylov_t,
+                                    symmetric=symmetric)
+    res = jnp.linalg.norm(matvec(x) - b) / jnp.maximum(jnp.linalg.norm(b),
+                                                       jnp.finfo(b.dtype).tiny)
+    return KrylovInfo(x, res)
