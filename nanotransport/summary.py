@@ -22,6 +22,8 @@ released_in_*_fraction                 where it was released (plasma, tissue_ves
 tumor_intracellular_fraction           share of tumor drug inside cells at the end (free
                                        intracellular + payload of internalized carriers)
 tumor_bound_internalized_fraction      share of tumor carriers bound or internalized at the end
+carrier_renal_fraction                 carriers cleared by the kidneys by the end, share of dose
+carrier_mps_fraction                   carriers taken up by liver and spleen macrophages (MPS)
 cem43_normal_tissue_max_min            highest thermal dose in normal tissue (CEM43, min)
 cem43_tumor_mean_min, tumor_temperature_max_c   (heated scenarios)
 efficacy                               1 − mean surviving fraction of viable tumor cells,
@@ -138,6 +140,8 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
         "released_in_tissue_vessels_fraction": released_vessel / dose,
         "released_in_interstitium_fraction": released_interstitium / dose,
         "released_in_cells_fraction": released_cells / dose,
+        "carrier_renal_fraction": result.systemic_carrier[-1, pk.I_SINK_RENAL] / dose,
+        "carrier_mps_fraction": result.systemic_carrier[-1, pk.I_SINK_MPS] / dose,
         "efficacy": efficacy(result, lay, omega),
         "mass_balance_error": balance,
     }
