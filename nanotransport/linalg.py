@@ -59,49 +59,33 @@ def solve_species_first(a, b):
     return m[:, n:]
 
 
-class LocalLU(NamedTuple):
-    """Unpivoted LU factors of many small matrices, entry by entry (``local_lu``)."""
-
-    lu: tuple  # lu[i][j] (*batch): L below the diagonal (unit diagonal implied), U on and above
-    inv_diag: tuple  # 1 / U[i][i]
-
-
-def local_lu(a) -> LocalLU:
+def local_lu(a):
     """LU factors, without pivoting, of many small matrices with the matrix axes first:
-    a (n, n, *batch).
+    a (n, n, *batch) → the factors in one array (L below the diagonal, unit diagonal implied;
+    U on and above).
 
     For the implicit stages of local kinetics, I − a_h J with J the Jacobian of conserving
     exchange and decay rates: a nonsingular M-matrix up to diagonal scaling (non-positive
-    diagonal, non-negative couplings of J), for which elimination without pivoting is stable
-    and every pivot is at least 1 for such rows.  Written entry by entry so that every
-    operation is elementwise over the batch (cell) axes: XLA fuses the factorization and the
-    solves into a few passes over memory instead of one pass per row operation (the pivoted,
-    row-by-row ``solve_species_first`` moves (n + 1)·n words per cell per row).  Factor once
-    per stage, solve once per Newton iteration (``local_lu_solve``)."""
+    diagonal, non-negative couplings of J), for which elimination without pivoting is stable;
+    without the pivot search and row exchanges each elimination step is one fused update of
+    the trailing block, elementwise over the batch (cell) axes, which are contiguous.  Factor
+    once per Newton iteration, solve with ``local_lu_solve``."""
     n = a.shape[0]
-    m = [[a[i, j] for j in range(n)] for i in range(n)]
-    inv_diag = []
-    for k in range(n):
-        inv = 1.0 / m[k][k]
-        inv_diag.append(inv)
-        for i in range(k + 1, n):
-            factor = m[i][k] * inv
-            m[i] = m[i][:k] + [factor] + [m[i][j] - factor * m[k][j] for j in range(k + 1, n)]
-    return LocalLU(tuple(tuple(r) for r in m), tuple(inv_diag))
+    for k in range(n - 1):
+        f = a[k + 1:, k] / a[k, k]
+        a = a.at[k + 1:, k].set(f).at[k + 1:, k + 1:].add(-f[:, None] * a[k, None, k + 1:])
+    return a
 
 
-def local_lu_solve(f: LocalLU, b):
-    """Solve a x = b with ``local_lu`` factors; b (n, *batch)."""
-    n = len(f.inv_diag)
-    x = [b[i] for i in range(n)]
-    for i in range(n):
-        for j in range(i):
-            x[i] = x[i] - f.lu[i][j] * x[j]
-    for i in reversed(range(n)):
-        for j in range(i + 1, n):
-            x[i] = x[i] - f.lu[i][j] * x[j]
-        x[i] = x[i] * f.inv_diag[i]
-    return jnp.stack(x)
+def local_lu_solve(lu, b):
+    """Solve a x = b with the factors of ``local_lu``; b (n, *batch)."""
+    n = lu.shape[0]
+    for i in range(1, n):  # L y = b
+        b = b.at[i].add(-jnp.sum(lu[i, :i] * b[:i], axis=0))
+    for i in reversed(range(n)):  # U x = y
+        rest = jnp.sum(lu[i, i + 1:] * b[i + 1:], axis=0) if i < n - 1 else 0.0
+        b = b.at[i].set((b[i] - rest) / lu[i, i])
+    return b
 
 
 def solve_lines(lower, diag, upper, rhs, h):

@@ -8,9 +8,9 @@ Scheme (second order in time, L-stable pieces; the step is set by accuracy, not 
   release, binding, uptake, with rates up to 1e2 1/s and beyond — with the two-stage,
   L-stable, stiffly accurate SDIRK of Alexander (1977), γ = 1 − 1/√2.  Each stage is a
   backward-Euler-like equation solved by a fixed number of Newton iterations with the exact
-  per-cell Jacobian (forward-mode products, then an unpivoted LU written entry by entry,
-  ``linalg.local_lu``, which XLA fuses into a few passes); for linear kinetics one iteration is
-  exact.  L-stability means a rate k with k·h ≫ 1 relaxes to its
+  per-cell Jacobian (forward-mode products, then an unpivoted LU with the species axes first,
+  ``linalg.local_lu``: one fused update per elimination step over contiguous cells); for
+  linear kinetics one iteration is exact.  L-stability means a rate k with k·h ≫ 1 relaxes to its
   quasi-steady state instead of oscillating.  Cells where the second-order result would turn
   negative (stiff nonlinear kinetics far from equilibrium, e.g. receptor binding) take the
   backward-Euler result instead (positive, first order there).  (TR-BDF2 was used first: its
