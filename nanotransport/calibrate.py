@@ -257,6 +257,22 @@ def model_function(scenario: Scenario, paths, metric: str, times_h, dose_fractio
     return f
 
 
+def _value_and_jacobian(f):
+    """θ ↦ (f(θ), ∂f/∂θ) from one traced simulation (``jacfwd`` with ``has_aux``), instead of
+    tracing and running the simulation once for the value and once inside the Jacobian."""
+    import jax
+
+    def both(t):
+        y = f(t)
+        return y, y
+
+    def g(theta):
+        jac, value = jax.jacfwd(both, has_aux=True)(theta)
+        return value, jac
+
+    return g
+
+
 @dataclasses.dataclass
 class Fit:
     """Result of ``fit``."""
@@ -345,7 +361,7 @@ def fit(scenario: Scenario, obs: Observations, names, dose_fraction: float = 0.0
                                 "or give standard deviations"])
     lo, hi = _log_bounds(scenario, paths)
     f = model_function(scenario, paths, obs.metric, obs.times_h, dose_fraction)
-    fj = jax.jit(lambda th: (f(th), jax.jacfwd(f)(th)))
+    fj = jax.jit(_value_and_jacobian(f))
     w = obs.sd if obs.sd is not None else np.ones(n)
 
     def evaluate(theta):
@@ -418,7 +434,7 @@ def predict(scenario: Scenario, result: Fit) -> dict:
                             params["drug.kill_coefficient_per_ng_h_per_1e5cells"])
         return jnp.stack([m[k] for k in PREDICTED])
 
-    value, jac = (np.asarray(x) for x in jax.jit(lambda t: (f(t), jax.jacfwd(f)(t)))(
+    value, jac = (np.asarray(x) for x in jax.jit(_value_and_jacobian(f))(
         jnp.asarray(result.theta)))
     population = {p: s for p, s, _ in cohort.EPR_VARIABILITY}
     cov = np.array(result.covariance)
