@@ -290,7 +290,9 @@ def metrics(result, im: Imaging) -> dict:
         "imaging_tumor_pct_id_per_kg": 1e3 * tumor,
         "imaging_tumor_pct_id": tumor * tumor_g,
         "imaging_reference_pct_id_per_g": ref,
-        "imaging_tumor_to_reference": tumor / ref,
+        # 0 where the reference holds no activity (t = 0): the ratio is undefined there
+        "imaging_tumor_to_reference": jnp.where(ref > 0, tumor / jnp.where(ref > 0, ref, 1.0),
+                                                0.0),
         "imaging_tumor_kbq_per_ml": im.injected_activity_mbq * 1e3 * tumor / 100.0 * decay,
     }
 
