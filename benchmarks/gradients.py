@@ -1,18 +1,38 @@
 """Cost of exact gradients: time of objective+gradient over time of objective, and memory.
 
-For the thermodox scenario (reduced: 40 cells, 24 h) this prints:
-* wall time (median of 3 after compilation) of J alone, of J + gradient for 2 parameters
-  (forward mode) and for 20 parameters (reverse mode), and their ratios (goal ≤ 3× for 2);
-* peak temporary memory of the compiled reverse-mode gradient (XLA memory analysis) against the
-  number of time steps, with the fitted exponent (goal: growth like √steps or slower, thanks
-  to the checkpointed macro-intervals of `solver.integrate`).
+For the thermodox scenario (reduced: 40 cells, 24 h, float64) this prints:
 
-    python benchmarks/gradients.py [--json]
+* wall time of J alone, of J + gradient for 2 parameters (forward mode, ``jax.jacfwd``) and for
+  20 parameters (reverse mode, ``jax.value_and_grad``), and their ratios (goal ≤ 3× for 2).
+  Everything is compiled first; then the four functions are timed in interleaved rounds
+  (``--repeats``, default 7), so that load from other processes hits all of them alike.  The
+  ratio uses the minimum over the rounds (the least disturbed run); medians are printed too.
+* peak temporary memory of the compiled reverse-mode gradient (XLA's memory analysis of the
+  compiled executable: ``temp_size_in_bytes``) against the number of time steps, counted
+  exactly from the step schedule (``solver.macro_schedule``, including the refined steps of
+  the heating window).  The step count is varied by scaling ``numerics.max_dt_min`` and
+  ``numerics.heating_max_dt_min`` together.  Goal: growth like √steps or slower, thanks to the
+  checkpointed macro-intervals of ``solver.integrate``.  Two exponents are reported: the
+  log-log slope of the whole temp memory, and the exponent k of its growing part from a fit
+  temp = a + b·steps^k (a: memory that does not depend on the step count).  For comparison the
+  same gradient is compiled with checkpointing switched off (``solver.integrate`` patched to
+  ``checkpoint=False`` in this process only) at the smallest and largest step counts.
+
+The machine, the load average, the jax version and which code ran (SHA-256 of the package's
+sources, git commit) are part of the output: the engine changes often.
+
+    python benchmarks/gradients.py [--json] [--out FILE] [--repeats 7] [--no-reference]
+    python benchmarks/gradients.py --from-json FILE     # the tables of a saved report
 """
 import argparse
+import functools
 import json
+import os
+import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 
@@ -20,7 +40,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nanotransport import design, scenario as sc  # noqa: E402
+from nanotransport import design, scenario as sc, simulate as sim, solver, units  # noqa: E402
 
 BASE = ["numerics.cells=40", "numerics.t_end_h=24"]
 TWO = ["diameter_nm", "release_temperature_C"]
@@ -32,57 +52,259 @@ TWENTY = TWO + ["dose_mg_per_m2", "heating_duration_min", "tissue.tumor.pore_rad
                 "tissue.tumor.vascular_fraction", "surface_factor", "infusion_duration_min",
                 "drug.vessel_permeability_um_per_s", "drug.uptake_vmax_ng_per_1e5cells_min",
                 "heating.focus_fwhm_mm"]
+# (numerics.max_dt_min, numerics.heating_max_dt_min): the default pair (10, 1) in the middle
+STEP_SETTINGS = ((40.0, 4.0), (20.0, 2.0), (10.0, 1.0), (5.0, 0.5), (2.5, 0.25))
 
 
-def timed(fn, x, repeats=3):
-    jax.block_until_ready(fn(x))  # compile
-    times = []
-    for _ in range(repeats):
+def step_count(s) -> tuple[int, int, int]:
+    """(time steps, macro-intervals, steps per macro-interval) of a scenario's run, exactly as
+    ``simulate.run`` schedules them."""
+    st = dict(sim.structure(s))
+    fine = ()
+    if st["_heating_window_s"] is not None:
+        a, b = st["_heating_window_s"]
+        fine = ((a, b, float(s["numerics.heating_max_dt_min"]) * units.MIN),)
+    lengths, _, n_sub = solver.macro_schedule(
+        sim.save_times_h(s) * units.HOUR, 0.0, float(s["numerics.max_dt_min"]) * units.MIN,
+        None, fine)
+    return len(lengths) * n_sub, len(lengths), n_sub
+
+
+def load(dt, heating_dt):
+    return sc.load("thermodox", BASE + [f"numerics.max_dt_min={dt}",
+                                        f"numerics.heating_max_dt_min={heating_dt}"])
+
+
+def function_of(s, names):
+    paths = [sc.resolve_name(n) for n in names]
+    return design.metric_function(s, paths), jnp.asarray([s.params[q] for q in paths])
+
+
+def timing(repeats: int) -> list[dict]:
+    s = load(10.0, 1.0)
+    f2, x2 = function_of(s, TWO)
+    f20, x20 = function_of(s, TWENTY)
+    calls = {
+        "J (2)": (jax.jit(f2), x2),
+        "J+grad (2, forward)": (jax.jit(lambda x: (f2(x), jax.jacfwd(f2)(x))), x2),
+        "J (20)": (jax.jit(f20), x20),
+        "J+grad (20, reverse)": (jax.jit(jax.value_and_grad(f20)), x20),
+    }
+    compile_s = {}
+    for name, (fn, x) in calls.items():
         t = time.perf_counter()
-        jax.block_until_ready(fn(x))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        jax.block_until_ready(fn(x))  # compile (+ one run)
+        compile_s[name] = time.perf_counter() - t
+    times = {name: [] for name in calls}
+    for _ in range(repeats):  # interleaved rounds
+        for name, (fn, x) in calls.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn(x))
+            times[name].append(time.perf_counter() - t)
+    steps = step_count(s)[0]
+    rows = []
+    for n, mode, j, g in ((2, "forward", "J (2)", "J+grad (2, forward)"),
+                          (20, "reverse", "J (20)", "J+grad (20, reverse)")):
+        rows.append({"parameters": n, "mode": mode, "steps": steps,
+                     "objective_s_min": min(times[j]),
+                     "objective_s_median": statistics.median(times[j]),
+                     "gradient_s_min": min(times[g]),
+                     "gradient_s_median": statistics.median(times[g]),
+                     "ratio_min": min(times[g]) / min(times[j]),
+                     "ratio_median": statistics.median(times[g]) / statistics.median(times[j]),
+                     "compile_objective_s": compile_s[j], "compile_gradient_s": compile_s[g]})
+    return rows
+
+
+def temp_mb(s, checkpoint=True) -> float:
+    """Temp memory (MiB) of the compiled reverse-mode J + gradient for the 20 parameters."""
+    original = solver.integrate
+    if not checkpoint:
+        solver.integrate = functools.partial(_no_checkpoint, original)
+    try:
+        f, x = function_of(s, TWENTY)
+        compiled = jax.jit(jax.value_and_grad(f)).lower(x).compile()
+    finally:
+        solver.integrate = original
+    return compiled.memory_analysis().temp_size_in_bytes / 2**20
+
+
+def _no_checkpoint(original, *args, **kwargs):
+    kwargs["checkpoint"] = False
+    return original(*args, **kwargs)
+
+
+def fit_growth(steps, mem):
+    """(a, b, k) of mem ≈ a + b·steps^k, least squares over a grid of k (a, b ≥ 0)."""
+    steps, mem = np.asarray(steps, float), np.asarray(mem, float)
+    best = None
+    for k in np.linspace(0.05, 1.5, 291):
+        basis = np.stack([np.ones_like(steps), steps**k], 1)
+        (a, b), *_ = np.linalg.lstsq(basis, mem, rcond=None)
+        if a < 0 or b < 0:
+            continue
+        err = float(np.sum((basis @ [a, b] - mem) ** 2))
+        if best is None or err < best[0]:
+            best = (err, float(a), float(b), float(k))
+    return best[1:] if best else (float("nan"),) * 3
+
+
+def memory(reference: bool, on_row=None) -> tuple[list[dict], dict]:
+    rows = []
+    for dt, hdt in STEP_SETTINGS:
+        s = load(dt, hdt)
+        steps, macros, n_sub = step_count(s)
+        row = {"max_dt_min": dt, "heating_max_dt_min": hdt, "steps": steps,
+               "macro_intervals": macros, "steps_per_macro": n_sub,
+               "temp_mb": temp_mb(s)}
+        if reference and (dt, hdt) in (STEP_SETTINGS[0], STEP_SETTINGS[-1]):
+            row["temp_mb_no_checkpoint"] = temp_mb(s, checkpoint=False)
+        rows.append(row)
+        if on_row is not None:
+            on_row(rows)
+    return rows, fit_memory(rows)
+
+
+def fit_memory(rows) -> dict:
+    """Exponents of temp memory against the step count, and its decomposition
+    temp = a + b·(macro-intervals) + c·(steps per macro-interval) (least squares): what the
+    reverse pass stores is one carry per macro-interval plus the residuals of the one
+    macro-interval it recomputes, whose length is ~√(steps)."""
+    steps = [r["steps"] for r in rows]
+    mem = [r["temp_mb"] for r in rows]
+    slope = float(np.polyfit(np.log(steps), np.log(mem), 1)[0])
+    a, b, k = fit_growth(steps, mem)
+    fit = {"loglog_slope": slope, "constant_mb": a, "coefficient_mb": b, "growth_exponent": k}
+    basis = np.stack([np.ones(len(rows)), [r["macro_intervals"] for r in rows],
+                      [r["steps_per_macro"] for r in rows]], 1)
+    coef, *_ = np.linalg.lstsq(basis, np.asarray(mem), rcond=None)
+    fit["decomposition_mb"] = {"constant": float(coef[0]), "per_macro_interval": float(coef[1]),
+                               "per_step_of_a_macro_interval": float(coef[2]),
+                               "max_residual": float(np.max(np.abs(basis @ coef - mem)))}
+    spm = [r["steps_per_macro"] for r in rows]
+    fit["steps_per_macro_exponent"] = float(np.polyfit(np.log(steps), np.log(spm), 1)[0])
+    ref = [r for r in rows if "temp_mb_no_checkpoint" in r]
+    if len(ref) == 2:
+        fit["no_checkpoint_loglog_slope"] = float(
+            np.log(ref[1]["temp_mb_no_checkpoint"] / ref[0]["temp_mb_no_checkpoint"])
+            / np.log(ref[1]["steps"] / ref[0]["steps"]))
+    return fit
+
+
+def code_version() -> dict:
+    """SHA-256 of the package's sources (and the git commit of its checkout, where there is one):
+    the engine changes often, and the numbers belong to the code that ran."""
+    import hashlib
+    import subprocess
+
+    import nanotransport
+
+    root = Path(nanotransport.__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.suffix in (".py", ".toml") and "__pycache__" not in f.parts:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    info = {"package_path": str(root), "package_sha256": h.hexdigest()}
+    try:
+        git = ["git", "-C", str(root.parent)]
+        info["git_commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
+                                            text=True, check=True).stdout.strip()
+        info["git_modified"] = subprocess.run(
+            git + ["status", "--porcelain", "--", str(root)], capture_output=True, text=True,
+            check=True).stdout.split("\n")[:-1]
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return info
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh
+                          if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "jax": jax.__version__, "device": str(jax.devices()[0]),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **code_version()}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the compiles without checkpointing")
+    p.add_argument("--out", help="also write the results as JSON to this file")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="print the tables of a saved report (--out) instead of measuring")
     args = p.parse_args()
-    rows = []
-    s = sc.load("thermodox", BASE + ["numerics.max_dt_min=10"])
-    for names, mode in ((TWO, "forward"), (TWENTY, "reverse")):
-        paths = [sc.resolve_name(n) for n in names]
-        f = design.metric_function(s, paths)
-        x = jnp.asarray([s.params[q] for q in paths])
-        t_f = timed(jax.jit(f), x)
-        g = jax.jit(lambda x: (f(x), jax.jacfwd(f)(x))) if mode == "forward" else \
-            jax.jit(jax.value_and_grad(f))
-        t_g = timed(g, x)
-        rows.append({"parameters": len(names), "mode": mode, "objective_s": t_f,
-                     "objective_and_gradient_s": t_g, "ratio": t_g / t_f})
-    mem = []
-    for dt in (40.0, 20.0, 10.0, 5.0):
-        s = sc.load("thermodox", BASE + [f"numerics.max_dt_min={dt}"])
-        paths = [sc.resolve_name(n) for n in TWENTY]
-        f = design.metric_function(s, paths)
-        x = jnp.asarray([s.params[q] for q in paths])
-        compiled = jax.jit(jax.value_and_grad(f)).lower(x).compile()
-        analysis = compiled.memory_analysis()
-        steps = 24 * 60 / dt
-        mem.append({"max_dt_min": dt, "approx_steps": steps,
-                    "temp_mb": analysis.temp_size_in_bytes / 2**20})
-    k = np.polyfit(np.log([m["approx_steps"] for m in mem]), np.log([m["temp_mb"] for m in mem]), 1)[0]
-    if args.json:
-        print(json.dumps({"timing": rows, "memory": mem, "memory_exponent": k}, indent=1))
+    if args.from_json:
+        report = json.loads(Path(args.from_json).read_text())
+        report["memory_fit"] = fit_memory(report["memory"])
+        print_report(report, args.repeats)
         return
-    print(f"{'params':>7} {'mode':>8} {'J (s)':>9} {'J+grad (s)':>11} {'ratio':>7}")
+    t0 = time.perf_counter()
+    rows = timing(args.repeats)
+    print(f"timing done after {time.perf_counter() - t0:.0f} s; compiling for memory ...",
+          file=sys.stderr, flush=True)
+
+    def partial(mem_rows):  # what is done so far, in case the run is stopped
+        if args.out:
+            from nanotransport import io
+
+            io.write_json(args.out, {"partial": True, "machine": machine(), "timing": rows,
+                                     "memory": mem_rows})
+
+    partial([])
+    mem, fit = memory(not args.no_reference, partial)
+    info = machine()
+    info["benchmark_seconds"] = time.perf_counter() - t0
+    report = {"machine": info, "timing": rows, "memory": mem, "memory_fit": fit}
+    if args.out:
+        from nanotransport import io
+
+        io.write_json(args.out, report)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print_report(report, args.repeats)
+
+
+def print_report(report: dict, repeats: int):
+    info, rows, mem, fit = (report[k] for k in ("machine", "timing", "memory", "memory_fit"))
+    print(f"thermodox, 40 cells, 24 h, float64, {rows[0]['steps']} steps; {info['cpu']}, "
+          f"{info['cores']} cores, jax {info['jax']}; {repeats} interleaved rounds")
+    print(f"{'params':>7} {'mode':>8} {'J min (s)':>10} {'J+grad min (s)':>15} {'ratio':>6} "
+          f"{'ratio (medians)':>16}  goal")
     for r in rows:
-        print(f"{r['parameters']:>7} {r['mode']:>8} {r['objective_s']:>9.3f} "
-              f"{r['objective_and_gradient_s']:>11.3f} {r['ratio']:>7.2f}")
-    print(f"\n{'max_dt (min)':>12} {'steps':>7} {'reverse-mode temp memory (MB)':>30}")
+        goal = ("≤ 3: " + ("met" if r["ratio_min"] <= 3 else "NOT met")) \
+            if r["parameters"] == 2 else "-"
+        print(f"{r['parameters']:>7} {r['mode']:>8} {r['objective_s_min']:>10.3f} "
+              f"{r['gradient_s_min']:>15.3f} {r['ratio_min']:>6.2f} {r['ratio_median']:>16.2f}  "
+              f"{goal}")
+    print(f"\n{'max_dt':>6} {'heat dt':>7} {'steps':>6} {'macros':>6} {'steps/macro':>11} "
+          f"{'temp MB':>8} {'no checkpoint MB':>17}")
     for m in mem:
-        print(f"{m['max_dt_min']:>12g} {m['approx_steps']:>7.0f} {m['temp_mb']:>30.1f}")
-    print(f"memory ~ steps^{k:.2f} (goal ≤ 0.5)")
+        ref = m.get("temp_mb_no_checkpoint")
+        print(f"{m['max_dt_min']:>6g} {m['heating_max_dt_min']:>7g} {m['steps']:>6} "
+              f"{m['macro_intervals']:>6} {m['steps_per_macro']:>11} {m['temp_mb']:>8.1f} "
+              f"{'' if ref is None else f'{ref:.1f}':>17}")
+    print(f"temp memory ~ steps^{fit['loglog_slope']:.2f} (log-log slope); growing part: "
+          f"{fit['constant_mb']:.1f} MB + {fit['coefficient_mb']:.3g} MB·steps^"
+          f"{fit['growth_exponent']:.2f} (goal ≤ 0.5: "
+          f"{'met' if fit['growth_exponent'] <= 0.5 else 'NOT met'})")
+    d = fit["decomposition_mb"]
+    print(f"decomposition: temp = {d['constant']:.1f} MB + {d['per_macro_interval']:.3f} MB × "
+          f"macro-intervals + {d['per_step_of_a_macro_interval']:.2f} MB × steps per macro-interval"
+          f" (max residual {d['max_residual']:.2g} MB); steps per macro-interval ~ steps^"
+          f"{fit['steps_per_macro_exponent']:.2f}")
+    if "no_checkpoint_loglog_slope" in fit:
+        print(f"without checkpointing: ~ steps^{fit['no_checkpoint_loglog_slope']:.2f}")
+    print(f"({info.get('benchmark_seconds', float('nan')):.0f} s in all; package sha256 "
+          f"{info['package_sha256'][:12]}, commit {info.get('git_commit', '?')[:7]})")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ iterations, when |∇_z J| < gtol, or at ``max_iter``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable
 
@@ -150,6 +151,32 @@ def _armijo(value_and_grad, z, value, grad, direction, shrink=0.5, tries=8, c1=1
     return z_new, v_new, g_new
 
 
+@functools.lru_cache(maxsize=16)
+def _value_grad_terms(structure: tuple, static: tuple, paths: tuple, forward: bool) -> Callable:
+    """Compiled (z, params, lo, hi) → (−J, d(−J)/dz, terms) at x = lo + (hi − lo)·sigmoid(z).
+
+    The scenario's numbers are an argument, not constants of the compiled function, so every
+    scenario of one structure (another tumor preset, dose or drug) reuses one compilation, and
+    the terms of the final design come from the same executable as the iterations."""
+
+    def loss_and_terms(z, params, lo, hi):
+        x = _to_x(z, lo, hi)
+        p = {**params, **{q: x[i] for i, q in enumerate(paths)}}
+        s = Scenario(p, static)
+        j, t = objective(sim.run(p, structure), layout(s), s)
+        return -j, (-j, t)
+
+    def value_grad_terms(z, params, lo, hi):
+        if forward:
+            grad, (value, terms) = jax.jacfwd(loss_and_terms, has_aux=True)(z, params, lo, hi)
+        else:
+            (value, (_, terms)), grad = jax.value_and_grad(loss_and_terms, has_aux=True)(
+                z, params, lo, hi)
+        return value, grad, terms
+
+    return jax.jit(value_grad_terms)
+
+
 def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: int = 1,
              max_iter: int = 40, tol: float = 1e-5, gtol: float = 1e-7, seed: int = 0,
              learning_rate: float = 0.3, callback: Callable | None = None) -> list[StartResult]:
@@ -164,29 +191,12 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
     paths = list(box)
     lo = jnp.asarray([box[p][0] for p in paths])
     hi = jnp.asarray([box[p][1] for p in paths])
-    f = metric_function(scenario, paths, "objective")
-    lay = layout(scenario)
-    static = sim.structure(scenario)
-
-    def loss(z):
-        return -f(_to_x(z, lo, hi))
-
-    mode_forward = len(paths) <= FORWARD_MAX
+    value_grad_terms = _value_grad_terms(sim.structure(scenario), scenario.static,
+                                         tuple(paths), len(paths) <= FORWARD_MAX)
+    params = {k: jnp.asarray(v) for k, v in scenario.params.items()}
 
     def value_and_grad(z):
-        if mode_forward:
-            return loss(z), jax.jacfwd(loss)(z)
-        return jax.value_and_grad(loss)(z)
-
-    value_and_grad = jax.jit(value_and_grad)
-
-    @jax.jit
-    def evaluate_terms(x):
-        params = dict(scenario.params)
-        for i, p in enumerate(paths):
-            params[p] = x[i]
-        j, t = objective(sim.run(params, static), lay, Scenario(params, scenario.static))
-        return j, t
+        return value_grad_terms(z, params, lo, hi)[:2]
 
     from scipy.stats import qmc
     unit = qmc.Sobol(len(paths), scramble=True, seed=seed).random(max(starts - 1, 1))
@@ -224,7 +234,8 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
                 converged = True
                 break
         x_best = _to_x(z, lo, hi)
-        j, t = evaluate_terms(x_best)
+        neg_j, _, t = value_grad_terms(z, params, lo, hi)
+        j = -neg_j
         results.append(StartResult(
             x={p: float(v) for p, v in zip(paths, np.asarray(x_best))}, objective=float(j),
             terms={n: float(v) for n, v in t.items()},

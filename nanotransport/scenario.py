@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jax
-import tomli_w
 
 from .schema import FIELDS, FIELDS_BY_PATH, Field, is_number_ok
 
@@ -94,6 +93,8 @@ class Scenario:
 
     def to_toml(self) -> str:
         """The fully resolved scenario as TOML (every field, defaults included)."""
+        import tomli_w  # imported where TOML is written: GPU images without it can still run
+
         return tomli_w.dumps(self.to_dict())
 
 
@@ -317,6 +318,8 @@ def load(name_or_path: str | None = None, overrides: Iterable[str] = ()) -> Scen
 def annotated_toml(scenario: Scenario) -> str:
     """The resolved scenario as TOML with every field, each with its unit, range and source as
     a comment (what ``nanotransport show`` prints; loadable as a scenario file)."""
+    import tomli_w
+
     flat = {**scenario.params, **dict(scenario.static)}
     lines = []
     if scenario.description:

@@ -247,8 +247,8 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
               probe: tuple = (0,), newton_iterations: int = 2) -> Callable:
     """The coupled step(t, h, state); state = (y_payload, y_carrier, fields, accumulators)."""
     grid = lay.grid
-    vol = jnp.asarray(grid.volume)
-    tumor_w = jnp.asarray(lay.tumor) * vol
+    dtype = inp.kinetics.filtration.dtype  # the run's precision (inputs are cast to it)
+    tumor_w = (jnp.asarray(lay.tumor) * jnp.asarray(grid.volume)).astype(dtype)
     tumor_volume = jnp.sum(tumor_w)
     i_net = np.asarray([names.index(n) for n in ("net_carrier", "net_payload", "net_free")])
     n_tr, n_st = n_transported(names), n_state(names)
@@ -283,6 +283,8 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
         def half(xx, k):  # R(h/2), then T(h) after the first half only (traced once)
             xx = solver.reaction_step(rates, t + 0.5 * h * k, xx, 0.5 * h, newton_iterations,
                                       n_st)
+            # T is computed in both halves and kept after the first: a lax.cond instead ran
+            # slower on the CPU (1D transport is cheap next to the kinetics)
             moved = solver.transport_step(grid, inp.transport, xx[:n_tr], h)
             return jnp.where(k == 0, xx.at[:n_tr].set(moved), xx), None
 
@@ -321,7 +323,11 @@ def run(params: dict, static: tuple, description: str = "", progress: Callable |
     scenario = Scenario({k: jnp.asarray(v, dtype) for k, v in params.items()}, scenario.static,
                         description)
     names = species_names(st["_heating"], st["_targeting"])
-    inp = model_inputs(scenario, lay, names)
+    # the tissue maps start from the layout's float64 arrays: cast every input to the run's
+    # precision, or a float32 run computes its kinetics and transport in float64
+    inp = jax.tree.map(lambda a: a.astype(dtype) if isinstance(a, (jax.Array, np.ndarray))
+                       and jnp.issubdtype(a.dtype, jnp.floating) else a,
+                       model_inputs(scenario, lay, names))
     times = save_times_h(scenario) * units.HOUR
     x0 = jnp.zeros((len(names),) + lay.grid.shape, dtype)
     if "temperature" in names:

@@ -123,8 +123,35 @@ def test_gradient_through_the_model_matches_finite_differences():
         r = sim.run(params, static)
         return summary.metrics(r, lay, 0.27)["tumor_drug_auc_ug_h_per_g"]
 
-    _, g = jax.jvp(tumor_auc, (90.0,), (1.0,))  # forward mode: one design variable
+    tumor_auc = jax.jit(tumor_auc)
+    _, g = jax.jit(lambda d: jax.jvp(tumor_auc, (d,), (1.0,)))(90.0)  # forward mode
     g = float(g)
     h = 1e-3
     fd = (float(tumor_auc(90.0 + h)) - float(tumor_auc(90.0 - h))) / (2 * h)
     assert abs(g - fd) <= 1e-5 * abs(fd), (g, fd)
+
+
+def _float64_ops_in_loops(jaxpr, inside=False):
+    """Non-scalar float64 results of the equations inside any ``scan`` (the time loop)."""
+    found = []
+    for eqn in jaxpr.eqns:
+        here = inside or eqn.primitive.name == "scan"
+        if inside:
+            found += [eqn.primitive.name for v in eqn.outvars
+                      if getattr(v.aval, "dtype", None) == np.float64 and v.aval.shape != ()]
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                inner = sub if hasattr(sub, "eqns") else getattr(sub, "jaxpr", None)  # Jaxpr
+                if inner is not None:  # or ClosedJaxpr (scan, jit), Jaxpr (remat)
+                    found += _float64_ops_in_loops(inner, here)
+    return found
+
+
+@pytest.mark.parametrize("name", ["doxil", "thermodox", "targeted"])
+def test_float32_runs_compute_in_float32(name):
+    """With x64 enabled (as in these tests), a float32 scenario must not promote its time loop
+    to float64 (the tissue maps are built from float64 layout arrays; before they were cast,
+    float32 runs computed their kinetics in float64 at half the GPU throughput)."""
+    s = sc.load(name, ["numerics.precision=float32", "numerics.cells=8", "numerics.t_end_h=2"])
+    jaxpr = jax.make_jaxpr(lambda p: sim.run(p, sim.structure(s)).fields)(s.params)
+    assert _float64_ops_in_loops(jaxpr.jaxpr) == []
