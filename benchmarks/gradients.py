@@ -40,7 +40,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nanotransport import design, scenario as sc, simulate as sim, solver, units  # noqa: E402
+from nanotransport import design, provenance, scenario as sc  # noqa: E402
+from nanotransport import simulate as sim, solver, units  # noqa: E402
 
 BASE = ["numerics.cells=40", "numerics.t_end_h=24"]
 TWO = ["diameter_nm", "release_temperature_C"]
@@ -191,32 +192,6 @@ def fit_memory(rows) -> dict:
     return fit
 
 
-def code_version() -> dict:
-    """SHA-256 of the package's sources (and the git commit of its checkout, where there is one):
-    the engine changes often, and the numbers belong to the code that ran."""
-    import hashlib
-    import subprocess
-
-    import nanotransport
-
-    root = Path(nanotransport.__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.suffix in (".py", ".toml") and "__pycache__" not in f.parts:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    info = {"package_path": str(root), "package_sha256": h.hexdigest()}
-    try:
-        git = ["git", "-C", str(root.parent)]
-        info["git_commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
-                                            text=True, check=True).stdout.strip()
-        info["git_modified"] = subprocess.run(
-            git + ["status", "--porcelain", "--", str(root)], capture_output=True, text=True,
-            check=True).stdout.split("\n")[:-1]
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
-
-
 def machine() -> dict:
     model = ""
     try:
@@ -228,7 +203,8 @@ def machine() -> dict:
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
             "jax": jax.__version__, "device": str(jax.devices()[0]),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **code_version()}
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            **provenance.code_version()}
 
 
 def main():

@@ -51,10 +51,14 @@ def parse_args(doc: str, argv=None, extra: Callable | None = None) -> argparse.N
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="coarse grid (30 cells), 24 h, fewer points: a smoke test in < 2 min")
-    p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default %(default)s)")
+    p.add_argument("--out", help=f"output folder (default {DEFAULT_OUT}, or {DEFAULT_OUT}/quick "
+                                 "with --quick, so smoke tests never overwrite the full results)")
     if extra is not None:
         extra(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = f"{DEFAULT_OUT}/quick" if args.quick else DEFAULT_OUT
+    return args
 
 
 def load(name: str, overrides: Sequence[str] = (), quick: bool = False,

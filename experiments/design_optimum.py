@@ -55,7 +55,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nanotransport import design, io, objective, plots, scan, scenario as sc  # noqa: E402
-from nanotransport import simulate as sim, tissue  # noqa: E402
+from nanotransport import provenance, simulate as sim, tissue  # noqa: E402
 from nanotransport.scenario import Scenario  # noqa: E402
 
 BOUNDS = {"diameter_nm": (20.0, 200.0), "release_temperature_C": (38.0, 45.0)}
@@ -94,35 +94,9 @@ def _batched(structure, static, paths):
     return jax.jit(jax.vmap(_point_fn(structure, static, paths), in_axes=(None, 0)))
 
 
-@functools.lru_cache(maxsize=None)
-def package_version() -> dict:
-    """Which code ran: SHA-256 of the package's sources and scenario files, and the git commit
-    of the checkout it was imported from (with the modified package files), where there is one."""
-    import subprocess
-
-    import nanotransport
-
-    root = Path(nanotransport.__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.suffix in (".py", ".toml") and "__pycache__" not in f.parts:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    info = {"package_path": str(root), "package_sha256": h.hexdigest()}
-    try:
-        git = ["git", "-C", str(root.parent)]
-        info["git_commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
-                                            text=True, check=True).stdout.strip()
-        info["git_modified"] = subprocess.run(
-            git + ["status", "--porcelain", "--", str(root)], capture_output=True, text=True,
-            check=True).stdout.split("\n")[:-1]
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
-
-
 def _key(s: Scenario, paths, a, b) -> str:
     text = json.dumps([s.to_toml(), list(paths), list(map(float, a)), list(map(float, b)),
-                       package_version()["package_sha256"]])
+                       provenance.code_version()["package_sha256"]])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -304,7 +278,8 @@ def part_design(args, out: Path, suffix: str) -> int:
         "pareto_front": pareto(a, b, grid, s),
         "grid": grid_json(a, b, grid),
         "grid_seconds": t_grid, "optimizer_seconds": t_opt, "chunk": args.chunk,
-        "device": str(jax.devices()[0]), "jax": jax.__version__, "code": package_version(),
+        "device": str(jax.devices()[0]), "jax": jax.__version__,
+        "code": provenance.code_version(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     io.write_json(out / f"design_optimum{suffix}.json", report)
@@ -379,7 +354,8 @@ def part_tumors(args, out: Path, suffix: str) -> int:
         "profile_best_diameter_nm": {r["tumor_preset"]: r["diameter_profile"][
             "best_diameter_nm"] for r in rows},
         "seconds": time.perf_counter() - t_start, "chunk": args.chunk,
-        "device": str(jax.devices()[0]), "jax": jax.__version__, "code": package_version(),
+        "device": str(jax.devices()[0]), "jax": jax.__version__,
+        "code": provenance.code_version(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     io.write_json(out / f"design_optimum_tumors{suffix}.json", report)
