@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU benchmarks for nanotransport.  Runs on a machine with JAX (CUDA) preinstalled and no
-# network; installs nothing.  Designed to finish within ~4 minutes in total.
+# network; installs nothing.  At most about 6 minutes in total (each step has a timeout).
 #
 #   bash benchmarks/gpu.sh                      # on the GPU machine, from anywhere
 #   ENGINE_GPU_QUICK=1 bash benchmarks/gpu.sh   # small sizes on any device (CPU smoke test)
@@ -38,15 +38,17 @@ timeout "$T_ENGINE" $PY benchmarks/engine.py --gpu --sizes $SIZES --copy-gib "$C
 # scan benchmark:
 if [ -f benchmarks/scan.py ]; then
     echo "== scan benchmark"
-    timeout 120 $PY benchmarks/scan.py --gpu || { echo "SCAN BENCHMARK FAILED (rc=$?)"; status=1; }
+    timeout 150 $PY benchmarks/scan.py --gpu --gpu-sizes 16384 --budget-s 140 || { echo "SCAN BENCHMARK FAILED (rc=$?)"; status=1; }
 else
     echo "== scan benchmark: benchmarks/scan.py not present, skipped"
 fi
 
-# design check: optimizer vs a dense 41×41 grid of the objective (thermodox, float64)
+# design check: optimizer vs a dense 41×41 grid of the objective (thermodox, float64); opt-in
+# (RUN_DESIGN=1): the full check takes ~15 min on 2 CPU cores and did not finish in 240 s on an
+# H100 (small 1D grids are launch-bound there); its recorded result is from the CPU.
 if [ "${ENGINE_GPU_QUICK:-0}" = "1" ]; then DESIGN_ARGS="--quick"; else DESIGN_ARGS=""; fi
-if [ "${SKIP_DESIGN:-0}" = "1" ]; then
-    echo "== design optimum: skipped (SKIP_DESIGN=1)"
+if [ "${RUN_DESIGN:-0}" != "1" ]; then
+    echo "== design optimum: skipped (RUN_DESIGN=1 runs it)"
 else
     echo "== design optimum (optimizer vs 41x41 grid, float64)"
     timeout 240 $PY experiments/design_optimum.py $DESIGN_ARGS --out "$RESULTS" \

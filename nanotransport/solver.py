@@ -317,11 +317,14 @@ def macro_schedule(save_times, t0: float, max_dt: float, steps_per_macro: int | 
 def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0,
               observe: Callable | None = None, checkpoint: bool = False,
               steps_per_macro: int | None = None, progress: Callable | None = None,
-              fine_windows=()):
+              fine_windows=(), prepare: Callable | None = None):
     """Advance ``state0`` (any pytree) with ``step(t, h, state)`` and return saved observations.
 
     Args:
-        step: one time step; pure, jit-able.
+        step: one time step; pure, jit-able.  With ``prepare``: ``step(t, h, state, data)``.
+        prepare: optional ``prepare(h) → data`` for what depends on the step length only (e.g.
+            the propagator exp(A h) of a linear subsystem): all steps of a macro-interval have
+            the same h, so it runs once per macro-interval instead of once per step.
         state0: initial state pytree.
         save_times: increasing times (s) at which ``observe(state)`` is recorded (static).
         max_dt: largest step (s).  Steps are equal within each macro-interval.
@@ -342,10 +345,12 @@ def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0
     def macro(carry, length):
         state, t = carry
         h = length / n_sub
+        data = prepare(h) if prepare is not None else None
 
         def body(c2, _):
             s, tt = c2
-            return (step(tt, h, s), tt + h), None
+            new = step(tt, h, s) if prepare is None else step(tt, h, s, data)
+            return (new, tt + h), None
 
         (state, t), _ = jax.lax.scan(body, (state, t), None, length=n_sub)
         if progress is not None:
