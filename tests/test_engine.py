@@ -561,3 +561,27 @@ def test_unsplit_step_conserves_and_differentiates():
     eps = 1e-13
     fd = (float(probe(jnp.asarray(1e-10 + eps))) - float(probe(jnp.asarray(1e-10 - eps)))) / (2 * eps)
     assert abs(grad / fd - 1.0) < 1e-6
+
+
+def test_prepare_runs_once_per_macro_interval_and_matches_per_step_work():
+    """``integrate(prepare=)``: data that depends on the step length only (here the exact
+    propagator exp(A h) of a linear system) computed once per macro-interval gives the same
+    states as computing it in every step, and the exact solution at the saved times."""
+    a = jnp.array([[-2e-3, 1e-3], [2e-3, -1e-3]])  # closed two-compartment exchange, 1/s
+    c0 = jnp.array([1.0, 0.0])
+    times = [600.0, 1500.0, 3600.0]  # macro-intervals of different lengths
+    per_step = lambda t, h, c: jax.scipy.linalg.expm(a * h) @ c  # noqa: E731
+    shared = lambda t, h, c, phi: phi @ c  # noqa: E731
+    calls = []
+
+    def prepare(h):
+        jax.debug.callback(lambda: calls.append(1))  # counts executions, not traces
+        return jax.scipy.linalg.expm(a * h)
+
+    _, ref = solver.integrate(per_step, c0, times, 60.0)
+    _, got = solver.integrate(shared, c0, times, 60.0, prepare=prepare)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-13, atol=1e-15)
+    exact = np.stack([np.asarray(jax.scipy.linalg.expm(a * t) @ c0) for t in times])
+    np.testing.assert_allclose(np.asarray(got), exact, rtol=1e-12)
+    lengths, _, steps_per_macro = solver.macro_schedule(times, 0.0, 60.0)
+    assert len(calls) == len(lengths) < len(lengths) * steps_per_macro  # not once per step
