@@ -259,8 +259,10 @@ def _expm(m):
     Hand-written instead of ``jax.scipy.linalg.expm`` because that one solves with batched LAPACK
     LU, which deadlocked the CPU thread pool for a vmapped batch of 256 (jaxlib 0.10, 2 cores); here
     the solve is ``linalg.small_solve``, elementwise and the same on CPU and GPU.  The squarings
-    run in a loop of ``_MAX_SQUARINGS`` iterations that square only while i < s (a ``cond``; under
-    ``vmap`` it becomes a select, as in jax's expm), and s carries no derivative (it is piecewise constant), so reverse and forward mode go through."""
+    run in a loop of ``_MAX_SQUARINGS`` iterations that square only while i < s (a ``cond``; a
+    batch of matrices squares while i < max(s), each matrix only while i < its own s; under an
+    outer ``vmap`` the ``cond`` becomes a select, as in jax's expm, and all iterations run), and s
+    carries no derivative (it is piecewise constant), so reverse and forward mode go through."""
     norm = jnp.max(jnp.sum(jnp.abs(m), axis=-2), axis=-1)
     s = jax.lax.stop_gradient(jnp.clip(jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-300) / _THETA13)),
                                        0, _MAX_SQUARINGS))
@@ -275,10 +277,13 @@ def _expm(m):
     v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
     r = small_solve(v - u, v + u)
 
+    s_max = jnp.max(s)  # a batch squares while any of its matrices needs it
+
     def square(i, r):
         if s.ndim == 0:  # one matrix: square only when needed
             return jax.lax.cond(i < s, lambda x: x @ x, lambda x: x, r)
-        return jnp.where((i < s)[..., None, None], r @ r, r)
+        return jax.lax.cond(i < s_max, lambda x: jnp.where((i < s)[..., None, None], x @ x, x),
+                            lambda x: x, r)
 
     return jax.lax.fori_loop(0, _MAX_SQUARINGS, square, r)
 
