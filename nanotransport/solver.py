@@ -174,14 +174,19 @@ def _state_eye(ns, like):
     return jnp.eye(ns, dtype=like.dtype).reshape((ns, ns) + (1,) * (like.ndim - 1))
 
 
+def _newton_parts(f, ns, t, rhs, y, a_h):
+    """(f(t, y), LU factors of M = I − a_h J, Newton step δ = M⁻¹ F) at y, with
+    F = (y − a_h f − rhs) and J = ∂f_s/∂y_s on the state species [0, ns)."""
+    value = f(t, y)
+    lu = local_lu(_state_eye(ns, rhs) - a_h * _state_jacobian(f, t, y, ns))
+    return value, lu, local_lu_solve(lu, (y - a_h * value - rhs)[:ns])
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
 def _newton_iteration(g, ns, t, rhs, y, a_h, *consts):
-    """One Newton iteration for y − a_h g(t, y, *consts) = rhs on the state species [0, ns):
-    y − (I − a_h J)⁻¹ F(y), F = y − a_h g − rhs, J = ∂g_s/∂y_s (LU by ``local_lu``)."""
-    f = lambda tt, yy: g(tt, yy, *consts)  # noqa: E731
-    resid = (y - a_h * f(t, y) - rhs)[:ns]
-    lu = local_lu(_state_eye(ns, rhs) - a_h * _state_jacobian(f, t, y, ns))
-    return y.at[:ns].add(-local_lu_solve(lu, resid))
+    """One Newton iteration y − δ for y − a_h g(t, y, *consts) = rhs (``_newton_parts``)."""
+    _, _, delta = _newton_parts(lambda tt, yy: g(tt, yy, *consts), ns, t, rhs, y, a_h)
+    return y.at[:ns].add(-delta)
 
 
 @_newton_iteration.defjvp
@@ -198,10 +203,7 @@ def _newton_iteration_jvp(g, ns, primals, tangents):
     derivative (verified against finite differences in tests/test_design.py)."""
     t, rhs, y, a_h, *consts = primals
     dt, drhs, dy, da_h, *dconsts = tangents
-    f = lambda tt, yy: g(tt, yy, *consts)  # noqa: E731
-    value = f(t, y)
-    lu = local_lu(_state_eye(ns, rhs) - a_h * _state_jacobian(f, t, y, ns))
-    delta = local_lu_solve(lu, (y - a_h * value - rhs)[:ns])
+    value, lu, delta = _newton_parts(lambda tt, yy: g(tt, yy, *consts), ns, t, rhs, y, a_h)
     delta_full = jnp.zeros_like(y).at[:ns].set(delta)
 
     def value_and_directional(tt, yy, *cs):  # (g, J δ) at (tt, yy, cs)
