@@ -40,10 +40,9 @@ safety) against half the free device memory, at most 8192 per GPU; ``--chunk N``
 it.  On the CPU a single simulation of the default scenario is already compute-bound and wider
 batches slow down once their working set leaves the cache (``benchmarks/RESULTS.md``, "Scans"),
 so CPU chunks hold what fits in about 8 MB per device (estimate without safety; 5 simulations of
-the default scenario, 32 at most for small grids); the gains of batching are on GPUs.  With
-jaxlib 0.10 on CPU, ``--chunk`` in the hundreds can hang: the LAPACK LU inside
-``jax.scipy.linalg.expm`` (``pk.step_exact``, two independent calls per step) splits large
-batches over the intra-op thread pool and deadlocks it (fixed in jaxlib 0.11).
+the default scenario, 32 at most for small grids); the gains of batching are on GPUs.  (Large
+CPU chunks once deadlocked jaxlib 0.10's thread pool in batched LAPACK solves; the model now
+uses no LAPACK call in its time loop: ``linalg.local_lu`` and ``pk._expm``.)
 
 Several hosts.  With JAX's distributed runtime the same code runs on a cluster: every process
 calls ``jax.distributed.initialize()`` before the scan (``nanotransport scan --distributed``

@@ -2,7 +2,8 @@
 
 One time step of length h from t (second order; the systemic model is exact):
 
-1. systemic payload and carrier states advance exactly over h (``pk.step_exact``), with the
+1. systemic payload and carrier states advance exactly over h with the propagators (Φ, γ) of
+   ``pk.propagator`` (computed once per macro-interval, where h is constant), with the
    infusion input averaged over the step (so the infused amount is exact);
 2. the tissue advances by Strang splitting, R(h/2) T(h) R(h/2): local kinetics with SDIRK2
    (stiff vessel transit and release are handled implicitly) using the systemic plasma
