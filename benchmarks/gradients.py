@@ -2,7 +2,9 @@
 
 For the thermodox scenario (reduced: 40 cells, 24 h, float64) this prints:
 
-* wall time of J alone, of J + gradient for 2 parameters (forward mode, ``jax.jacfwd``) and for
+* wall time of J alone, of J + gradient for 2 parameters (forward mode,
+  ``design.value_and_jacfwd``: J and its tangents in one pass, as ``nanotransport optimize``
+  and ``design.value_and_gradient`` compute them) and for
   20 parameters (reverse mode, ``jax.value_and_grad``), and their ratios (goal ≤ 3× for 2).
   Everything is compiled first; then the four functions are timed in interleaved rounds
   (``--repeats``, default 7), so that load from other processes hits all of them alike.  The
@@ -88,7 +90,7 @@ def timing(repeats: int) -> list[dict]:
     f20, x20 = function_of(s, TWENTY)
     calls = {
         "J (2)": (jax.jit(f2), x2),
-        "J+grad (2, forward)": (jax.jit(lambda x: (f2(x), jax.jacfwd(f2)(x))), x2),
+        "J+grad (2, forward)": (jax.jit(design.value_and_jacfwd(f2)), x2),
         "J (20)": (jax.jit(f20), x20),
         "J+grad (20, reverse)": (jax.jit(jax.value_and_grad(f20)), x20),
     }

@@ -91,6 +91,22 @@ def metric_function(scenario: Scenario, paths: list[str], metric: str = "objecti
     return f
 
 
+def value_and_jacfwd(f: Callable) -> Callable:
+    """x ↦ (f(x), ∂f/∂x) in one forward-mode pass: the value is the primal that the tangents
+    are computed with (``jax.jacfwd(..., has_aux=True)``).  ``(f(x), jax.jacfwd(f)(x))``
+    instead runs the simulation twice: XLA does not merge two time loops, so that pair costs
+    one more objective (measured: 3.2× J against 2.2× J for 2 parameters)."""
+    def both(x):
+        y = f(x)
+        return y, y
+
+    def value_and_jac(x):
+        jac, value = jax.jacfwd(both, has_aux=True)(x)
+        return value, jac
+
+    return value_and_jac
+
+
 def value_and_gradient(scenario: Scenario, names: list[str], metric: str = "objective",
                        mode: str = "auto"):
     """(value, {path: d metric/d parameter}) at the scenario's values (user units)."""
@@ -103,7 +119,7 @@ def value_and_gradient(scenario: Scenario, names: list[str], metric: str = "obje
     if mode == "auto":
         mode = "forward" if len(paths) <= FORWARD_MAX else "reverse"
     if mode == "forward":
-        value, grad = jax.jit(lambda x: (f(x), jax.jacfwd(f)(x)))(x)
+        value, grad = jax.jit(value_and_jacfwd(f))(x)
     elif mode == "reverse":
         value, grad = jax.jit(jax.value_and_grad(f))(x)
     else:

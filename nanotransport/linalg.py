@@ -78,14 +78,21 @@ def local_lu(a):
 
 
 def local_lu_solve(lu, b):
-    """Solve a x = b with the factors of ``local_lu``; b (n, *batch)."""
+    """Solve a x = b with the factors of ``local_lu``; b (n, *batch).
+
+    Forward and back substitution on the n rows held as separate arrays (no row updates in
+    place): every operation is elementwise, so XLA fuses the whole solve into a few kernels
+    (in-place row updates cost one kernel each: 10 % of a 2-parameter forward gradient)."""
     n = lu.shape[0]
+    x = [b[i] for i in range(n)]
     for i in range(1, n):  # L y = b
-        b = b.at[i].add(-jnp.sum(lu[i, :i] * b[:i], axis=0))
+        for j in range(i):
+            x[i] = x[i] - lu[i, j] * x[j]
     for i in reversed(range(n)):  # U x = y
-        rest = jnp.sum(lu[i, i + 1:] * b[i + 1:], axis=0) if i < n - 1 else 0.0
-        b = b.at[i].set((b[i] - rest) / lu[i, i])
-    return b
+        for j in range(i + 1, n):
+            x[i] = x[i] - lu[i, j] * x[j]
+        x[i] = x[i] / lu[i, i]
+    return jnp.stack(x)
 
 
 def solve_lines(lower, diag, upper, rhs, h):

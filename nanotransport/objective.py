@@ -7,7 +7,8 @@
   and infusion (exact, from the systemic model: dose/CL).
 * Tox_cardiac,peak = smooth peak of free drug in plasma / peak of that free-doxorubicin
   reference (at the end of its infusion).  The peak is taken from the exact systemic solution
-  on 256 times (dense around the end of the infusion, then log-spaced to t_end; the tumor's
+  on 256 times (dense around the end of the infusion, then log-spaced to t_end; propagated
+  from each time to the next, ``pk.trajectory``; the tumor's
   draw on the plasma, < 1e-3 of the dose, is neglected there) as a log-sum-exp whose
   temperature is a smooth 0.2 % of the series' size (bias ≤ 2 %), so it is differentiable.
 * Tox_hand-foot = AUC of carrier-encapsulated drug in plasma / that of PEG-liposomal
@@ -68,8 +69,8 @@ def free_plasma_series(scenario: Scenario, dose_mol, infusion_s, t_end_s):
     early = jnp.linspace(0.0, 2.0, 128) * infusion_s
     late = jnp.exp(jnp.linspace(jnp.log(2.0 * infusion_s), jnp.log(jnp.maximum(
         t_end_s, 2.0 * infusion_s)), 129)[1:])
-    y = pk.simulate(params, jnp.concatenate([early, late]), dose_mol, infusion_s,
-                    scenario.params["formulation.encapsulated_fraction"])
+    y = pk.trajectory(params, jnp.concatenate([early, late]), dose_mol, infusion_s,
+                      scenario.params["formulation.encapsulated_fraction"])
     return pk.plasma_concentrations(params, y).free_total
 
 

@@ -379,6 +379,51 @@ def _simulate(params, times, dose_mol, infusion_duration_s, fraction_encapsulate
     return jnp.einsum("nij,nj->ni", e2, z1)[:, :N_STATE]
 
 
+def trajectory(params: SystemicParameters, times, dose_mol, infusion_duration_s,
+               encapsulated=True) -> jnp.ndarray:
+    """Amounts (mol) at non-decreasing ``times`` (s, ≥ 0), shape (len(times), 9): the same
+    exact solution as ``simulate``, computed by propagating from each time to the next,
+
+        z(t_i) = exp(M_i (t_i − t_{i−1})) z(t_{i−1}),   z = [y; 1],  M_i = [[A, b_i], [0, 0]],
+
+    with the infusion stop T inserted as a breakpoint, so that every interval lies under the
+    infusion (b = dose/T) or after it (b = 0).  Each interval's exponential has the small norm
+    of its own length (few or no squarings, against up to ⌈log2(‖A‖ t_end/θ₁₃)⌉ per time in
+    ``simulate``), and the prefix products come from ``jax.lax.associative_scan`` (log-depth).
+    For a series on many times (the objective's plasma peak): about 3× cheaper than
+    ``simulate`` on the same times, value and derivatives; round-off grows with the number of
+    intervals (≈ n·ε relative, 1e-13 for 256 times)."""
+    t = jnp.atleast_1d(jnp.asarray(times))
+    fraction = _fraction(encapsulated)
+    return _trajectory(params, t, dose_mol, infusion_duration_s, fraction)
+
+
+@jax.jit
+def _trajectory(params, times, dose_mol, infusion_duration_s, fraction_encapsulated):
+    a = rate_matrix(params)
+    dtype = a.dtype
+    n = times.shape[0]
+    t = jnp.maximum(jnp.asarray(times, dtype), 0.0)
+    tinf = jnp.asarray(infusion_duration_s, dtype)
+    is_inf = tinf > 0
+    u = dose_vector(dose_mol, fraction_encapsulated, dtype)
+    rate = jnp.where(is_inf, u / jnp.where(is_inf, tinf, 1.0), 0.0)
+    z0 = jnp.concatenate([jnp.where(is_inf, 0.0, u), jnp.ones((1,), dtype)])
+    # the times with T inserted at its place: t' (n + 1), position `pos` of T
+    pos = jnp.sum(t < tinf)
+    i = jnp.arange(n + 1)
+    t_ext = jnp.where(i < pos, t[jnp.minimum(i, n - 1)],
+                      jnp.where(i == pos, tinf, t[jnp.maximum(i - 1, 0)]))
+    start = jnp.concatenate([jnp.zeros((1,), dtype), t_ext[:-1]])
+    under = (t_ext <= tinf) & is_inf  # interval (start, t_ext] under the infusion
+    m = jnp.where(under[:, None, None], _augmented(a, rate)[None],
+                  _augmented(a, jnp.zeros_like(rate))[None]) * (t_ext - start)[:, None, None]
+    prefix = jax.lax.associative_scan(lambda p, q: q @ p, _expm(m))  # E_i ⋯ E_0
+    z = prefix @ z0
+    keep = jnp.arange(n) + (jnp.arange(n) >= pos)  # drop the inserted T
+    return z[keep, :N_STATE]
+
+
 class PlasmaConcentrations(NamedTuple):
     """Plasma concentrations (mol/m³), or their AUCs (mol·s/m³)."""
 

@@ -269,6 +269,9 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
     drug = lambda z: drug_per_tissue_volume(maps, z, names)  # noqa: E731
     inside = lambda z: intracellular_per_tissue_volume(maps, z, names)  # noqa: E731
 
+    # time-invariant: computed once, outside the time loop (and so are their tangents)
+    transport_coefs = solver.transport_coefficients(grid, inp.transport, n_tr, dtype)
+
     def prepare(h):
         return (pk.propagator(inp.pk_payload, h, b_payload),
                 pk.propagator(inp.pk_carrier, h, b_carrier))
@@ -291,13 +294,15 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
                 q = heat.source_function(inp.heating, heating_mode, tt, probe_t)(xx[i_temp])
             return local_rates(inp.kinetics, xx, sys, names, q)
 
+        def transport(xx):
+            return xx.at[:n_tr].set(solver.transport_step(grid, inp.transport, xx[:n_tr], h,
+                                                          coefficients=transport_coefs))
+
         def half(xx, k):  # R(h/2), then T(h) after the first half only (traced once)
             xx = solver.reaction_step(rates, t + 0.5 * h * k, xx, 0.5 * h, newton_iterations,
                                       n_st)
-            # T is computed in both halves and kept after the first: a lax.cond instead ran
-            # slower on the CPU (1D transport is cheap next to the kinetics)
-            moved = solver.transport_step(grid, inp.transport, xx[:n_tr], h)
-            return jnp.where(k == 0, xx.at[:n_tr].set(moved), xx), None
+            # under vmap the cond is a select: T runs in both halves, the second is discarded
+            return jax.lax.cond(k == 0, transport, lambda xx: xx, xx), None
 
         x1, _ = jax.lax.scan(half, x, jnp.arange(2.0, dtype=x.dtype))
         drawn = grid.integrate(x1[i_net] - x[i_net])  # mol taken from the blood

@@ -23,9 +23,10 @@ Scheme (second order in time, L-stable pieces; the step is set by accuracy, not 
   unconditionally positivity-preserving (each solve is the inverse of an M-matrix).
 * ``implicit_step`` is SDIRK2 on the whole operator at once (transport, first-order decay and
   sources inside the solve): no splitting error, so around sharp sources the step really is set
-  by accuracy (DR3D at 64³: error 1e-5 at 300-s steps against 2e-2 for the split step at 60 s).
-  In 2D/3D each stage is a Krylov solve preconditioned by geometric multigrid
-  (``multigrid.py``); ``transport_method='unsplit'`` uses it inside ``strang_step``.
+  by accuracy (DR3D at 64³: error 1.1e-5 at 180-s steps against 2e-2 for the split step at 60 s).
+  In 2D/3D each stage is a Krylov solve preconditioned by fast diagonalization (``fdm.py``,
+  exact for uniform coefficients) or geometric multigrid (``multigrid.py``);
+  ``transport_method='unsplit'`` uses it inside ``strang_step``.
 * ``explicit_step`` is forward Euler on the full operator (with the limited convection scheme
   if asked), for small problems and for comparison with explicit codes.
 
@@ -74,17 +75,28 @@ def axis_order(ndim: int) -> list[tuple[int, float]]:
     return first + [(ndim - 1, 1.0)] + first[::-1]
 
 
-def transport_step(grid: Grid, transport: fv.Transport, c, h, method: str = "sdirk2"):
+def transport_coefficients(grid: Grid, transport: fv.Transport, n_species: int, dtype):
+    """The tridiagonal coefficients of every axis (``fv.axis_coefficients``), for
+    ``transport_step(..., coefficients=)``: compute them once outside a time loop when the
+    transport does not change with time."""
+    return [fv.axis_coefficients(grid, transport, a, n_species, dtype) for a in range(grid.ndim)]
+
+
+def transport_step(grid: Grid, transport: fv.Transport, c, h, method: str = "sdirk2",
+                   coefficients=None):
     """Advance the transport part  φ ∂c/∂t = −∇·F  of fields c (n_species, *shape) over h:
     'sdirk2' direction-split tridiagonal sweeps, 'euler' the same with backward Euler,
-    'unsplit' all directions at once (``implicit_step``: multigrid-preconditioned Krylov)."""
+    'unsplit' all directions at once (``implicit_step``: preconditioned Krylov).
+    ``coefficients``: those of ``transport_coefficients`` for c's species and dtype (split
+    methods only), if already computed."""
     if method == "unsplit":
         return implicit_step(grid, transport, c, h)
     if method not in ("sdirk2", "euler"):
         raise ValueError(f"transport_method = {method!r}; allowed: 'sdirk2', 'euler', "
                          "'unsplit'")
-    ns = c.shape[0]
-    coefs = [fv.axis_coefficients(grid, transport, a, ns, c.dtype) for a in range(grid.ndim)]
+    coefs = coefficients
+    if coefs is None:
+        coefs = transport_coefficients(grid, transport, c.shape[0], c.dtype)
     for axis, frac in axis_order(grid.ndim):
         c_last = jnp.moveaxis(c, 1 + axis, -1)
         c = jnp.moveaxis(_axis_sweep(coefs[axis], c_last, frac * h, method), -1, 1 + axis)
@@ -118,8 +130,10 @@ def implicit_step(grid: Grid, transport: fv.Transport, c, h, decay=0.0, tol: flo
     Second order in time with no splitting error (the direction-split ``transport_step`` has
     an O(h) error around sharp sources at large steps).  1D: tridiagonal direct solves; 2D/3D:
     each stage is a Krylov solve of the volume-weighted system (CG when there is no convection,
-    BiCGStab otherwise) preconditioned by a geometric multigrid V-cycle (``multigrid.py``), to a
-    relative residual ``tol`` (default 1e-10 in float64, 1e-5 in float32)."""
+    BiCGStab otherwise) to a relative residual ``tol`` (default 1e-10 in float64, 1e-5 in
+    float32), preconditioned by fast diagonalization (``fdm.py``: the exact inverse, so CG
+    stops after one iteration) when diffusion has uniform coefficients, else by a geometric
+    multigrid V-cycle (``multigrid.py``)."""
     from . import multigrid
 
     ns = c.shape[0]
@@ -249,7 +263,9 @@ def reaction_step(f: Callable, t, c, h, newton_iterations: int = 2, n_state: int
     second-order linear method is positive for every step (Bolley & Crouzeix 1978), so with
     ``positive=True`` every cell where a non-negative state component would turn negative takes
     the backward-Euler result instead (first order there, positive, and — like any Runge–Kutta
-    method — exact for linear invariants, so conservation is unaffected).
+    method — exact for linear invariants, so conservation is unaffected).  That stage is
+    solved only when some cell needs it (a ``lax.cond``: 30 % of a thermodox run's time when it
+    was always solved; under ``vmap`` the cond is a select and it is always solved).
     ``n_state``: species [0, n_state) are solved by Newton; species from ``n_state`` on must be
     counters — their rates may depend on the state but nothing may depend on them (cumulative
     amounts, exposure integrals) — and are integrated by the same formulas without entering the
@@ -260,9 +276,13 @@ def reaction_step(f: Callable, t, c, h, newton_iterations: int = 2, n_state: int
     y2 = _implicit_stage(f, t + h, rhs2, y1, GAMMA * h, newton_iterations, n_state)
     if not positive:
         return y2
-    y_be = _implicit_stage(f, t + h, c, y1, h, newton_iterations, n_state)
     turned_negative = jnp.any((y2[:n_state] < 0.0) & (c[:n_state] >= 0.0), axis=0)
-    return jnp.where(turned_negative[None], y_be, y2)
+
+    def fallback(y2):
+        y_be = _implicit_stage(f, t + h, c, y1, h, newton_iterations, n_state)
+        return jnp.where(turned_negative[None], y_be, y2)
+
+    return jax.lax.cond(jnp.any(turned_negative), fallback, lambda y2: y2, y2)
 
 
 # ------------------------------------------------------------------ split and explicit steps
