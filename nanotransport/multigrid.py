@@ -148,11 +148,15 @@ class KrylovInfo(NamedTuple):
 
 
 def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
-          x0=None) -> KrylovInfo:
-    """Solve A x = b (A from ``level``) by multigrid-preconditioned CG (symmetric) or BiCGStab,
-    differentiable through ``custom_linear_solve``."""
-    levels = hierarchy(symmetric_part(level))
-    precond = lambda r: v_cycle(levels, r)  # noqa: E731
+          x0=None, preconditioner=None) -> KrylovInfo:
+    """Solve A x = b (A from ``level``) by preconditioned CG (symmetric) or BiCGStab,
+    differentiable through ``custom_linear_solve``.  The preconditioner is the multigrid
+    V-cycle of the symmetric part unless ``preconditioner`` (r ↦ ≈ A⁻¹ r, symmetric positive
+    definite for CG) is given."""
+    precond = preconditioner
+    if precond is None:
+        levels = hierarchy(symmetric_part(level))
+        precond = lambda r: v_cycle(levels, r)  # noqa: E731
     matvec = lambda x: apply(level, x)  # noqa: E731
 
     def krylov(op, rhs):
