@@ -257,22 +257,6 @@ def model_function(scenario: Scenario, paths, metric: str, times_h, dose_fractio
     return f
 
 
-def _value_and_jacobian(f):
-    """θ ↦ (f(θ), ∂f/∂θ) from one traced simulation (``jacfwd`` with ``has_aux``), instead of
-    tracing and running the simulation once for the value and once inside the Jacobian."""
-    import jax
-
-    def both(t):
-        y = f(t)
-        return y, y
-
-    def g(theta):
-        jac, value = jax.jacfwd(both, has_aux=True)(theta)
-        return value, jac
-
-    return g
-
-
 @dataclasses.dataclass
 class Fit:
     """Result of ``fit``."""
@@ -352,6 +336,8 @@ def fit(scenario: Scenario, obs: Observations, names, dose_fraction: float = 0.0
     """Levenberg-Marquardt fit of ``names`` (paths or bare names) to ``obs``."""
     import jax
 
+    from . import design
+
     paths = check_parameters(names)
     n, k = obs.values.size, len(paths)
     if obs.sd is None and n <= k:
@@ -361,7 +347,7 @@ def fit(scenario: Scenario, obs: Observations, names, dose_fraction: float = 0.0
                                 "or give standard deviations"])
     lo, hi = _log_bounds(scenario, paths)
     f = model_function(scenario, paths, obs.metric, obs.times_h, dose_fraction)
-    fj = jax.jit(_value_and_jacobian(f))
+    fj = jax.jit(design.value_and_jacfwd(f))
     w = obs.sd if obs.sd is not None else np.ones(n)
 
     def evaluate(theta):
@@ -419,7 +405,7 @@ def predict(scenario: Scenario, result: Fit) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from . import cohort, simulate, summary, tissue
+    from . import cohort, design, simulate, summary, tissue
 
     static, lay = simulate.structure(scenario), tissue.layout(scenario)
     paths = result.paths
@@ -434,7 +420,7 @@ def predict(scenario: Scenario, result: Fit) -> dict:
                             params["drug.kill_coefficient_per_ng_h_per_1e5cells"])
         return jnp.stack([m[k] for k in PREDICTED])
 
-    value, jac = (np.asarray(x) for x in jax.jit(_value_and_jacobian(f))(
+    value, jac = (np.asarray(x) for x in jax.jit(design.value_and_jacfwd(f))(
         jnp.asarray(result.theta)))
     population = {p: s for p, s, _ in cohort.EPR_VARIABILITY}
     cov = np.array(result.covariance)
