@@ -370,3 +370,26 @@ def calibration(rep: dict, path: Path) -> Path:
     ax.set_xlabel("fitted / scenario value (95% CI; red: not identifiable)")
     ax.set_title("Fitted parameters", fontsize=9)
     return _save(fig, path)
+
+
+def validation(rows: list[dict], path: Path) -> Path:
+    """Model against literature: model/published per target on a log axis, the published band
+    as a bar (band/published), passed targets filled, failed ones open."""
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * n + 1.2))
+    for i, r in enumerate(rows):
+        y = n - 1 - i
+        ax.plot([r["low"] / r["published"], r["high"] / r["published"]], [y, y],
+                color="0.7", lw=6, solid_capstyle="butt")
+        if r["model"] is not None and r["model"] > 0:
+            ax.plot(r["model"] / r["published"], y, "o", ms=6,
+                    color="tab:green" if r["passed"] else "tab:red",
+                    mfc="tab:green" if r["passed"] else "white")
+    ax.axvline(1.0, color="k", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([r["id"] for r in rows][::-1], fontsize=7)
+    ax.set_xlabel("model / published (grey: published band)")
+    passed = sum(r["passed"] for r in rows)
+    ax.set_title(f"validation: {passed} of {n} targets within the published band", fontsize=9)
+    return _save(fig, path)
