@@ -99,6 +99,7 @@ def cmd_run(args) -> int:
         plots.tumor_profiles(ds, out / "tumor_profiles.png")
         plots.pressure_velocity(ds, out / "pressure_velocity.png")
         plots.release_and_cells(ds, out / "release_cells.png")
+        plots.payload_locations(ds, out / "payload_locations.png")
         plots.imaging(ds, out / "imaging.png")
     print(f"{scenario.name}: {scenario.description}")
     width = max(len(lbl) for _, lbl in SUMMARY_TABLE) + 2

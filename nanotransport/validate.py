@@ -209,23 +209,33 @@ def _sphere_radius_mm(volume_cm3: float) -> float:
     return (3.0 * volume_cm3 / (4.0 * math.pi)) ** (1.0 / 3.0) * 10.0
 
 
-def _ifp_rise_width_mm() -> float:
-    """Distance (mm) inside the tumor margin over which IFP rises to 90 % of its central value
-    (the default tumor, fluid problem only)."""
+def _pressure_profile(name: str = "doxil"):
+    """(r in m, IFP in Pa, tumor radius in m) of a scenario's tumor (fluid problem only, on a
+    fine radial grid)."""
     from . import scenario as sc
     from .fluid import solve_pressure
     from .tissue import layout, tissue_maps
 
-    s = sc.load("doxil", ["cells=400"])
+    s = sc.load(name, ["cells=400"])
     lay = layout(s)
     maps = tissue_maps(lay, s)
     p = np.asarray(solve_pressure(lay.grid, maps.hydraulic_k, maps.lp_sv, maps.p_eff,
                                   maps.lymph).pressure)
-    r = np.asarray(lay.grid.centers[0])
-    radius = float(s["tumor.radius_mm"]) * units.MM
+    return np.asarray(lay.grid.centers[0]), p, float(s["tumor.radius_mm"]) * units.MM
+
+
+def _ifp_rise_width_mm() -> float:
+    """Distance (mm) inside the tumor margin over which IFP rises to 90 % of its central value
+    (the default tumor)."""
+    r, p, radius = _pressure_profile()
     inside = r < radius
     r90 = r[inside][np.nonzero(p[inside] >= 0.9 * p[0])[0][-1]]
     return (radius - r90) / units.MM
+
+
+def _central_ifp_mmhg() -> float:
+    """IFP at the centre of the default (human, high-EPR) tumor, mmHg."""
+    return float(_pressure_profile()[1][0]) / units.MMHG_PA
 
 
 def _model_targets() -> list[Target]:
@@ -301,6 +311,18 @@ def _model_targets() -> list[Target]:
         "tumor IFP rises to 90 % of its plateau", "mm", 0.47, 0.2, 1.1, "Boucher et al. 1990 "
         "Cancer Res 50:4478 (0.2-1.1 mm; centre = geometric mean)",
         lambda r: _ifp_rise_width_mm(), quick=True))
+    out.append(Target(
+        "distribution-ifp-head-neck", "distribution", "central IFP of a human tumor (head-and-"
+        "neck squamous cell carcinoma)", "mmHg", 11.5, 4.0, 33.0, "Gutmann et al. 1992 Cancer "
+        "Res 52:1993 (n = 19, range 4-33 mmHg; centre = geometric mean)",
+        lambda r: _central_ifp_mmhg(), quick=True))
+    out.append(Target(
+        "distribution-ifp-breast", "distribution", "central IFP of a human tumor (invasive "
+        "ductal breast carcinoma)", "mmHg", 29.0, 26.0, 32.0, "Nathan et al. 1994 Ann Surg "
+        "Oncol 1:333 (29 ± 3 mmHg, mean ± SE)", lambda r: _central_ifp_mmhg(), quick=True,
+        note="the plateau is p_v − σ_0(π_v − π_i) = 11.5 mmHg with Baxter & Jain's pressures; "
+             "these breast tumors were at 29 mmHg (a higher microvascular pressure or "
+             "interstitial oncotic pressure would raise it)"))
     return out
 
 
