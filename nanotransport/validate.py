@@ -87,7 +87,7 @@ class Runs:
 
 # ------------------------------------------------------------------ systemic PK (closed forms)
 
-def _pk(name: str, species: str = "human"):
+def _pk(name: str):
     """Systemic parameters and dose (mol) of a built-in scenario, as ``simulate`` builds them."""
     from . import scenario as sc
     from . import simulate
@@ -96,10 +96,8 @@ def _pk(name: str, species: str = "human"):
 
 
 def _doxil_label(key: str, dose_mg_per_m2: float = 20.0) -> float:
-    from . import scenario as sc
-    from . import simulate
-
-    params, _ = simulate.systemic_parameters(sc.load("doxil", []))
+    """A Doxil-label quantity of the doxil scenario's systemic set at a dose (30-min infusion)."""
+    params, _ = _pk("doxil")
     return float(pk.liposome_label_metrics(params, dose_mg_per_m2, 1.8, pk.DOXIL_INFUSION_H)[key])
 
 
