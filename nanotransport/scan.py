@@ -806,16 +806,18 @@ def _chunk_ok(out: Path, c: int, manifest: dict, warn: bool = True) -> bool:
 
 def _write_chunk(out: Path, c: int, start: int, host: dict, times_h, space: dict,
                  manifest: dict) -> None:
-    """Write one finished chunk atomically (temporary file + rename), then record its SHA-256
-    in the manifest (rewritten atomically): resume and assembly trust only recorded chunks."""
-    from . import io
+    """Write one finished chunk atomically (temporary file + rename), its SHA-256 recorded in
+    the manifest (rewritten atomically) just before the rename: resume and assembly trust only
+    chunks whose content matches the record."""
+    from . import io, outdir
 
     ds = _chunk_dataset(start, host, times_h, space)
     ds.attrs.update(chunk=c, points_sha256=manifest["points_sha256"])
-    path = _chunk_path(out, c)
-    io.write_netcdf(ds, path)
-    manifest.setdefault("chunks", {})[str(c)] = _file_sha256(path)
-    io.write_json(out / MANIFEST, manifest)
+    with outdir.atomic_path(_chunk_path(out, c)) as tmp:
+        ds.to_netcdf(tmp)
+        # recorded before the chunk appears: a visible chunk always has its hash on record
+        manifest.setdefault("chunks", {})[str(c)] = _file_sha256(tmp)
+        io.write_json(out / MANIFEST, manifest)
 
 
 # ================================================================== assembly

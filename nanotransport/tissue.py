@@ -236,7 +236,7 @@ def check_map_values(path: str, multipliers: tuple, tumor, necrotic, params) -> 
                 eff = hi_val[i] if field.hi is not None and hi_val[i] > field.hi else lo_val[i]
                 raise _maps_error(path, f"map {key!r} = {factor[i]:g} at cell {i} ({region}) "
                                         f"makes {field.path} = {eff:g}; allowed: "
-                                        f"{field.allowed()} {field.unit}".rstrip())
+                                        f"{field.allowed()}" + (f" {field.unit}" if field.unit != "1" else ""))
     phi_hi = np.where(live, phi_hi, 0.0)
     bad = phi_hi >= 0.99
     if bad.any():
