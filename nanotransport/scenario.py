@@ -230,9 +230,8 @@ def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
     values.update(given)
 
     species = values["patient.species"]
-    overridden = set(given) - set(flat_file)
-    overridden |= {resolve_name(k) for k, _ in overrides if k in FIELDS_BY_PATH or
-                   len(BARE_NAMES.get(k, ())) == 1}
+    overridden = {resolve_name(k) for k, _ in overrides if k in FIELDS_BY_PATH or
+                  len(BARE_NAMES.get(k, ())) == 1}
     problems += dose_unit_problems(species, given, overridden, source)
     for path, value in values.items():
         msg = _check_value(FIELDS_BY_PATH[path], value)
@@ -288,9 +287,9 @@ def check_dose_unit(species: str, paths: Iterable[str], where: str = "") -> None
 
 def dose_unit_problems(species: str, given: dict, overridden: set, source: str) -> list[str]:
     """Problems of the dose rule in a scenario being built: a dose in the other unit is refused
-    when set by ``--set`` (always) or by the file (unless the species was switched by
-    ``--set`` and the right dose was set there too, e.g. ``doxil --set species=mouse --set
-    dose_mg_per_kg=3``)."""
+    when set by ``--set`` (always), or by the file without the species' own dose (a file that
+    sets both, such as a resolved scenario from ``show`` or ``results.nc``, names the dose
+    used; ``doxil --set species=mouse --set dose_mg_per_kg=3`` switches species and dose)."""
     right = DOSE_FIELD.get(species)
     problems = []
     for path in DOSE_FIELD.values():
@@ -298,7 +297,7 @@ def dose_unit_problems(species: str, given: dict, overridden: set, source: str) 
             continue
         if path in overridden:
             problems.append(dose_unit_error(species, path, "--set "))
-        elif right not in overridden:
+        elif right not in given:
             problems.append(dose_unit_error(species, path, f"{source}: "))
     return problems
 
