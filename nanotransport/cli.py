@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -683,12 +684,22 @@ def main(argv=None) -> int:
         print(_interrupted(args), file=sys.stderr)
         rc = 130
         return rc
+    except SystemExit as e:  # SIGTERM (``_on_sigterm``) or argparse
+        rc = e.code if isinstance(e.code, int) else 1
+        raise
     finally:
         for folder, created in reversed(_OWNED):
             outdir.release(folder, remove_if_empty=created and rc != 0)
         _OWNED.clear()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if argv is None and rc in (130, 143):
+            # the command line, interrupted: files and lock are cleaned up; leave now, without
+            # the interpreter's shutdown, which can crash while XLA threads are still compiling
+            # or running (seen: SIGSEGV after Ctrl-C during compilation)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(rc)
 
 
 if __name__ == "__main__":
