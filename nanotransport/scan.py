@@ -59,13 +59,18 @@ disk of host 0 is enough).  For example, on SLURM with one process per node::
 or in Python: ``jax.distributed.initialize(); scan.run_scan("doxil", grid=..., out=...)`` in
 every process.
 
-Output folder (resumable).  ``DIR/scan.json`` (the manifest: scan spec, resolved scenario TOML
-and its SHA-256, hash of the points, chunk size, totals) is written first; every finished chunk
-is written atomically (temporary file + rename) as ``DIR/chunks/chunk-NNNNN.nc`` holding the
-flat indices it covers; at the end ``DIR/scan.nc`` is assembled atomically from the chunks (and
-figures drawn).  Killed at any moment (SIGKILL included), the same command resumes: finished
-chunks are skipped, so no result is lost or computed twice.  A folder that holds a different
-scan (other spec, other scenario, other points) is refused and nothing in it is overwritten.
+Output folder (resumable).  The scan owns ``DIR`` while it runs (``outdir.folder_lock``: a
+second scan into it is refused, naming the holder; a lock left by a killed scan is taken
+over).  ``DIR/scan.json`` (the manifest: scan spec, resolved scenario TOML and its SHA-256,
+hash of the points, chunk size, totals, and the SHA-256 of every finished chunk) is written
+first; every finished chunk is written atomically (temporary file + rename) as
+``DIR/chunks/chunk-NNNNN.nc`` holding the flat indices it covers, its SHA-256 recorded in the
+manifest just before the rename; at the end every chunk is verified against the manifest and
+``DIR/scan.nc`` is assembled atomically from the chunks (and figures drawn).  Killed at any
+moment (SIGKILL included), the same command resumes: finished chunks whose content matches the
+manifest are skipped, so no result is lost or computed twice; a chunk that does not match
+(changed, corrupted) is recomputed with a warning.  A folder that holds a different scan (other
+spec, other scenario, other points) is refused and nothing in it is overwritten.
 
 Dataset: every scalar summary metric (units in the names, as in ``summary.py``) over the scan
 dims; the % ID series over (scan dims..., ``time`` h); ``toxicity`` (from
