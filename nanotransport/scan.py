@@ -1007,6 +1007,7 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
                           progress, devices)
     out = Path(out)
     with outdir.folder_lock(out, "nanotransport scan " + " ".join(sys.argv[1:])):
+        outdir.remove_stale_temps(out / CHUNK_DIR)  # left by a killed scan (SIGKILL)
         return _run_owned(scenario, spec, points, out, chunk, progress, devices)
 
 
