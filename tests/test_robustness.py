@@ -569,3 +569,12 @@ def test_fuzz_scenarios_refuse_or_run_finite(tmp_path):
     check_files()
     assert main(["run", *TINY_ARGS, "--set", "diameter_nm=nan", "--quiet", "--out",
                  str(tmp_path / "o")]) == 2
+
+
+def test_scan_with_undefined_efficacy_warns():
+    """A scan whose points have no viable tumor cells: a warning says efficacy is undefined
+    there (before: an empty Pareto front and exit 0 without a word)."""
+    ds = xr.Dataset({"efficacy": ("diameter_nm", np.array([np.nan, np.nan]))})
+    with pytest.warns(UserWarning, match=r"efficacy is undefined .* at 2 of 2 scan point"):
+        scan._warn_undefined(ds)
+    assert not scan.pareto_mask(ds["efficacy"].values, np.array([1.0, 2.0])).any()
