@@ -30,8 +30,9 @@ argument, so the three tumor types share one compilation.
 writes `design_optimum_tumors.json` and `design_optimum_tumors.png`.
 
 `--quick` (both parts): 20 radial cells, 24 h, 60-min steps (1 min while heating), 11 × 11
-(part 1) or 7 × 7 (part 2) grids, one optimizer start; its files get the suffix `_quick`, so
-they never overwrite the full results.  Compilation dominates such runs (part 2: the batched J
+(part 1) or 7 × 7 (part 2) grids, one optimizer start; its files get the suffix `_quick` and go to
+the subfolder `quick/` of `--out` (`experiments/results/quick/`, git-ignored), so they never
+touch the tracked full results.  Compilation dominates such runs (part 2: the batched J
 and the J + gradient, about 25 s and 55 s of CPU on a 2-core VM).  Grid evaluations and
 optimizations are resumable: finished chunks and optimizations are kept in
 `OUT/.design_optimum_cache/` (atomically) until the run completes, so a killed run continues
@@ -446,11 +447,14 @@ def main(argv=None):
     p.add_argument("--tumor-n", type=int, default=21, help="grid points per axis (part 2)")
     p.add_argument("--starts", type=int, default=3, help="optimizer starts (part 2)")
     p.add_argument("--chunk", type=int, default=8, help="grid points per batched call")
-    p.add_argument("--out", default="experiments/results")
+    p.add_argument("--out", default="experiments/results",
+                   help="output folder; --quick writes to its subfolder quick/ (git-ignored)")
     args = p.parse_args(argv)
     if args.chunk < 1 or args.n < 2 or args.tumor_n < 2:
         p.error("--chunk must be >= 1 and --n, --tumor-n >= 2")
     out = Path(args.out)
+    if args.quick and out.name != "quick":  # smoke runs never touch the tracked results
+        out = out / "quick"
     suffix = "_quick" if args.quick else ""
     return part_tumors(args, out, suffix) if args.tumors else part_design(args, out, suffix)
 

@@ -155,12 +155,19 @@ def load_observations(path) -> Observations:
     Columns: one time column (time_s, time_min, time_h or time_d), one observed quantity
     (tumor_pct_id_per_g, tumor_pct_id_per_kg, tumor_kbq_per_ml or tumor_to_reference) and
     optionally its standard deviation (the quantity's name + '_sd')."""
+    from .scenario import read_text_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ObservationError([f"observation file {str(path)!r} does not exist"])
+    if path.suffix.lower() not in (".json", ".csv") and path.is_file():
+        raise ObservationError([f"{path}: unknown file type '{path.suffix}'; allowed: .csv, "
+                                ".json"])
+    try:  # missing, a folder, unreadable, binary, not UTF-8: named, exit 2
+        text = read_text_file(path, "observation file")
+    except ScenarioError as e:
+        raise ObservationError([str(e)]) from None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ObservationError([f"{path}: not valid JSON ({e})"]) from None
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
@@ -168,7 +175,7 @@ def load_observations(path) -> Observations:
                                     '{"time_h": [1, 24], "tumor_pct_id_per_g": [0.002, 0.004]}'])
         return make_observations(data, str(path))
     if path.suffix.lower() == ".csv":
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+        lines = [ln for ln in text.splitlines()
                  if ln.strip() and not ln.lstrip().startswith("#")]
         rows = list(csv.reader(lines))
         if not rows:

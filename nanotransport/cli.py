@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import math
+import os
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 SUMMARY_TABLE = (
@@ -34,6 +37,38 @@ def _enable_precision(scenario) -> None:
 
     if scenario["numerics.precision"] == "float64":
         jax.config.update("jax_enable_x64", True)
+
+
+_OWNED: list = []  # [(folder, created)] output folders this command holds the lock of
+
+
+def _own(out) -> Path:
+    """Take the lock of the output folder (``outdir.folder_lock``) for the rest of the command,
+    after its input was validated and before any work; released by ``main``."""
+    from . import outdir
+
+    out = Path(out)
+    created = outdir.acquire(out, "nanotransport " + " ".join(_ARGV))
+    _OWNED.append((out, created))
+    return out
+
+
+def _check_scenario(scenario) -> None:
+    """Input checks that need the resolved scenario, before any work: the grid fits this
+    machine's memory; the tissue maps file (if any) is valid for the grid."""
+    from . import scenario as sc, tissue
+
+    sc.check_memory(scenario)
+    if scenario["tissue.maps_file"]:
+        tissue.layout(scenario)
+
+
+def _warn_undefined(values: dict) -> None:
+    """One line per undefined summary metric, saying why (written as JSON null)."""
+    eff = values.get("efficacy")
+    if isinstance(eff, float) and math.isnan(eff):
+        print("warning: no viable tumor cells on this grid (the necrotic core fills the tumor): "
+              "efficacy is undefined, written as null", file=sys.stderr)
 
 
 def _progress_bar(total_h: float, label: str):
@@ -88,8 +123,10 @@ def cmd_run(args) -> int:
                                                 ("--set", kv)]))
 
     scenario = sc.load(args.scenario, args.set or [])
-    out = Path(args.out)
+    _check_scenario(scenario)
+    out = _own(args.out)
     result, lay, values, seconds = run_one(scenario, scenario.name, not args.quiet)
+    _warn_undefined(values)
     ds = io.to_xarray(result, lay, scenario)
     io.write_netcdf(ds, out / "results.nc")
     summary = {"scenario": scenario.name, "description": scenario.description, **values}
@@ -114,10 +151,13 @@ def cmd_compare(args) -> int:
     from . import io, plots, scenario as sc
 
     scenarios = [sc.load(name, args.set or []) for name in args.scenarios]
-    out = Path(args.out)
+    for s in scenarios:
+        _check_scenario(s)
+    out = _own(args.out)
     rows, datasets = [], {}
     for s in scenarios:
         result, lay, values, _ = run_one(s, s.name, not args.quiet)
+        _warn_undefined(values)
         datasets[s.name] = io.to_xarray(result, lay, s)
         rows.append({"scenario": s.name, **values})
     ref = rows[0]
@@ -156,7 +196,10 @@ def cmd_scenarios(args) -> int:
 def cmd_show(args) -> int:
     from . import scenario as sc
 
-    print(sc.annotated_toml(sc.load(args.scenario, args.set or [])), end="")
+    scenario = sc.load(args.scenario, args.set or [])
+    if scenario["tissue.maps_file"]:
+        _check_scenario(scenario)
+    print(sc.annotated_toml(scenario), end="")
     return 0
 
 
@@ -168,7 +211,9 @@ def cmd_verify(args) -> int:
 
     rows = verify.run_cases()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        from .outdir import strict_json
+
+        print(strict_json(rows, "verify --json"), end="")
     else:
         print(verify.format_table(rows))
     return 0 if all(r["passed"] for r in rows) else 1
@@ -208,26 +253,11 @@ def cmd_capillary(args) -> int:
     jax.config.update("jax_enable_x64", True)
     from . import capillary as cap, io
 
-    params = cap.CapillaryParameters.default(args.diameter_nm)
-    changes = {}
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        if key not in {f.name for f in dataclasses.fields(cap.CapillaryParameters)}:
-            from .scenario import ScenarioError
-
-            raise ScenarioError(f"unknown capillary parameter '{key}'; allowed: "
-                                + ", ".join(f.name for f in dataclasses.fields(
-                                    cap.CapillaryParameters)))
-        changes[key] = float(value)
-    params = params.replace(**changes)
-    heated = None
-    if args.heated:
-        start, end, temp = (float(v) for v in args.heated.split(":"))
-        heated = cap.HeatedSegment(start * 1e-3, end * 1e-3, temp)
+    params, heated = _capillary_inputs(args)
     inlet = cap.CapillaryInlet(args.inlet, args.inlet, 0.0)
+    out = _own(args.out)
     result = cap.simulate_capillary(params, inlet, args.t_end_s, grid_shape=(args.nr, args.nz),
                                     heated_segment=heated)
-    out = Path(args.out)
     ds = cap.to_dataset(result)
     io.write_netcdf(ds, out / "capillary.nc")
     values = cap.summary(result)
@@ -241,6 +271,56 @@ def cmd_capillary(args) -> int:
     return 0
 
 
+def _capillary_inputs(args):
+    """(CapillaryParameters, HeatedSegment or None) from the capillary arguments, every value
+    checked (finite, in range) before anything runs; ScenarioError names the argument."""
+    from . import capillary as cap
+    from .scenario import ScenarioError
+    from .schema import FIELDS_BY_PATH
+
+    d = FIELDS_BY_PATH["formulation.diameter_nm"]
+    if not (math.isfinite(args.diameter_nm) and d.lo <= args.diameter_nm <= d.hi):
+        raise ScenarioError(f"--diameter-nm {args.diameter_nm!r}; allowed: {d.allowed()} nm")
+    names = [f.name for f in dataclasses.fields(cap.CapillaryParameters)]
+    changes = {}
+    for item in args.set or []:
+        key, eq, value = (t.strip() for t in item.partition("="))
+        if not eq:
+            raise ScenarioError(f"--set {item!r} must look like FIELD=VALUE (e.g. "
+                                "plasma_velocity_m_per_s=1e-3)")
+        if key not in names:
+            raise ScenarioError(f"--set {item}: unknown capillary parameter '{key}'; allowed: "
+                                + ", ".join(names))
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or (number < 0 and not key.endswith("_C")):
+            raise ScenarioError(f"--set {key}={value}: allowed: a finite number"
+                                + ("" if key.endswith("_C") else " >= 0"))
+        changes[key] = number
+    params = cap.CapillaryParameters.default(args.diameter_nm).replace(**changes)
+    rc, rk, length = params.capillary_radius_m, params.krogh_radius_m, params.length_m
+    if not (rc > 0 and rk > rc and length > 0):
+        raise ScenarioError(f"capillary_radius_m = {rc:g}, krogh_radius_m = {rk:g}, length_m = "
+                            f"{length:g}; allowed: 0 < capillary_radius_m < krogh_radius_m and "
+                            "length_m > 0")
+    heated = None
+    if args.heated:
+        parts = args.heated.split(":")
+        try:
+            start, end, temp = (float(v) for v in parts)
+        except ValueError:
+            start = end = temp = math.nan
+        if not (all(map(math.isfinite, (start, end, temp))) and 0 <= start < end
+                and end <= length * 1e3 and 30.0 <= temp <= 50.0):
+            raise ScenarioError(f"--heated {args.heated!r}; allowed: START_MM:END_MM:TEMP_C with "
+                                f"0 <= START < END <= {length * 1e3:g} (the vessel length) and "
+                                "30 <= TEMP <= 50, or '' for none")
+        heated = cap.HeatedSegment(start * 1e-3, end * 1e-3, temp)
+    return params, heated
+
+
 def cmd_optimize(args) -> int:
     from . import design, io, plots, scenario as sc
 
@@ -250,7 +330,10 @@ def cmd_optimize(args) -> int:
         raise sc.ScenarioError("optimize needs at least one --vary name=lo:hi "
                                "(e.g. --vary diameter_nm=10:300)")
     bounds = dict(design.parse_vary(v) for v in args.vary)
-    design.check_variables(bounds)
+    paths = design.check_variables(bounds)
+    sc.check_dose_unit(scenario["patient.species"], paths, "--vary ")
+    _check_scenario(scenario)
+    out = _own(args.out)
     from tqdm import tqdm
 
     bar = tqdm(total=args.starts * args.max_iter, desc="optimize", unit="it", leave=False,
@@ -267,7 +350,6 @@ def cmd_optimize(args) -> int:
                               callback=report)
     bar.close()
     best = results[0]
-    out = Path(args.out)
     report_json = {
         "scenario": scenario.name, "method": args.method, "bounds": {k: list(v) for k, v in
                                                                     bounds.items()},
@@ -302,8 +384,9 @@ def cmd_sensitivity(args) -> int:
 
     scenario = sc.load(args.scenario, args.set or [])
     _enable_precision(scenario)
+    _check_scenario(scenario)
+    out = _own(args.out)
     value, rows = design.sensitivities(scenario, args.metric)
-    out = Path(args.out)
     io.write_json(out / "sensitivity.json", {"scenario": scenario.name, "metric": args.metric,
                                              "value": value, "parameters": rows})
     plots.sensitivity_bars(rows[: args.top], args.metric, out / "sensitivity.png")
@@ -336,7 +419,8 @@ def cmd_cohort(args) -> int:
         imaging_dose_fraction=args.imaging_dose_fraction, readout=args.readout,
         responder_efficacy=args.responder_efficacy, select_fraction=args.select_fraction,
         spreads=spreads)
-    out = Path(args.out)
+    _check_scenario(scenario)
+    out = _own(args.out)
     report, ds = cohort.run_cohort(scenario, settings, out, args.chunk, not args.quiet)
     cohort.write(report, ds, out)
     print("\n".join(cohort.summary_lines(report)))
@@ -352,6 +436,8 @@ def cmd_calibrate(args) -> int:
     _enable_precision(scenario)
     obs = cal.load_observations(args.observed)
     names = args.fit or [p for p, _, _ in cohort.EPR_VARIABILITY]
+    _check_scenario(scenario)
+    out = _own(args.out)
     print(f"calibrate: fitting {len(names)} parameter(s) of {scenario.name} to {len(obs.times_h)}"
           f" observation(s) of {obs.quantity} (compiling the simulation and its Jacobian) ...",
           file=sys.stderr)
@@ -360,7 +446,6 @@ def cmd_calibrate(args) -> int:
     result = cal.fit(scenario, obs, names, args.imaging_dose_fraction, args.max_iter, progress)
     prediction = None if args.no_prediction else cal.predict(scenario, result)
     rep = cal.report(scenario, obs, result, prediction)
-    out = Path(args.out)
     io.write_json(out / "calibration.json", rep)
     if scenario["outputs.figures"]:
         plots.calibration(rep, out / "calibration.png")
@@ -542,15 +627,112 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# argument: (check, allowed) for every command that has it; checked before anything runs
+ARG_RULES = {
+    "max_iter": (lambda v: v >= 1, "an integer >= 1"),
+    "starts": (lambda v: v >= 1, "an integer >= 1"),
+    "tol": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "contour": (lambda v: v >= 0, "an integer >= 0 (0: no contour)"),
+    "top": (lambda v: v >= 1, "an integer >= 1"),
+    "samples": (lambda v: v >= 0, "an integer >= 0"),
+    "chunk": (lambda v: v is None or v >= 1, "an integer >= 1"),
+    "patients": (lambda v: v >= 2, "an integer >= 2"),
+    "imaging_time_h": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (h)"),
+    "imaging_dose_fraction": (lambda v: math.isfinite(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "select_fraction": (lambda v: math.isfinite(v) and 0 < v < 1, "a number in (0, 1)"),
+    "responder_efficacy": (lambda v: v is None or (math.isfinite(v) and 0 <= v <= 1),
+                           "a number in [0, 1]"),
+    "inlet": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (mol/m³)"),
+    "t_end_s": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (s)"),
+    "nr": (lambda v: v >= 2, "an integer >= 2"),
+    "nz": (lambda v: v >= 2, "an integer >= 2"),
+}
+_ARGV: list = []
+
+
+def check_arguments(args) -> None:
+    """Refuse out-of-range numeric arguments and an unusable ``--out`` (a file, below a file,
+    read-only) before any work; ScenarioError names the argument, the value and what is
+    allowed."""
+    from . import outdir
+    from .scenario import ScenarioError
+
+    for name, (ok, allowed) in ARG_RULES.items():
+        if hasattr(args, name):
+            value = getattr(args, name)
+            if not ok(value):
+                raise ScenarioError(f"--{name.replace('_', '-')} {value!r}; allowed: {allowed}")
+    if getattr(args, "out", None) is not None:
+        outdir.check_out_dir(args.out)
+
+
+def _interrupted(args) -> str:
+    """The one line printed on Ctrl-C: what was kept and how to go on."""
+    out = getattr(args, "out", None)
+    if args.command in ("scan", "cohort"):
+        return (f"interrupted: finished chunks are kept in {out}; rerun the same command to "
+                "resume (finished chunks are not run again)")
+    if out is None:
+        return "interrupted: nothing was written"
+    return (f"interrupted: {out} keeps only files that were complete (each file is written "
+            "whole or not at all); rerun the same command to start again")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds: temporary files removed, lock released
+
+
 def main(argv=None) -> int:
+    """Run a command.  Exit status: 0 done; 2 bad input or refused (the message names the
+    file, field or argument, the value and what is allowed; nothing written); 130
+    interrupted (Ctrl-C); 1 an internal error (a bug: traceback)."""
+    from . import outdir
     from .scenario import ScenarioError
 
     args = build_parser().parse_args(argv)
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
+    _OWNED.clear()
+    old_term = None
     try:
-        return args.func(args)
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    rc = 1
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            check_arguments(args)
+            rc = args.func(args)
+        return rc
     except ScenarioError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        rc = 2
+        return rc
+    except KeyboardInterrupt:
+        print(_interrupted(args), file=sys.stderr)
+        rc = 130
+        return rc
+    except SystemExit as e:  # SIGTERM (``_on_sigterm``) or argparse
+        rc = e.code if isinstance(e.code, int) else 1
+        raise
+    finally:
+        for folder, created in reversed(_OWNED):
+            outdir.release(folder, remove_if_empty=created and rc != 0)
+        _OWNED.clear()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        if argv is None and rc in (130, 143):
+            # the command line, interrupted: files and lock are cleaned up; leave now, without
+            # the interpreter's shutdown, which can crash while XLA threads are still compiling
+            # or running (seen: SIGSEGV after Ctrl-C during compilation)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(rc)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ selected vs all).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from . import outdir
 from .scan import ScanError
 from .scenario import Scenario
 
@@ -274,7 +274,7 @@ def run_cohort(scenario: Scenario, settings: CohortSettings, out=None, chunk: in
         data[k] = ("sample", np.asarray(ther[k].values), dict(ther[k].attrs))
     coords = {c: ther[c] for c in ther.coords if ther[c].dims == ("sample",)}
     ds = xr.Dataset(data, coords=coords, attrs={
-        "title": "nanotransport virtual cohort", "report": json.dumps(report)})
+        "title": "nanotransport virtual cohort", "report": outdir.strict_json(report, "cohort.nc report")})
     return report, ds
 
 

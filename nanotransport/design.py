@@ -26,7 +26,7 @@ import optax
 
 from . import simulate as sim, summary
 from .objective import TERMS, objective
-from .scenario import Scenario, ScenarioError, resolve_name
+from .scenario import Scenario, ScenarioError, check_dose_unit, resolve_name
 from .schema import FIELDS_BY_PATH
 from .tissue import layout
 
@@ -203,7 +203,10 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
         raise ScenarioError(f"--method {method!r}; allowed: 'adam', 'lbfgs'")
     if starts < 1:
         raise ScenarioError(f"--starts {starts}; allowed: >= 1")
+    if int(max_iter) < 1:
+        raise ScenarioError(f"--max-iter {max_iter}; allowed: >= 1")
     box = check_variables(bounds)
+    check_dose_unit(scenario["patient.species"], box, "--vary ")
     paths = list(box)
     lo = jnp.asarray([box[p][0] for p in paths])
     hi = jnp.asarray([box[p][1] for p in paths])

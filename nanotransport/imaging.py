@@ -257,7 +257,8 @@ def label_pct_id_per_g(result):
     shape (n_t, *grid.shape)."""
     maps = result.inputs.kinetics.maps
     n = jax.vmap(lambda x: label_per_tissue_volume(maps, x, result.species))(result.fields)
-    return 100.0 * n / result.inputs.dose_mol / GRAM_PER_M3
+    dose = result.inputs.dose_mol
+    return 100.0 * n / jnp.where(dose > 0, dose, 1.0) / GRAM_PER_M3  # dose 0: 0 %ID, not NaN
 
 
 def image_pct_id_per_g(ideal, im: Imaging):

@@ -6,16 +6,13 @@ interrupted run never leaves a half-written file.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import jax
 import numpy as np
 import xarray as xr
 
-from . import imaging, pk, units
+from . import imaging, outdir, pk, units
 from .scenario import Scenario
 from .simulate import Result
 from .tissue import Layout
@@ -67,34 +64,14 @@ PHASE_UNITS = {
 }
 
 
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _file_mode()  # what open() would give: 0o666 minus the umask at import
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; results are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (``outdir.atomic_write_bytes``)."""
+    outdir.atomic_write_bytes(path, data)
 
 
 def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    """Strict JSON (NaN/inf → null with a warning naming the keys), written atomically."""
+    outdir.write_json(path, obj)
 
 
 def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
@@ -187,15 +164,7 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
 
 
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
-    """Write a Dataset to netCDF atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """Write a Dataset to netCDF atomically (temporary file in the same folder + rename; the
+    temporary file is removed if the write fails)."""
+    with outdir.atomic_path(path) as tmp:
         ds.to_netcdf(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

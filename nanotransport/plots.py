@@ -10,17 +10,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from . import units  # noqa: E402
+from . import outdir, units  # noqa: E402
 
 MW = units.DOXORUBICIN_MOLAR_MASS
 
 
 def _save(fig, path: Path) -> Path:
+    """Write a figure atomically (``outdir.atomic_path``: a temporary PNG in the same folder,
+    renamed over ``path``; an interrupted write leaves the old file or none, never a partial
+    one, and a symbolic link at ``path`` is replaced, not written through)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        with outdir.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -59,13 +59,18 @@ disk of host 0 is enough).  For example, on SLURM with one process per node::
 or in Python: ``jax.distributed.initialize(); scan.run_scan("doxil", grid=..., out=...)`` in
 every process.
 
-Output folder (resumable).  ``DIR/scan.json`` (the manifest: scan spec, resolved scenario TOML
-and its SHA-256, hash of the points, chunk size, totals) is written first; every finished chunk
-is written atomically (temporary file + rename) as ``DIR/chunks/chunk-NNNNN.nc`` holding the
-flat indices it covers; at the end ``DIR/scan.nc`` is assembled atomically from the chunks (and
-figures drawn).  Killed at any moment (SIGKILL included), the same command resumes: finished
-chunks are skipped, so no result is lost or computed twice.  A folder that holds a different
-scan (other spec, other scenario, other points) is refused and nothing in it is overwritten.
+Output folder (resumable).  The scan owns ``DIR`` while it runs (``outdir.folder_lock``: a
+second scan into it is refused, naming the holder; a lock left by a killed scan is taken
+over).  ``DIR/scan.json`` (the manifest: scan spec, resolved scenario TOML and its SHA-256,
+hash of the points, chunk size, totals, and the SHA-256 of every finished chunk) is written
+first; every finished chunk is written atomically (temporary file + rename) as
+``DIR/chunks/chunk-NNNNN.nc`` holding the flat indices it covers, its SHA-256 recorded in the
+manifest just before the rename; at the end every chunk is verified against the manifest and
+``DIR/scan.nc`` is assembled atomically from the chunks (and figures drawn).  Killed at any
+moment (SIGKILL included), the same command resumes: finished chunks whose content matches the
+manifest are skipped, so no result is lost or computed twice; a chunk that does not match
+(changed, corrupted) is recomputed with a warning.  A folder that holds a different scan (other
+spec, other scenario, other points) is refused and nothing in it is overwritten.
 
 Dataset: every scalar summary metric (units in the names, as in ``summary.py``) over the scan
 dims; the % ID series over (scan dims..., ``time`` h); ``toxicity`` (from
@@ -462,12 +467,12 @@ def parse_correlation(text: str) -> tuple[tuple[str, str], float]:
 
 def check_points(scenario: Scenario, spec: ScanSpec, points: dict):
     """Cross-field checks of the points against the scenario; the structure must not change."""
-    species = scenario["patient.species"]
-    unused = "dose.dose_mg_per_kg" if species == "human" else "dose.dose_mg_per_m2"
-    if unused in points:
-        used = "dose.dose_mg_per_m2" if species == "human" else "dose.dose_mg_per_kg"
-        raise ScanError(f"{unused} is not used for patient.species = '{species}'; scan {used} "
-                        "instead")
+    from .scenario import dose_unit_error
+
+    for path in points:  # the rule of scenario.build: a dose in the other unit is refused
+        msg = dose_unit_error(scenario["patient.species"], path, "scan: ")
+        if msg:
+            raise ScanError(msg)
     for region in ("tumor", "normal"):
         keys = [f"tissue.{region}.vascular_fraction", f"tissue.{region}.interstitial_fraction"]
         if any(k in points for k in keys):
@@ -477,6 +482,12 @@ def check_points(scenario: Scenario, spec: ScanSpec, points: dict):
                 raise ScanError(f"tissue.{region}: vascular_fraction + interstitial_fraction "
                                 f"reaches {worst:g} in the scan; allowed: < 0.99 (cells take "
                                 "the rest)")
+    if scenario["tissue.maps_file"]:  # map-multiplied fields stay in range at every point
+        from . import tissue
+
+        lay = tissue.layout(scenario)
+        tissue.check_map_values(scenario["tissue.maps_file"], lay.multipliers, lay.tumor,
+                                lay.necrotic, {**scenario.params, **points})
     from . import simulate
 
     scanned = [p for p in STRUCTURE_PARAMS if p in points]
@@ -767,31 +778,51 @@ def prepare_folder(out: Path, spec: ScanSpec, scenario: Scenario, points_hash: s
     return manifest, done
 
 
-def _chunk_ok(out: Path, c: int, manifest: dict) -> bool:
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _chunk_ok(out: Path, c: int, manifest: dict, warn: bool = True) -> bool:
+    """True if chunk ``c`` exists and its SHA-256 is the one the manifest recorded when it was
+    written; a chunk file that does not match (corrupted, from another run, or written but not
+    yet recorded when the scan was killed) is reported (warning) and will be recomputed."""
     path = _chunk_path(out, c)
     if not path.exists():
         return False
-    import xarray as xr
-
-    start = c * manifest["chunk"]
-    stop = min(start + manifest["chunk"], manifest["total"])
+    recorded = (manifest.get("chunks") or {}).get(str(c))
     try:
-        with xr.open_dataset(path) as ds:
-            idx = np.asarray(ds["index"].values)
-            return (ds.attrs.get("points_sha256") == manifest["points_sha256"]
-                    and np.array_equal(idx, np.arange(start, stop)))
-    except (OSError, ValueError, KeyError):
-        return False  # unreadable: run it again (the rewrite is atomic)
+        actual = _file_sha256(path)
+    except OSError as e:
+        actual, recorded = None, recorded or f"unreadable ({e})"
+    if recorded is not None and actual == recorded:
+        return True
+    if warn:
+        why = ("is not recorded in the manifest (the scan stopped between writing it and "
+               "recording it)" if recorded is None else
+               f"does not match the manifest (sha256 {str(actual)[:12]}..., recorded "
+               f"{recorded[:12]}...: the file was changed or corrupted)")
+        warnings.warn(f"scan chunk {path} {why}; it is recomputed", stacklevel=2)
+    return False
 
 
 def _write_chunk(out: Path, c: int, start: int, host: dict, times_h, space: dict,
                  manifest: dict) -> None:
-    """Write one finished chunk atomically (temporary file + rename)."""
-    from . import io
+    """Write one finished chunk atomically (temporary file + rename), its SHA-256 recorded in
+    the manifest (rewritten atomically) just before the rename: resume and assembly trust only
+    chunks whose content matches the record."""
+    from . import io, outdir
 
     ds = _chunk_dataset(start, host, times_h, space)
     ds.attrs.update(chunk=c, points_sha256=manifest["points_sha256"])
-    io.write_netcdf(ds, _chunk_path(out, c))
+    with outdir.atomic_path(_chunk_path(out, c)) as tmp:
+        ds.to_netcdf(tmp)
+        # recorded before the chunk appears: a visible chunk always has its hash on record
+        manifest.setdefault("chunks", {})[str(c)] = _file_sha256(tmp)
+        io.write_json(out / MANIFEST, manifest)
 
 
 # ================================================================== assembly
@@ -864,6 +895,10 @@ def assemble(out: Path | None, manifest: dict, spec: ScanSpec, points: dict,
     if chunks is None:
         parts = []
         for c in range(manifest["n_chunks"]):
+            if not _chunk_ok(out, c, manifest, warn=False):
+                raise ScanError(f"scan chunk {_chunk_path(out, c)} is missing or does not match "
+                                f"the SHA-256 recorded in {out / MANIFEST}; rerun the same "
+                                "command to recompute it")
             with xr.open_dataset(_chunk_path(out, c)) as ds:
                 parts.append(ds.load())
         flat = xr.concat(parts, dim="index", data_vars="all", coords="minimal",
@@ -956,23 +991,39 @@ def _broadcast(values: np.ndarray) -> np.ndarray:
 
 def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
          progress: bool = True, devices=None):
-    """(Dataset, ScanStats)."""
+    """(Dataset, ScanStats).  Process 0 owns ``out`` for the whole scan (``outdir`` lock: a
+    second scan into the same folder is refused, naming the holder)."""
+    import jax
+
+    from . import outdir, simulate
+
+    simulate._dtype(scenario)
+    points = spec.points()
+    check_points(scenario, spec, points)
+    if chunk is not None and int(chunk) < 1:
+        raise ScanError(f"--chunk {chunk}; allowed: an integer >= 1")
+    if out is None or jax.process_index() != 0:
+        return _run_owned(scenario, spec, points, None if out is None else Path(out), chunk,
+                          progress, devices)
+    out = Path(out)
+    with outdir.folder_lock(out, "nanotransport scan " + " ".join(sys.argv[1:])):
+        outdir.remove_stale_temps(out / CHUNK_DIR)  # left by a killed scan (SIGKILL)
+        return _run_owned(scenario, spec, points, out, chunk, progress, devices)
+
+
+def _run_owned(scenario: Scenario, spec: ScanSpec, points: dict, out, chunk, progress,
+               devices):
+    """The scan proper (``_run`` after the checks, with the folder's lock held)."""
     import jax
 
     from . import simulate, tissue, units
 
     t_start = time.perf_counter()
-    simulate._dtype(scenario)
-    points = spec.points()
-    check_points(scenario, spec, points)
     phash = _points_hash(points, spec.paths)
     total = spec.total
     devices = list(devices) if devices is not None else jax.devices()
     chunk_given = chunk is not None
-    if chunk_given and int(chunk) < 1:
-        raise ScanError(f"--chunk {chunk}; allowed: an integer >= 1")
     writer = jax.process_index() == 0
-    out = Path(out) if out is not None else None
 
     # process 0 checks the folder; the others learn the outcome (chunk size, finished chunks)
     status = np.zeros(2, np.int64)
@@ -999,7 +1050,6 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
     pending = [c for c in range(n_chunks) if not flags[c]]
 
     times_h = simulate.save_times_h(scenario)
-    manifest = {**manifest, "times_h": [float(t) for t in times_h]}
     space = {}
     if spec.fields:
         g = tissue.layout(scenario).grid
@@ -1008,26 +1058,31 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
                       processes=jax.process_count())
     stats.resumed = sum(min(size, total - c * size) for c in range(n_chunks) if flags[c])
     in_memory: list = []
-    if pending:
-        runner = BatchRunner(scenario, spec.paths, size, spec.fields, devices)
+    runner = None
+    show = progress and writer
+
+    def values_of(c):
+        start, stop = c * size, min((c + 1) * size, total)
+        return start, {p: points[p][start:stop] for p in spec.paths}
+
+    def run_chunks(todo):
+        nonlocal runner
+        if runner is None:
+            runner = BatchRunner(scenario, spec.paths, size, spec.fields, devices)
+            if show:
+                print(f"scan: {total} simulations ({stats.resumed} already done) in chunks of "
+                      f"{size} on {len(devices)} device(s); compiling ...", file=sys.stderr,
+                      flush=True)
+            runner.compile(values_of(todo[0])[1])
+            stats.compile_seconds = runner.compile_seconds
         bar = None
-        show = progress and writer
-
-        def values_of(c):
-            start, stop = c * size, min((c + 1) * size, total)
-            return start, {p: points[p][start:stop] for p in spec.paths}
-
-        if show:
-            print(f"scan: {total} simulations ({stats.resumed} already done) in chunks of "
-                  f"{size} on {len(devices)} device(s); compiling ...", file=sys.stderr,
-                  flush=True)
-        runner.compile(values_of(pending[0])[1])
-        stats.compile_seconds = runner.compile_seconds
         if show:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=stats.resumed, unit="sim", desc="scan",
-                       file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            bar = tqdm(total=total, initial=total - sum(min(size, total - c * size)
+                                                        for c in todo),
+                       unit="sim", desc="scan", file=sys.stderr, dynamic_ncols=True,
+                       smoothing=0.1)
         queued = None  # one chunk in flight while the previous one is written
 
         def finish(item):
@@ -1043,17 +1098,32 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
                 bar.update(n)
 
         t_loop = time.perf_counter()
-        for c in pending:
-            start, vals = values_of(c)
-            item = (c, start, len(vals[spec.paths[0]]), runner.device_call(vals))
-            if queued is not None:
-                finish(queued)
-            queued = item
-        finish(queued)
-        stats.run_seconds = time.perf_counter() - t_loop
-        if bar is not None:
-            bar.close()
+        try:
+            for c in todo:
+                start, vals = values_of(c)
+                item = (c, start, len(vals[spec.paths[0]]), runner.device_call(vals))
+                if queued is not None:
+                    finish(queued)
+                queued = item
+            finish(queued)
+        finally:
+            stats.run_seconds += time.perf_counter() - t_loop
+            if bar is not None:
+                bar.close()
+
+    if pending:
+        run_chunks(pending)
+    if out is not None:  # verify every chunk against the manifest; recompute the bad ones
+        for _ in range(2):
+            bad = np.zeros(n_chunks, np.int8)
+            if writer:
+                bad[:] = [not _chunk_ok(out, c, manifest) for c in range(n_chunks)]
+            bad = _broadcast(bad)
+            if not bad.any():
+                break
+            run_chunks([c for c in range(n_chunks) if bad[c]])
     ds = None
+    manifest = {**manifest, "times_h": [float(t) for t in times_h]}
     if writer:
         if out is not None:
             ds = assemble(out, manifest, spec, points, times_h=times_h, space=space)
@@ -1063,12 +1133,23 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
         else:
             ds = assemble(None, manifest, spec, points, chunks=in_memory, times_h=times_h,
                           space=space)
+        _warn_undefined(ds)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices("nanotransport scan done")
     stats.seconds = time.perf_counter() - t_start
     return ds, stats
+
+
+def _warn_undefined(ds) -> None:
+    """Warn where efficacy is undefined (no viable tumor cells): those points are NaN in the
+    Dataset and never on the Pareto front."""
+    eff = np.asarray(ds["efficacy"].values)
+    n_bad = int(np.sum(~np.isfinite(eff)))
+    if n_bad:
+        warnings.warn(f"efficacy is undefined (no viable tumor cells, NaN) at {n_bad} of "
+                      f"{eff.size} scan point(s); they are not on the Pareto front", stacklevel=3)
 
 
 def _chunk_dataset(start: int, host: dict, times_h, space: dict):
@@ -1297,6 +1378,11 @@ def cli_scan(args) -> int:
     scenario = sc.load(args.scenario, args.set or [])
     if scenario["numerics.precision"] == "float64":
         jax.config.update("jax_enable_x64", True)
+    sc.check_memory(scenario)
+    if scenario["tissue.maps_file"]:
+        from . import tissue
+
+        tissue.layout(scenario)  # maps checked against the grid before anything runs
     axes = tuple(parse_grid(g) for g in (args.grid or []))
     dists = tuple(parse_sample(s) for s in (args.sample or []))
     corr = tuple((batchable_path(a, "--correlate"), batchable_path(b, "--correlate"), rho)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -229,11 +230,9 @@ def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
     values.update(given)
 
     species = values["patient.species"]
-    wrong_dose = "dose.dose_mg_per_kg" if species == "human" else "dose.dose_mg_per_m2"
-    right = "dose.dose_mg_per_m2" if species == "human" else "dose.dose_mg_per_kg"
-    if wrong_dose in given and right not in given:  # a dose in the unit the species ignores
-        problems.append(f"{wrong_dose} is not used for patient.species = '{species}'; set "
-                        f"{right} instead")
+    overridden = {resolve_name(k) for k, _ in overrides if k in FIELDS_BY_PATH or
+                  len(BARE_NAMES.get(k, ())) == 1}
+    problems += dose_unit_problems(species, given, overridden, source)
     for path, value in values.items():
         msg = _check_value(FIELDS_BY_PATH[path], value)
         if msg:
@@ -258,6 +257,97 @@ def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
     static = tuple(sorted((p, _freeze(v)) for p, v in values.items()
                           if not FIELDS_BY_PATH[p].is_param))
     return Scenario(params, static, description)
+
+
+# ------------------------------------------------------------------ dose unit rule
+DOSE_FIELD = {"human": "dose.dose_mg_per_m2", "mouse": "dose.dose_mg_per_kg"}
+
+
+def dose_unit_error(species: str, path: str, where: str = "") -> str | None:
+    """The message if ``path`` is a dose field that ``species`` does not use, else None.
+
+    The one rule (human → ``dose.dose_mg_per_m2``, mouse → ``dose.dose_mg_per_kg``) that
+    ``build`` (run, compare, show, optimize, ``scenario.load``), ``scan`` (--grid, --sample)
+    and ``optimize --vary`` / ``design.optimize`` apply: a dose in the other unit would be
+    silently ignored, so it is refused."""
+    right = DOSE_FIELD.get(species)
+    if right is None or path not in DOSE_FIELD.values() or path == right:
+        return None
+    return (f"{where}{path} is not used for patient.species = '{species}' (a {species} dose is "
+            f"{right}); set {right} instead")
+
+
+def check_dose_unit(species: str, paths: Iterable[str], where: str = "") -> None:
+    """Raise ScenarioError if any of ``paths`` is a dose field ``species`` does not use."""
+    for path in paths:
+        msg = dose_unit_error(species, path, where)
+        if msg:
+            raise ScenarioError(msg)
+
+
+def dose_unit_problems(species: str, given: dict, overridden: set, source: str) -> list[str]:
+    """Problems of the dose rule in a scenario being built: a dose in the other unit is refused
+    when set by ``--set`` (always), or by the file without the species' own dose (a file that
+    sets both, such as a resolved scenario from ``show`` or ``results.nc``, names the dose
+    used; ``doxil --set species=mouse --set dose_mg_per_kg=3`` switches species and dose)."""
+    right = DOSE_FIELD.get(species)
+    problems = []
+    for path in DOSE_FIELD.values():
+        if path not in given or path == right:
+            continue
+        if path in overridden:
+            problems.append(dose_unit_error(species, path, "--set "))
+        elif right not in given:
+            problems.append(dose_unit_error(species, path, f"{source}: "))
+    return problems
+
+
+# ------------------------------------------------------------------ memory
+BYTES_PER_CELL_STATE = 8 * 24  # float64 × (species and accumulators per cell), rounded up
+BYTES_PER_CELL_WORK = 8 * 2200  # per-cell Newton Jacobians and their temporaries
+
+
+def grid_cells(scenario: "Scenario") -> int:
+    """Number of grid cells of a scenario, from its geometry and ``numerics.cells``."""
+    n = int(scenario["numerics.cells"])
+    return {"sphere": n, "axisymmetric": 2 * n * n, "cartesian2d": n * n,
+            "cartesian3d": n ** 3}.get(scenario["tumor.geometry"], n ** 3)
+
+
+def memory_estimate(scenario: "Scenario") -> int:
+    """Estimated bytes of one simulation (saved states and solver work), before any array is
+    allocated; a lower bound good enough to refuse grids that cannot fit."""
+    saves = len(scenario["numerics.save_times_h"]) or 20
+    return grid_cells(scenario) * (BYTES_PER_CELL_STATE * (saves + 4) + BYTES_PER_CELL_WORK)
+
+
+def memory_available() -> int:
+    """Physical memory of this machine (bytes); 4 GiB where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def check_memory(scenario: "Scenario", copies: int = 1) -> None:
+    """Refuse (ScenarioError) a grid whose estimated memory exceeds this machine's; the message
+    gives the estimate and the largest ``numerics.cells`` that fits."""
+    need = memory_estimate(scenario) * max(1, int(copies))
+    have = memory_available()
+    if need <= have:
+        return
+    n = int(scenario["numerics.cells"])
+    per_cell = need / grid_cells(scenario)
+    fits = max(4, n)
+    while fits > 4 and per_cell * grid_cells(scenario.replace(**{"numerics.cells": fits})) > have:
+        fits = int(fits * 0.9)
+    gib = 1 << 30
+    raise ScenarioError(
+        f"numerics.cells = {n} on a {scenario['tumor.geometry']} grid gives "
+        f"{grid_cells(scenario):,} cells, an estimated {need / gib:.3g} GiB"
+        + (f" for {copies} simulations" if copies > 1 else "")
+        + f"; allowed: at most this machine's {have / gib:.3g} GiB, i.e. about numerics.cells "
+        f"<= {fits} for this geometry")
 
 
 # ------------------------------------------------------------------ files and built-ins
@@ -290,9 +380,38 @@ def _load_toml_text(text: str, source: str) -> dict:
         raise ScenarioError(f"scenario {source} is empty; it needs at least one section, e.g. "
                             "[formulation] diameter_nm = 100")
     try:
-        return tomllib.loads(text)
+        parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"scenario {source} is not valid TOML: {e}") from None
+    if not parsed:
+        raise ScenarioError(f"scenario {source} sets nothing (only comments or blank lines); "
+                            "it needs at least one section, e.g. [formulation] diameter_nm = 100"
+                            " (a file that runs the defaults must say so: description = ...)")
+    return parsed
+
+
+def read_text_file(path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``, or a ScenarioError naming the file and the problem
+    (missing, a folder, unreadable, binary or not UTF-8)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ScenarioError(f"{what} {str(path)!r} is a folder; allowed: a UTF-8 text file")
+    if not path.is_file():
+        raise ScenarioError(f"{what} {str(path)!r} does not exist")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ScenarioError(f"{what} {str(path)!r} cannot be read ({e.strerror or e}); "
+                            "allowed: a readable UTF-8 text file") from None
+    if b"\x00" in data:
+        raise ScenarioError(f"{what} {str(path)!r} is binary (it holds NUL bytes); allowed: a "
+                            "UTF-8 text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{what} {str(path)!r} is not UTF-8 text (byte {e.start}: "
+                            f"{data[e.start:e.start + 1]!r}); allowed: a UTF-8 text file"
+                            ) from None
 
 
 DEFAULT_SCENARIO = "doxil"
@@ -306,9 +425,7 @@ def load(name_or_path: str | None = None, overrides: Iterable[str] = ()) -> Scen
     name_or_path = name_or_path or DEFAULT_SCENARIO
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise ScenarioError(f"scenario file {name_or_path!r} does not exist")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = read_text_file(path, "scenario file"), str(path)
     else:
         text, source = _builtin_text(name_or_path), f"'{name_or_path}'"
     parsed = [parse_override(o) for o in overrides]

@@ -103,7 +103,8 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
     space = tuple(range(-lay.grid.ndim, 0))
     to_ug_per_ml = MW  # mol/m³ → g/m³ = µg/mL
     h = units.HOUR
-    dose = inp.dose_mol
+    given_dose = inp.dose_mol
+    dose = jnp.where(given_dose > 0, given_dose, 1.0)  # per-dose shares: 0 (not NaN) for dose 0
     fields = result.fields
 
     def tumor_amount(per_volume):  # mol in the tumor (at each saved time if batched)
@@ -118,7 +119,7 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
     y = result.systemic[-1]
     field = lambda n: final[names.index(n)]  # noqa: E731
     tissue_drug = jnp.sum((drug_per_tissue_volume(maps, final, names) + field("degraded")) * vol)
-    given = dose * jnp.clip(result.times_s[-1] / inp.infusion_s, 0.0, 1.0)
+    given = given_dose * jnp.clip(result.times_s[-1] / inp.infusion_s, 0.0, 1.0)
     balance = jnp.abs(given - (jnp.sum(y) + tissue_drug)) / dose
 
     enc_given = given * inp.encapsulated_fraction

@@ -31,6 +31,8 @@ Interstitium: D_eff = D_0(d)·h_matrix(d) (Ogston fibre matrix), retardation R_F
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +41,7 @@ import numpy as np
 from . import grid as grids
 from . import properties as props
 from . import units
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioError
 
 AVOGADRO = 6.02214076e23  # 1/mol
 #: (median radius nm, log-sd) of the pores whose hydraulic conductivity the scenario's L_p is:
@@ -114,43 +116,154 @@ def layout(scenario: Scenario) -> Layout:
     multipliers = ()
     source = scenario["tissue.maps_file"]
     if source:
-        multipliers, tumor, necrotic = _read_maps(source, g, tumor, necrotic)
+        multipliers, tumor, necrotic = _read_maps(source, g, tumor, necrotic, scenario)
     return Layout(g, tumor, necrotic, 1.0 - tumor, multipliers, source)
 
 
-def _read_maps(path: str, g: grids.Grid, tumor, necrotic):
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme (http:, s3:, file:), not C:
+_NECROTIC_SET = ("vascular_fraction", "vessel_surface_density_per_cm", "perfusion_ml_per_ml_min")
+
+
+def _maps_error(path: str, msg: str) -> ScenarioError:
+    return ScenarioError(f"tissue.maps_file {path!r}: {msg}")
+
+
+def _read_maps(path: str, g: grids.Grid, tumor, necrotic, scenario: Scenario | None = None):
     """Per-cell multipliers (and optionally a ``region`` label: 0 tumor, 1 normal, 2 necrotic)
-    from a netCDF file whose variables have the grid's shape."""
+    from a local netCDF file whose variables have the grid's shape.
+
+    Checked (ScenarioError naming the map, the cell index, the value and what is allowed):
+    a local path (URLs and other schemes are refused: reading one must not touch a network),
+    a readable netCDF file, each variable's shape, coordinates named like the grid's axes equal
+    to its cell centres (mm), finite values, multipliers >= 0, and, for concrete scenario
+    values, every resulting field inside its schema range (``tissue.<region>.<field>`` lo/hi)
+    and a cell fraction 1 − φ_v − φ_e above 0.01 (``_check_map_values``)."""
     import xarray as xr
 
+    if _URL.match(path):
+        raise _maps_error(path, "looks like a URL or another scheme; allowed: a local file path")
+    p = Path(path)
+    if not p.is_file():
+        raise _maps_error(path, "is a folder; allowed: a netCDF file" if p.is_dir() else
+                          "does not exist; allowed: a local netCDF file")
     try:
-        ds = xr.open_dataset(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"tissue.maps_file = {path!r} cannot be read as netCDF: {e}") from None
+        ds = xr.open_dataset(p).load()
+    except Exception as e:  # noqa: BLE001 - any backend's complaint about a bad file is input
+        raise _maps_error(path, f"cannot be read as netCDF ({type(e).__name__}: "
+                                f"{str(e)[:200]}); allowed: a netCDF file") from None
     with ds:
+        _check_map_coords(path, ds, g)
         multipliers = []
         for name, var in ds.data_vars.items():
-            arr = np.asarray(var.values, dtype=float)
+            try:
+                arr = np.asarray(var.values, dtype=float)
+            except (TypeError, ValueError):
+                raise _maps_error(path, f"map {name!r} is not numeric ({var.dtype})") from None
             if arr.shape != g.shape:
-                raise ValueError(f"tissue.maps_file {path!r}: variable {name!r} has shape "
-                                 f"{arr.shape}; the grid needs {g.shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"tissue.maps_file {path!r}: variable {name!r} has NaN or inf")
+                raise _maps_error(path, f"map {name!r} has shape {arr.shape}; the grid "
+                                        f"({g.geometry}, numerics.cells) needs {g.shape}")
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                raise _maps_error(path, f"map {name!r} is {arr[bad][0]} at cell "
+                                        f"{_cell(bad)}; allowed: finite numbers")
             if name == "region":
-                if not np.all(np.isin(arr, (0, 1, 2))):
-                    raise ValueError(f"tissue.maps_file {path!r}: 'region' values must be 0 "
-                                     "(tumor), 1 (normal) or 2 (necrotic)")
+                bad = ~np.isin(arr, (0, 1, 2))
+                if bad.any():
+                    raise _maps_error(path, f"map 'region' is {arr[bad][0]:g} at cell "
+                                            f"{_cell(bad)}; allowed: 0 (tumor), 1 (normal) or 2 "
+                                            "(necrotic)")
                 tumor = (arr != 1).astype(float)
                 necrotic = (arr == 2).astype(float)
             elif name in MAP_FIELDS:
-                if np.any(arr < 0):
-                    raise ValueError(f"tissue.maps_file {path!r}: multiplier {name!r} has value "
-                                     f"{arr.min():g}; allowed: >= 0")
+                bad = arr < 0
+                if bad.any():
+                    raise _maps_error(path, f"multiplier map {name!r} is {arr[bad][0]:g} at cell "
+                                            f"{_cell(bad)}; allowed: >= 0")
                 multipliers.append((name, arr))
             else:
-                raise ValueError(f"tissue.maps_file {path!r}: unknown variable {name!r}; "
-                                 f"allowed: 'region' or multipliers of {', '.join(MAP_FIELDS)}")
+                raise _maps_error(path, f"unknown map {name!r}; allowed: 'region' or multipliers "
+                                        f"of {', '.join(MAP_FIELDS)}")
+    if scenario is not None:
+        check_map_values(path, tuple(multipliers), tumor, necrotic, scenario.params)
     return tuple(multipliers), tumor, necrotic
+
+
+def _cell(mask: np.ndarray) -> tuple:
+    """Index of the first True cell (a tuple, one entry per grid axis)."""
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _check_map_coords(path: str, ds, g: grids.Grid) -> None:
+    """Coordinates named like the grid's axes must be its cell centres (mm, as results.nc)."""
+    for a, name in enumerate(g.axis_names):
+        if name not in ds.coords:
+            continue
+        got = np.asarray(ds[name].values, dtype=float).reshape(-1)
+        want = np.asarray(g.centers[a]) / units.MM
+        if got.shape != want.shape:
+            raise _maps_error(path, f"coordinate {name!r} has {got.size} values; the grid has "
+                                    f"{want.size} cells along {name}")
+        off = ~np.isclose(got, want, rtol=1e-6, atol=1e-9)
+        if off.any():
+            i = int(np.argmax(off))
+            raise _maps_error(path, f"coordinate {name!r} is {got[i]:.6g} mm at index {i}; the "
+                                    f"grid's cell centre there is {want[i]:.6g} mm (maps must be "
+                                    "made on this scenario's grid)")
+
+
+def _concrete(value):
+    """``value`` as a float array, or None for a traced value (inside jit/vmap/grad)."""
+    try:
+        return np.asarray(value, dtype=float)
+    except Exception:  # noqa: BLE001 - jax tracers refuse conversion in several ways
+        return None
+
+
+def check_map_values(path: str, multipliers: tuple, tumor, necrotic, params) -> None:
+    """Every map-multiplied field inside its schema range and φ_v + φ_e < 0.99 in every cell.
+
+    ``params`` maps dotted paths to numbers or arrays of values (a scan's points: the extremes
+    are checked; multipliers are >= 0, so value × multiplier is monotone).  Traced values are
+    skipped (checked where the values are concrete: the command line, ``scan.check_points``)."""
+    from .schema import FIELDS_BY_PATH
+
+    maps = dict(multipliers)
+    if not maps:
+        return
+    tumor_cells = np.asarray(tumor) > 0
+    regions = (("tumor", tumor_cells), ("normal", ~tumor_cells))
+    live = np.asarray(necrotic) <= 0
+    phi_hi = np.zeros(np.shape(tumor))
+    for key in ("vascular_fraction", "interstitial_fraction"):  # the largest φ_v + φ_e
+        for region, cells in regions:
+            v = _concrete(params.get(f"tissue.{region}.{key}"))
+            if v is None:
+                return
+            phi_hi = np.where(cells, phi_hi + v.max() * maps.get(key, 1.0), phi_hi)
+    for key, factor in maps.items():
+        for region, cells in regions:
+            field = FIELDS_BY_PATH[f"tissue.{region}.{key}"]
+            v = _concrete(params.get(field.path))
+            if v is None:
+                return
+            where = cells & (live if key in _NECROTIC_SET else True)
+            lo_val, hi_val = v.min() * factor, v.max() * factor
+            bad = where & (((field.lo is not None) & (lo_val < (field.lo or 0.0)))
+                           | ((field.hi is not None) & (hi_val > (field.hi or 0.0))))
+            if bad.any():
+                i = _cell(bad)
+                eff = hi_val[i] if field.hi is not None and hi_val[i] > field.hi else lo_val[i]
+                raise _maps_error(path, f"map {key!r} = {factor[i]:g} at cell {i} ({region}) "
+                                        f"makes {field.path} = {eff:g}; allowed: "
+                                        f"{field.allowed()}" + (f" {field.unit}" if field.unit != "1" else ""))
+    phi_hi = np.where(live, phi_hi, 0.0)
+    bad = phi_hi >= 0.99
+    if bad.any():
+        i = _cell(bad)
+        raise _maps_error(path, f"maps 'vascular_fraction'/'interstitial_fraction' give "
+                                f"φ_v + φ_e = {phi_hi[i]:g} at cell {i}, so the cell fraction "
+                                f"1 − φ_v − φ_e = {1 - phi_hi[i]:g}; allowed: φ_v + φ_e < 0.99 "
+                                "(cells take the rest)")
 
 
 @jax.tree_util.register_dataclass
