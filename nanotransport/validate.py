@@ -259,22 +259,24 @@ def _model_targets() -> list[Target]:
         Target("delivery-doxil-mouse-tumor-peak", "delivery", "peak tumor doxorubicin after "
                "Doxil 9 mg/kg", "µg/g", 28.6, *_band(28.6), LAGINHA,
                lambda r: _peak(r, _MOUSE_DOXIL, "tumor_drug_ug_per_g"),
-               note="mouse tumor vasculature is not yet parameterized apart from human (Baxter "
-                    "& Jain S_v and the measured permeabilities are used for both): mouse "
-                    "plasma exposure per dose is ~500x human, and so is uptake"),
+               note="uptake of the 4-mm mouse tumor is dominated by convection: Baxter & "
+                    "Jain's filtration (0.44 mL/(g·h) at this size, against 0.14-0.22 measured "
+                    "in 1-3 g rat tumors by Butler et al. 1975) carries 90-nm carriers through "
+                    "400-nm pores nearly unsieved (σ ≈ 0.05), and macrophages keep them; wall "
+                    "permeability and vessel density barely matter (S_v/4: +3 %)"),
         Target("retention-doxil-mouse-tumor-t-half", "retention", "apparent half-life of tumor "
                "doxorubicin after Doxil, 72-168 h", "h", 151.0, *_band(151.0), LAGINHA,
                lambda r: _tumor_half_life(r, _MOUSE_DOXIL, 72.0, 168.0),
-               note="follows the mouse plasma half-life (20 h) and the macrophage depot "
-                    "(k_D 0.02/h) faster than the tumor does"),
+               note="the tumor's drug follows the mouse plasma half-life (20 h) and the "
+                    "macrophage depot (k_D 0.02/h, unsourced) faster than the measured tumor"),
         Target("delivery-mouse-median-pct-id-24h", "delivery", "tumor carriers at 24 h, "
                "doxil-mouse (literature median of nanoparticle delivery)", "%ID", 0.76,
                *_band(0.76), "Cheng et al. 2020 ACS Nano 14:3075 (median of 376 datasets, "
                "24 h; mean 2.24 %ID) and Wilhelm et al. 2016 Nat Rev Mater 1:16014 (median "
                "0.7 %ID); " + NO_SPREAD,
                lambda r: r.metric("doxil-mouse", "tumor_carrier_pct_id", _MOUSE_DOXIL[1], 24.0),
-               note="see delivery-doxil-mouse-tumor-peak (mouse vasculature); the median "
-                    "spans all particle types, Doxil-like carriers circulate far longer"),
+               note="see delivery-doxil-mouse-tumor-peak (convective uptake of small tumors); "
+                    "the median also spans particle types that circulate far shorter"),
         Target("retention-free-dox-human-tumor-to-plasma", "retention", "tumor/plasma "
                "doxorubicin 48 h after free drug (breast cancer)", "1", 150.0, 55.0, 337.0,
                "Rossi et al. 1987 Cancer Treat Rep 71:1221 (n = 7, range; centre = geometric "
@@ -289,8 +291,9 @@ def _model_targets() -> list[Target]:
             f"{kind} tumor ({vol:g} cm³), 72 h", "%ID/kg", mean, mean - sd, mean + sd,
             HARRINGTON, lambda r, run=run: r.metric(run[0], "imaging_tumor_pct_id_per_kg",
                                                    run[1], 72.0),
-            note="the same tumor parameters (high-EPR preset) for every tumor type: only the "
-                 "size differs"))
+            note="one set of tumor parameters (high-EPR preset) for every tumor type and size: "
+                 "the model's uptake per kg hardly falls with size (no necrotic or hypoperfused "
+                 "core grows with the tumor), while the data fall 6-fold from 36 to 235 cm³"))
     out.append(Target(
         "delivery-human-head-neck-pct-id", "delivery", "PEG-liposome uptake of a head-and-neck "
         "tumor, 72 h", "%ID", 1.3, 0.5, 3.5, "Harrington et al. 2001 (range over tumors, "
