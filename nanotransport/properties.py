@@ -343,7 +343,6 @@ def release_rate(temperature_C, release_temperature_C, transition_width_C, k_lea
 UPTAKE_V_MAX_NG_PER_1E5_CELLS_PER_MIN = 0.28
 UPTAKE_K_E_UG_PER_ML = 0.219
 UPTAKE_K_I_NG_PER_1E5_CELLS = 1.37
-KILL_OMEGA_PER_NG_PER_1E5_CELLS = 0.66
 
 
 def cell_uptake_rate(f, a, v_max, k_e, k_i):
