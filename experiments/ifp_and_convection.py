@@ -51,8 +51,7 @@ from nanotransport import fluid, simulate, tissue, units
 
 MMHG = units.MMHG_PA
 RADII_MM = (2.0, 5.0, 10.0, 20.0)
-NORMALIZED = {"tissue.tumor.pore_radius_nm": 100.0}  # 400 → 100 nm
-LP_FACTOR = 0.3
+NORMALIZED = {"tissue.tumor.pore_radius_nm": 100.0}  # 400 → 100 nm (L_p follows: × 1/16)
 SIGMA0_NORMAL = 0.91  # normal-tissue σ_0 and π_i of the schema (Baxter & Jain 1989)
 PI_I_NORMAL = 10.0
 
@@ -159,14 +158,11 @@ def part_radius(radii, cells):
 
 def part_normalization(quick):
     base = C.load("doxil-mouse", quick=quick)
-    lp0 = float(base["tissue.tumor.vessel_hydraulic_conductivity_cm_per_mmhg_s"])
     states = {
         "baseline": {},
-        "normalized": {**NORMALIZED,
-                       "tissue.tumor.vessel_hydraulic_conductivity_cm_per_mmhg_s": LP_FACTOR * lp0},
+        "normalized": dict(NORMALIZED),  # one pore population: L_p falls with ⟨r²⟩ (× 1/16)
         "normalized + oncotic": {
             **NORMALIZED,
-            "tissue.tumor.vessel_hydraulic_conductivity_cm_per_mmhg_s": LP_FACTOR * lp0,
             "tissue.tumor.protein_reflection_coefficient": SIGMA0_NORMAL,
             "tissue.tumor.interstitial_oncotic_pressure_mmhg": PI_I_NORMAL},
     }
@@ -264,7 +260,7 @@ def main(argv=None):
         "question": __doc__.strip().splitlines()[0], "quick": args.quick,
         "radius_scan": rad_rows, "normalization": {
             "scenario": "doxil-mouse", "pore_radius_nm": [400.0, NORMALIZED[
-                "tissue.tumor.pore_radius_nm"]], "lp_factor": LP_FACTOR,
+                "tissue.tumor.pore_radius_nm"]], "lp_factor": 1.0 / 16.0,
             "oncotic_sensitivity_arm": {"protein_reflection_coefficient": SIGMA0_NORMAL,
                                         "interstitial_oncotic_pressure_mmhg": PI_I_NORMAL},
             "rows": norm_rows, "effect": effect},
