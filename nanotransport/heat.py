@@ -227,13 +227,14 @@ def plateau(h: Heating, t):
 
 
 def setpoint_rate(h: Heating, t):
-    """dT_set/dt (°C/s) of ``setpoint``."""
-    ramp = jnp.where((t > h.start_s) & (t < h.start_s + h.ramp_s),
-                     (h.target_c - h.arterial_c) / h.ramp_s, 0.0)
+    """dT_set/dt (°C/s) of ``setpoint``, with its switches smoothed like the window (τ_edge), so
+    the ramp feed-forward is differentiable in the schedule."""
+    rise = h.target_c - h.arterial_c
+    box = lambda a, b: jax.nn.sigmoid((t - a) / EDGE_S) - jax.nn.sigmoid((t - b) / EDGE_S)  # noqa
     end = h.start_s + h.duration_s
-    down = jnp.where((t > end) & (t < end + h.cooldown_s) & (h.cooldown_s > 0),
-                     (h.target_c - h.arterial_c) / jnp.maximum(h.cooldown_s, 1e-9), 0.0)
-    return ramp - down
+    down = jnp.where(h.cooldown_s > 0, box(end, end + h.cooldown_s)
+                     / jnp.maximum(h.cooldown_s, 1e-9), 0.0)
+    return rise * (box(h.start_s, h.start_s + h.ramp_s) / h.ramp_s - down)
 
 
 def setpoint(h: Heating, t):
@@ -318,7 +319,7 @@ def integrator_rate(h: Heating, mode: str, t, y, z):
         rate = (plateau(h, t) * h.gain * err
                 + h.readout_gain_c_per_w * (p - u)) / h.integral_time_s
     elif mode == "protocol":
-        rate = plateau(h, t) * err / h.integral_time_s
+        rate = err / h.integral_time_s  # no feed-forward to wind up against: always on
     else:
         rate = jnp.zeros_like(err)
     return window(h, t) * rate
