@@ -188,9 +188,9 @@ def far_field_boundaries(grid: Grid, conductivity, blood_sink, arterial_c):
             edge = lambda a: jax.lax.slice_in_dim(jnp.asarray(a), idx, idx + 1, axis=axis)  # noqa
             k, w = edge(conductivity), edge(blood_sink)
             m = jnp.sqrt(w / k)
-            if metric == "spherical" and idx == n - 1:
+            if metric == "sphere" and idx == n - 1:
                 h = k * (m + 1.0 / float(face))
-            elif metric == "cylindrical" and idx == n - 1:
+            elif metric == "cylinder" and idx == n - 1:
                 h = k * (m + 0.5 / float(face))
             else:
                 h = k * m
