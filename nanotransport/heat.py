@@ -61,7 +61,8 @@ point, the stored heat Σ ρc θ V grows by (Σ ρc θ₁ V) dT_set/dt / G, so �
 stored heat per absorbed watt at steady state: the plant's energy time constant); P_ref = (target − T_a)/G, so the saturation is
 smooth over 5 % of the plateau power (the source switches off to ~3 % of P_ref, not to 0).
 The readout and z are sampled at the start of each step and held over it (a sampled
-controller); z is advanced by one explicit step (stable for h < T_i).  z is carried in the
+controller: its feedback term compares the readout with the set point at the sample time; the
+feed-forward terms follow the set point continuously); z is advanced by one explicit step (stable for h < T_i).  z is carried in the
 time loop's accumulators (``simulate``).
 
 Hyperthermia metrics (ESHO quality guidelines, Trefná et al. 2017 Strahlenther Onkol 193:351;
@@ -226,24 +227,36 @@ def plateau(h: Heating, t):
             * jax.nn.sigmoid((h.start_s + h.duration_s - t) / EDGE_S))
 
 
-def setpoint_rate(h: Heating, t):
-    """dT_set/dt (°C/s) of ``setpoint``, with its switches smoothed like the window (τ_edge), so
-    the ramp feed-forward is differentiable in the schedule."""
-    rise = h.target_c - h.arterial_c
-    box = lambda a, b: jax.nn.sigmoid((t - a) / EDGE_S) - jax.nn.sigmoid((t - b) / EDGE_S)  # noqa
+def _ramps(h: Heating, t, rate):
+    """(up, down) shares of the ramps at t, each rising 0 → 1 linearly over its duration with
+    corners rounded over τ_edge (``rate``: their time derivatives instead, 1/s)."""
+    e = EDGE_S
     end = h.start_s + h.duration_s
-    down = jnp.where(h.cooldown_s > 0, box(end, end + h.cooldown_s)
-                     / jnp.maximum(h.cooldown_s, 1e-9), 0.0)
-    return rise * (box(h.start_s, h.start_s + h.ramp_s) / h.ramp_s - down)
+    cool = jnp.maximum(h.cooldown_s, 1e-9)
+    if rate:
+        box = lambda a, b: jax.nn.sigmoid((t - a) / e) - jax.nn.sigmoid((t - b) / e)  # noqa
+        up = box(h.start_s, h.start_s + h.ramp_s) / h.ramp_s
+        down = box(end, end + h.cooldown_s) / cool
+    else:
+        ramp = lambda a, b, d: e * (jax.nn.softplus((t - a) / e)  # noqa: E731
+                                    - jax.nn.softplus((t - b) / e)) / d
+        up = ramp(h.start_s, h.start_s + h.ramp_s, h.ramp_s)
+        down = ramp(end, end + h.cooldown_s, cool)
+    return up, jnp.where(h.cooldown_s > 0, down, 0.0)
 
 
 def setpoint(h: Heating, t):
-    """Set point (°C): ramp from T_a over ramp_s, hold, ramp down over cooldown_s."""
-    up = jnp.clip((t - h.start_s) / h.ramp_s, 0.0, 1.0)
-    end = h.start_s + h.duration_s
-    down = jnp.clip((t - end) / jnp.maximum(h.cooldown_s, 1e-9), 0.0, 1.0)
-    down = jnp.where(h.cooldown_s > 0, down, 0.0)  # no cool-down: hold until the power is off
-    return h.arterial_c + (h.target_c - h.arterial_c) * up * (1.0 - down)
+    """Set point (°C): ramp from T_a over ramp_s, hold, ramp down over cooldown_s (no cool-down:
+    held until the power is off); the ramps' corners are rounded over τ_edge = 20 s (the set
+    point is the integral of ``setpoint_rate``), so it is smooth in t and the schedule."""
+    up, down = _ramps(h, t, False)
+    return h.arterial_c + (h.target_c - h.arterial_c) * (up - down)
+
+
+def setpoint_rate(h: Heating, t):
+    """dT_set/dt (°C/s) of ``setpoint`` (the ramp feed-forward uses it)."""
+    up, down = _ramps(h, t, True)
+    return (h.target_c - h.arterial_c) * (up - down)
 
 
 # ------------------------------------------------------------------ readouts
@@ -299,11 +312,14 @@ def _soft_positive(x, beta):
     return jax.nn.softplus(beta * x) / beta
 
 
-def controller_power(h: Heating, t, y, z):
-    """(P, u): saturated and unlimited power (W) of the PI controller at time t."""
+def controller_power(h: Heating, t, y, z, t_sample=None):
+    """(P, u): saturated and unlimited power (W) of the PI controller at time t, with the
+    readout y and integrator z sampled at ``t_sample`` (default t): the feed-forward terms
+    follow the set point at t, the feedback compares y with the set point at its sample time."""
+    t_sample = t if t_sample is None else t_sample
     t_set = setpoint(h, t)
     u = ((t_set - h.arterial_c) + h.time_constant_s * setpoint_rate(h, t)
-         + h.gain * (t_set - y) + z) / h.readout_gain_c_per_w
+         + h.gain * (setpoint(h, t_sample) - y) + z) / h.readout_gain_c_per_w
     p_ref = (h.target_c - h.arterial_c) / h.readout_gain_c_per_w
     beta = SATURATION_SHARPNESS / jnp.maximum(p_ref, 1e-12)
     p = h.max_power_w - _soft_positive(h.max_power_w - _soft_positive(u, beta), beta)
@@ -325,9 +341,10 @@ def integrator_rate(h: Heating, mode: str, t, y, z):
     return window(h, t) * rate
 
 
-def source_function(h: Heating, mode: str, t, y, z):
+def source_function(h: Heating, mode: str, t, y, z, t_sample=None):
     """Q(T) per cell at time t (W/m³), as a function of the local temperature T; y and z are
-    the readout and integrator held over the step."""
+    the readout and integrator sampled at ``t_sample`` (the step's start) and held over the
+    step."""
     on = window(h, t)
     if mode == "ultrasound":
         return lambda temp: on * h.power_w * h.deposit
@@ -335,7 +352,7 @@ def source_function(h: Heating, mode: str, t, y, z):
         t_set = setpoint(h, t) + z
         return lambda temp: on * h.relaxation * h.heat_capacity * h.region * (t_set - temp)
     if mode in CONTROLLED:
-        power, _ = controller_power(h, t, y, z)
+        power, _ = controller_power(h, t, y, z, t_sample)
         return lambda temp: on * power * h.deposit
     raise ValueError(f"heating.source = {mode!r}; allowed: {SOURCES}")
 
@@ -401,7 +418,7 @@ def update_running(h: Heating, grid: Grid, mode: str, readout_mode: str, probe: 
         return jnp.sum(tumor_w * s) / jnp.sum(tumor_w)
 
     def power(tt, temp, y):
-        q = source_function(h, mode, tt, y, z)(temp) if mode != "none" else 0.0 * temp
+        q = source_function(h, mode, tt, y, z, t)(temp) if mode != "none" else 0.0 * temp
         return jnp.sum(q * h.volume)
 
     trap = lambda f0, f1: 0.5 * dt * (f0 + f1)  # noqa: E731

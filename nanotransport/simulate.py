@@ -317,7 +317,7 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
             q = None
             if i_temp is not None:
                 q = heat.source_function(inp.heating, heating_mode, tt, y_read,
-                                         z_int)(xx[i_temp])
+                                         z_int, t)(xx[i_temp])
             return local_rates(inp.kinetics, xx, sys, names, q)
 
         def transport(xx):
