@@ -99,6 +99,7 @@ def cmd_run(args) -> int:
         plots.tumor_profiles(ds, out / "tumor_profiles.png")
         plots.pressure_velocity(ds, out / "pressure_velocity.png")
         plots.release_and_cells(ds, out / "release_cells.png")
+        plots.payload_locations(ds, out / "payload_locations.png")
         plots.imaging(ds, out / "imaging.png")
     print(f"{scenario.name}: {scenario.description}")
     width = max(len(lbl) for _, lbl in SUMMARY_TABLE) + 2
@@ -171,6 +172,32 @@ def cmd_verify(args) -> int:
     else:
         print(verify.format_table(rows))
     return 0 if all(r["passed"] for r in rows) else 1
+
+
+def cmd_validate(args) -> int:
+    """The model against published numbers (``validate.py``): table, validation.json, figure."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from . import io, plots, validate
+
+    selected = [t for t in validate.targets() if t.quick or not args.quick]
+    progress = None if args.json else (lambda t: print(f"  {t.id} ...", file=sys.stderr))
+    rows = validate.evaluate(selected, validate.Runs(), progress)
+    out = Path(args.out)
+    passed = sum(r["passed"] for r in rows)
+    io.write_json(out / "validation.json", {"passed": passed, "total": len(rows),
+                                            "quick": bool(args.quick), "targets": rows})
+    plots.validation(rows, out / "validation.png")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(validate.format_table(rows))
+        for r in rows:
+            if not r["passed"] and r["note"]:
+                print(f"  {r['id']}: {r['note']}")
+        print(f"wrote {out / 'validation.json'}, {out / 'validation.png'}")
+    return 0
 
 
 def cmd_capillary(args) -> int:
@@ -501,6 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="calibration", help="output folder (default: calibration)")
     q.add_argument("--quiet", action="store_true", help="no progress lines")
     q.set_defaults(func=cmd_calibrate)
+
+    q = sub.add_parser("validate", help="the model against published numbers (targets with "
+                       "sources; DIR/validation.json, DIR/validation.png)")
+    q.add_argument("--quick", action="store_true", help="only the cheap targets")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--out", default="out", help="output folder (default: out)")
+    q.set_defaults(func=cmd_validate)
 
     q = sub.add_parser("verify", help="run the closed-form verification problems")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")

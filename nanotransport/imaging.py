@@ -1,12 +1,14 @@
-"""Simulated imaging of a labelled carrier (MODEL.md §9): what a PET/SPECT (or MRI/optical)
+"""Simulated imaging of a labelled carrier (docs/model.md §9): what a PET/SPECT (or MRI/optical)
 scanner would show of a simulation.
 
 The label rides on the carrier particles, in every phase of a grid cell::
 
-    n_label(x, t) = φ_v c_v + φ_e c + b + q          (mol drug-equivalent per m³ of tissue)
+    n_label(x, t) = φ_v c_v + φ_e c + b + q + m + r     (mol drug-equivalent per m³ of tissue)
 
-(vascular, interstitial, receptor-bound and internalized carriers; label of degraded carriers
-is taken as cleared).  The image, in % of the injected dose per gram of tissue (1 g/mL), is
+(vascular, interstitial, receptor-bound, internalized and phagocytosed carriers, and the residue
+r that carriers digested inside cells leave: a share ``imaging.label_retained_fraction`` of
+their label, 1 for residualizing labels such as ¹¹¹In-DTPA or ⁸⁹Zr that stay trapped in
+lysosomes; label of carriers broken down outside cells is taken as cleared).  The image, in % of the injected dose per gram of tissue (1 g/mL), is
 that concentration blurred by the scanner's point-spread function::
 
     I(x, t) = 100 · (PSF ∗ n_label)(x, t) / D_carrier / (10⁶ g/m³)        (%ID/g)
@@ -54,7 +56,7 @@ from . import units
 from .grid import Grid
 from .scenario import Scenario, ScenarioError
 from .tissue import Layout
-from .transport import carriers_per_tissue_volume
+from .transport import label_per_tissue_volume
 
 # half-lives, hours (NNDC/ENSDF: ¹¹¹In 2.8047 d, ⁶⁴Cu 12.701 h, ⁸⁹Zr 78.41 h)
 LABEL_HALF_LIFE_H = {"In-111": 2.8047 * 24.0, "Cu-64": 12.701, "Zr-89": 78.41, "none": math.inf}
@@ -254,7 +256,7 @@ def label_pct_id_per_g(result):
     """Decay-corrected label concentration before blurring (an ideal scanner), %ID/g,
     shape (n_t, *grid.shape)."""
     maps = result.inputs.kinetics.maps
-    n = jax.vmap(lambda x: carriers_per_tissue_volume(maps, x, result.species))(result.fields)
+    n = jax.vmap(lambda x: label_per_tissue_volume(maps, x, result.species))(result.fields)
     return 100.0 * n / result.inputs.dose_mol / GRAM_PER_M3
 
 

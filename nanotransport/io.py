@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import jax
 import numpy as np
 import xarray as xr
 
@@ -18,6 +19,7 @@ from . import imaging, pk, units
 from .scenario import Scenario
 from .simulate import Result
 from .tissue import Layout
+from .transport import drug_per_tissue_volume, payload_locations
 
 FIELD_DOCS = {
     "carrier": "carrier particles in the interstitium (drug-equivalent at loading)",
@@ -26,8 +28,14 @@ FIELD_DOCS = {
     "carrier_vessel": "carrier particles in vessel plasma",
     "payload_vessel": "drug encapsulated in carriers in vessel plasma",
     "free_vessel": "free drug (bound + unbound) in vessel plasma",
-    "intracellular": "drug inside cells",
-    "intracellular_auc": "time integral of intracellular drug",
+    "intracellular": "exchangeable drug inside cells (cytoplasm, not DNA-bound)",
+    "nuclear": "drug bound to nuclear DNA",
+    "macrophage": "carriers phagocytosed by tissue macrophages (drug-equivalent), per tissue volume",
+    "macrophage_payload": "drug in carriers phagocytosed by tissue macrophages, per tissue volume",
+    "intracellular_auc": "time integral of intracellular drug (exchangeable + DNA-bound)",
+    "nuclear_auc": "time integral of DNA-bound drug (the exposure of the kill model)",
+    "released_macrophages": "payload freed by macrophages digesting carriers, per tissue volume",
+    "label_residue": "imaging label left in cells by digested carriers (drug-equivalent)",
     "net_carrier": "carriers taken from the blood (inflow − outflow − lymph), per tissue volume",
     "net_payload": "encapsulated drug taken from the blood, per tissue volume",
     "net_free": "free drug taken from the blood, per tissue volume",
@@ -47,6 +55,9 @@ PHASE_UNITS = {
     "free": "mol/m3 of interstitial fluid", "carrier_vessel": "mol/m3 of plasma",
     "payload_vessel": "mol/m3 of plasma", "free_vessel": "mol/m3 of plasma",
     "intracellular": "mol/m3 of cells", "intracellular_auc": "mol s/m3 of cells",
+    "nuclear": "mol/m3 of cells", "nuclear_auc": "mol s/m3 of cells",
+    "macrophage": "mol/m3 of tissue", "macrophage_payload": "mol/m3 of tissue",
+    "released_macrophages": "mol/m3 of tissue", "label_residue": "mol/m3 of tissue",
     "net_carrier": "mol/m3 of tissue", "net_payload": "mol/m3 of tissue",
     "net_free": "mol/m3 of tissue", "degraded": "mol/m3 of tissue",
     "released_vessel": "mol/m3 of tissue", "released_interstitium": "mol/m3 of tissue",
@@ -130,6 +141,17 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
     data["cell_volume"] = (dims, g.volume, {"units": "m3 (per m of depth in 2D Cartesian)",
                                             "long_name": "grid cell volume"})
     maps = inp.kinetics.maps
+    per_time = lambda fn: np.asarray(jax.vmap(  # noqa: E731
+        lambda x: fn(maps, x, result.species))(result.fields))
+    data["tissue_drug"] = (("time",) + dims, per_time(drug_per_tissue_volume) * mw, {
+        "units": "ug/g", "long_name": "all drug per tissue volume (every phase and pool)"})
+    tumor_w = g.volume * lay.tumor
+    space = tuple(range(1, g.ndim + 1))
+    where = jax.vmap(lambda x: payload_locations(maps, x, result.species))(result.fields)
+    for key, per_volume in where.items():
+        mean = np.sum(np.asarray(per_volume) * tumor_w, axis=space) / np.sum(tumor_w)
+        data[f"tumor_payload_{key}"] = ("time", mean * mw, {
+            "units": "ug/g", "long_name": f"tumor-mean drug in {key.replace('_', ' ')}"})
     for name, units_, doc in (("phi_v", "1", "vascular volume fraction"),
                               ("phi_e", "1", "interstitial volume fraction"),
                               ("phi_c", "1", "cellular volume fraction")):

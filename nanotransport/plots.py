@@ -25,10 +25,33 @@ def _save(fig, path: Path) -> Path:
 
 
 def tissue_drug(ds: xr.Dataset) -> xr.DataArray:
-    """All drug per tissue volume, µg/mL (= µg/g)."""
-    drug = MW * (ds.phi_v * (ds.payload_vessel + ds.free_vessel)
-                 + ds.phi_e * (ds.payload + ds.free) + ds.phi_c * ds.intracellular)
-    return drug.transpose("time", ...)
+    """All drug per tissue volume, µg/mL (= µg/g), as the model computed it (``io``)."""
+    return ds.tissue_drug.transpose("time", ...)
+
+
+PAYLOAD_PLACES = ("vessel", "interstitium", "carriers_on_cells", "macrophages", "cancer_cells",
+                  "nucleus")
+
+
+def payload_locations(ds: xr.Dataset, path: Path) -> Path:
+    """Where the tumor's drug is over time (stacked, µg/g): vessel plasma, interstitium,
+    receptor-bound carriers, macrophages, cancer-cell cytoplasm (and internalized carriers),
+    nucleus (DNA-bound)."""
+    t = ds.time.values
+    layers = [ds[f"tumor_payload_{k}"].values for k in PAYLOAD_PLACES]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax.stackplot(t, layers, labels=[k.replace("_", " ") for k in PAYLOAD_PLACES])
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("tumor-mean drug (µg/g)")
+    ax.legend(loc="upper left", fontsize=8)
+    total = np.sum(layers, axis=0)
+    shares = np.divide(layers, total, out=np.zeros_like(np.asarray(layers)), where=total > 0)
+    ax2.stackplot(t, shares)
+    ax2.set_xlabel("time (h)")
+    ax2.set_ylabel("share of tumor drug")
+    ax2.set_ylim(0, 1)
+    fig.suptitle("where the drug is in the tumor")
+    return _save(fig, path)
 
 
 def plasma_pk(datasets: dict[str, xr.Dataset], path: Path) -> Path:
@@ -208,16 +231,17 @@ def release_and_cells(ds: xr.Dataset, path: Path) -> Path:
     ax = axes[0]
     for name, label in (("released_vessel", "in tissue vessels"),
                         ("released_interstitium", "in the interstitium"),
-                        ("released_cells", "inside cells")):
+                        ("released_cells", "inside cells"),
+                        ("released_macrophages", "by macrophages")):
         ax.plot(ds.time, MW * 1e3 * _space_sum(ds[name], ds), label=label)  # mol → mg
     ax.set_xlabel("time (h)")
     ax.set_ylabel("payload released in the tissue (mg)")
     ax.legend(fontsize=7)
     ax.set_title("Release by location", fontsize=9)
-    inside = ds.phi_c * ds.intracellular
-    if "internalized_payload" in ds:
-        inside = inside + ds.internalized_payload
-    axes[1].plot(ds.time, MW * _tumor_mean(inside, ds), color="C2")
+    axes[1].plot(ds.time, ds.tumor_payload_cancer_cells + ds.tumor_payload_nucleus, color="C2",
+                 label="all")
+    axes[1].plot(ds.time, ds.tumor_payload_nucleus, color="C2", ls="--", label="DNA-bound")
+    axes[1].legend(fontsize=7)
     axes[1].set_xlabel("time (h)")
     axes[1].set_ylabel("intracellular drug, tumor mean (µg/g)")
     axes[1].set_title("Drug inside tumor cells", fontsize=9)
@@ -369,4 +393,27 @@ def calibration(rep: dict, path: Path) -> Path:
     ax.set_yticklabels([n.rsplit(".", 1)[-1] for n in names], fontsize=7)
     ax.set_xlabel("fitted / scenario value (95% CI; red: not identifiable)")
     ax.set_title("Fitted parameters", fontsize=9)
+    return _save(fig, path)
+
+
+def validation(rows: list[dict], path: Path) -> Path:
+    """Model against literature: model/published per target on a log axis, the published band
+    as a bar (band/published), passed targets filled, failed ones open."""
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * n + 1.2))
+    for i, r in enumerate(rows):
+        y = n - 1 - i
+        ax.plot([r["low"] / r["published"], r["high"] / r["published"]], [y, y],
+                color="0.7", lw=6, solid_capstyle="butt")
+        if r["model"] is not None and r["model"] > 0:
+            ax.plot(r["model"] / r["published"], y, "o", ms=6,
+                    color="tab:green" if r["passed"] else "tab:red",
+                    mfc="tab:green" if r["passed"] else "white")
+    ax.axvline(1.0, color="k", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([r["id"] for r in rows][::-1], fontsize=7)
+    ax.set_xlabel("model / published (grey: published band)")
+    passed = sum(r["passed"] for r in rows)
+    ax.set_title(f"validation: {passed} of {n} targets within the published band", fontsize=9)
     return _save(fig, path)

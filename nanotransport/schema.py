@@ -81,8 +81,10 @@ def _tissue(region: str, **d) -> list[Field]:
               "the measured tumor permeabilities 3e-9 m/s (10 nm) and 2e-10 m/s (90 nm) "
               "(PMC7078505 Table 2) with 400-nm pores", 0.0, 1e6),
         Field(p + "vessel_hydraulic_conductivity_cm_per_mmhg_s", d["lp"], "cm/(mmHg·s)",
-              "L_p (Baxter & Jain 1989 Table 1: tumor 2.8e-7, normal 0.36e-7) (verify)",
-              0.0, 1e-4),
+              "L_p of vessels with the region's default pores (tumor 400-nm median, log-sd "
+              "0.5; normal 5 nm, 0.2) (Baxter & Jain 1989 Table 1: tumor 2.8e-7, normal "
+              "0.36e-7) (verify); it scales with ⟨r²⟩ of the tissue's pores (Poiseuille), so "
+              "smaller pores lower L_p", 0.0, 1e-4),
         Field(p + "interstitial_hydraulic_conductivity_cm2_per_mmhg_s", d["k"], "cm²/(mmHg·s)",
               "K (Baxter & Jain 1989 Table 1: tumor 4.13e-8, normal 8.53e-9) (verify)",
               1e-14, 1e-4),
@@ -98,8 +100,17 @@ def _tissue(region: str, **d) -> list[Field]:
               "lymphatic filtration coefficient (tumor 0: no functional lymphatics; normal "
               "1e-4 keeps normal IFP ≈ 0, Baxter & Jain 1989) (verify)", 0.0, 1.0),
         Field(p + "perfusion_ml_per_ml_min", d["wb"], "mL/(mL·min)", "w_b, blood flow per "
-              "tissue volume (tumors 0.1-0.5, Vaupel et al. 1989 Cancer Res 49:6449; resting "
-              "muscle 0.03-0.05) (verify)", 0.0, 10.0),
+              "tissue volume (human tumors 0.09-0.35 by Xe-133 clearance, mean 0.15-0.35 by "
+              "type, Cancer Res 1979 39:2304; tumors 0.1-0.5, Vaupel et al. 1989 Cancer Res "
+              "49:6449; resting muscle 0.03-0.05); plasma flow is (1 − haematocrit)·w_b and "
+              "the Pennes sink w_b·ρ_b c_b", 0.0, 10.0),
+        Field(p + "macrophage_uptake_per_h", d["mac"], "1/h", "k_M, phagocytosis of "
+              "interstitial carriers by tissue macrophages for a 90-nm PEGylated carrier "
+              "(scaled by the MPS size-and-surface law). Tumor-associated macrophages hold most "
+              "untargeted nanoparticles in tumors (Miller et al. 2015 Nat Commun 6:8692); "
+              "value (verify), checked against the nuclear share of tumor drug after Doxil "
+              "(Laginha et al. 2005 Clin Cancer Res 11:6944, Table 1) in `validate`",
+              0.0, 100.0),
         Field(p + "fibre_volume_fraction", d["fibre"], "1", "φ_f, collagen/GAG fibre volume "
               "fraction of the fibre-matrix (Ogston) hindrance; collagen-rich tumors 0.2 make "
               "diffusion of 100-nm carriers nearly vanish (Pluen et al. 2001 PNAS 98:4628)",
@@ -116,15 +127,16 @@ def _tissue(region: str, **d) -> list[Field]:
               "tumor 3700, muscle 3639)", 1000.0, 6000.0),
         Field(p + "thermal_conductivity_w_per_m_k", d["k_th"], "W/(m·K)", "thermal conductivity "
               "(MODEL.md §8: tumor 0.57, muscle 0.56)", 0.05, 5.0),
-        Field(p + "blood_heat_sink_w_per_m3_k", d["w_heat"], "W/(m³·K)", "ω_b ρ_b c_b of Pennes "
-              "(MODEL.md §8: tumor 22545, heated muscle 12960)", 0.0, 1e6),
     ]
 
 
 FIELDS: list[Field] = [
     # ------------------------------------------------------------ formulation
     Field("formulation.name", "doxil", "", "label used in tables and plots", kind="str"),
-    Field("formulation.carrier", "liposome", "", "carrier type; 'none' is free drug",
+    Field("formulation.carrier", "liposome", "", "carrier type: picks the sourced systemic "
+          "parameter set (liposome: Doxil label fit; conjugate: PK1, Thomson et al. 1999; "
+          "micelle: the liposome clearance laws with its own leakage); 'none' is free drug "
+          "(set encapsulated_fraction = 0)",
           choices=("none", "liposome", "micelle", "conjugate"), kind="str"),
     Field("formulation.diameter_nm", 90.0, "nm", "hydrodynamic diameter of the carrier (Doxil "
           "~85-100 nm; Gabizon et al. 2003 Clin Pharmacokinet 42:419)", 1.0, 2000.0),
@@ -162,6 +174,14 @@ FIELDS: list[Field] = [
           "internalized carriers inside cells (verify)", 0.0, 1000.0),
     Field("formulation.internalized_degradation_rate_per_h", 0.05, "1/h", "degradation of "
           "internalized carriers (their payload goes into the cell) (verify)", 0.0, 1000.0),
+    Field("formulation.pinocytosis_rate_per_h", 0.0, "1/h", "k_p, fluid-phase endocytosis of "
+          "interstitial carriers by cancer cells (polymer conjugates enter cells this way and "
+          "release drug in lysosomes; 0 for liposomes, whose uptake by cancer cells needs "
+          "ligands)", 0.0, 100.0),
+    Field("formulation.macrophage_release_rate_per_h", 0.02, "1/h", "k_D, digestion of "
+          "carriers phagocytosed by tissue macrophages, which frees their payload into the "
+          "interstitium (PEG-liposomes are digested over days: macrophages act as a slow "
+          "drug depot, Miller et al. 2015 Nat Commun 6:8692) (verify)", 0.0, 100.0),
     # ------------------------------------------------------------ drug
     Field("drug.name", "doxorubicin", "", "drug label", kind="str"),
     Field("drug.free_diffusivity_m2_per_s", 3.4e-10, "m²/s", "D of free doxorubicin in "
@@ -182,11 +202,21 @@ FIELDS: list[Field] = [
           1e-6, 100.0),
     Field("drug.uptake_ki_ng_per_1e5cells", 1.37, "ng/1e5 cells", "K_i (El-Kareh & Secomb "
           "2000) (verify)", 1e-6, 1000.0),
-    Field("drug.kill_coefficient_per_ng_h_per_1e5cells", 0.27, "1/(ng·h/1e5 cells)",
-          "ω of SF = exp(−ω·∫a dt), a = intracellular drug (AUC form of El-Kareh & Secomb "
-          "2000). Calibrated here: free doxorubicin 60 mg/m² gives a tumor-mean intracellular "
-          "AUC of 2.6 ng·h/1e5 cells over 72 h, so ω = 0.27 puts its tumor-mean SF at ≈ 0.5, "
-          "inside the responsive range 0.05-0.9 that MODEL.md §7 asks for",
+    Field("drug.nuclear_binding_rate_per_h", 1.0, "1/h", "k_N, binding of intracellular "
+          "doxorubicin to nuclear DNA at low occupancy (nuclear drug peaks ~4 h after free "
+          "doxorubicin in mouse tumors, Laginha et al. 2005 Clin Cancer Res 11:6944 Table 1) "
+          "(verify)", 0.0, 1000.0),
+    Field("drug.nuclear_release_rate_per_h", 0.028, "1/h", "k_N,off, release of DNA-bound "
+          "doxorubicin: ln 2/25 h, the apparent half-life of doxorubicin in mouse tumors after "
+          "free drug (Laginha et al. 2005 Table 1), which the nuclear pool sets", 0.0, 1000.0),
+    Field("drug.nuclear_capacity_ng_per_1e5cells", 190.0, "ng/1e5 cells", "N_max, DNA binding "
+          "sites: 6.4e9 bp per diploid cell / 3.1 bp per bound doxorubicin (Barcelo et al. "
+          "1988 Biochem Pharmacol 37:2133) = 2.1e9 sites, 1.9e-3 ng per cell", 1e-3, 1e9),
+    Field("drug.kill_coefficient_per_ng_h_per_1e5cells", 0.0154, "1/(ng·h/1e5 cells)",
+          "ω of SF = exp(−ω·∫n dt), n = DNA-bound (nuclear) drug (exposure form of El-Kareh & "
+          "Secomb 2000, acting where doxorubicin acts). Calibrated here: with ω = 0.0154, free "
+          "doxorubicin 60 mg/m² (72 h) leaves a tumor-mean SF ≈ 0.5 (tumor-mean DNA-bound "
+          "AUC ≈ 45 ng·h/1e5 cells), inside the responsive range 0.05-0.9 of docs/model.md §7",
           0.0, 100.0),
     Field("drug.degradation_rate_per_h", 0.0, "1/h", "degradation of free drug in tissue",
           0.0, 100.0),
@@ -201,6 +231,8 @@ FIELDS: list[Field] = [
           kind="str"),
     Field("patient.body_surface_area_m2", 1.8, "m²", "body-surface area (human)", 0.2, 3.5),
     Field("patient.body_mass_kg", 0.025, "kg", "body mass (mouse)", 0.005, 200.0),
+    Field("patient.haematocrit", 0.45, "1", "volume fraction of red cells in blood: plasma "
+          "flow = (1 − Hct)·blood flow (adults 0.40-0.45; mouse ~0.45) (verify)", 0.0, 0.8),
     Field("patient.carrier_clearance_scale", 1.0, "1", "multiplies the species' reference "
           "carrier clearance: that of PEG-liposomal doxorubicin at the reference diameter 90 nm "
           "(human: 0.0321 L/h/m², fitted to the Doxil label; mouse: nanotransport.pk)",
@@ -232,11 +264,11 @@ FIELDS: list[Field] = [
     *_tissue("tumor", phi_v=0.07, phi_e=0.4, s_v=200.0, pore=400.0, pore_sd=0.5,
              perm_scale=49.0, lp=2.8e-7, k=4.13e-8, pi_i=15.0, sigma0=0.82, lymph=0.0, wb=0.2,
              fibre=0.06, fibre_r=5.0, cells=3e8, receptors=1e5, rho=1056.0, cp=3700.0,
-             k_th=0.57, w_heat=22545.0),
+             k_th=0.57, mac=0.05),
     *_tissue("normal", phi_v=0.03, phi_e=0.2, s_v=70.0, pore=5.0, pore_sd=0.2,
              perm_scale=49.0, lp=0.36e-7, k=8.53e-9, pi_i=10.0, sigma0=0.91, lymph=1e-4,
              wb=0.05, fibre=0.08, fibre_r=4.0, cells=2e8, receptors=1e4, rho=1050.0,
-             cp=3639.0, k_th=0.56, w_heat=12960.0),
+             cp=3639.0, k_th=0.56, mac=0.02),
     # ------------------------------------------------------------ heating
     Field("heating.source", "none", "", "heat source: 'none', 'ultrasound' (Gaussian focus of "
           "fixed absorbed power), 'protocol' (target-region temperature prescribed: ramp to the "
@@ -298,6 +330,11 @@ FIELDS: list[Field] = [
           "In-111 2.80 d for SPECT, Cu-64 12.7 h and Zr-89 78.4 h for PET) or 'none' for a "
           "non-decaying MRI/optical label (MODEL.md §9)",
           choices=("In-111", "Cu-64", "Zr-89", "none"), kind="str"),
+    Field("imaging.label_retained_fraction", 1.0, "1", "share of the label that stays in the "
+          "cell when a carrier is digested in macrophages or cancer cells (residualizing "
+          "labels: ¹¹¹In-DTPA, ⁸⁹Zr ≈ 1; the ¹¹¹In-liposomes of Harrington et al. 2001 Clin "
+          "Cancer Res 7:243 carried ¹¹¹In-DTPA; 0: the label leaves with the digested carrier)",
+          0.0, 1.0),
     Field("imaging.psf_fwhm_mm", 10.0, "mm", "full width at half maximum of the scanner's "
           "Gaussian point-spread function (MODEL.md §9: clinical PET 4-6, SPECT ~10, "
           "preclinical ~1; 0: no blurring)", 0.0, 100.0, kind="static_float"),

@@ -34,7 +34,6 @@ from .transport import (Kinetics, drug_per_tissue_volume, intracellular_per_tiss
                         local_rates, n_state, n_transported, perfusion_factor, species_names)
 
 BODY_TEMPERATURE_C = 37.0
-REFERENCE_DIAMETER_NM = 90.0  # diameter at which the species' reference carrier clearance holds
 DEFAULT_SAVE_TIMES_H = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 18.0, 24.0, 36.0, 48.0,
                         60.0, 72.0, 96.0, 120.0, 168.0)
 ACCUMULATORS = ("plasma_auc_free", "plasma_auc_encapsulated", "tumor_drug_auc",
@@ -103,24 +102,29 @@ def _dtype(scenario: Scenario):
 
 
 def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.Array]:
-    """Systemic PK parameters of the payload (carrier clearance from the size and surface laws)
-    and the dose in mol."""
+    """Systemic PK parameters of the payload and the dose in mol.
+
+    The carrier type and species pick a sourced parameter set (``pk.CARRIER_SETS``: Doxil-fitted
+    PEG-liposome, PK1 conjugate); its carrier clearance holds at the set's reference diameter
+    and PEGylated surface and is scaled from there by the size and surface laws (MPS uptake,
+    renal filtration)."""
     s = scenario.params
     species = scenario["patient.species"]
+    make, d_ref = pk.CARRIER_SETS[scenario["formulation.carrier"]][species]
     if species == "human":
         bsa = s["patient.body_surface_area_m2"]
-        base = pk.human_pegylated_liposome(bsa)
+        base = make(bsa)
         dose_mol = units.mg_to_mol(s["dose.dose_mg_per_m2"] * bsa)
     else:
         mass = s["patient.body_mass_kg"]
-        base = pk.mouse_pegylated_liposome(mass)
+        base = make(mass)
         dose_mol = units.mg_to_mol(s["dose.dose_mg_per_kg"] * mass)
     d = s["formulation.diameter_nm"]
     d_m, n = s["patient.mps_threshold_nm"], s["patient.mps_exponent"]
     cl_ref = base.cl_carrier * s["patient.carrier_clearance_scale"]
     share = s["patient.carrier_mps_share"]
     size_law = props.mps_uptake_factor(d, d_m, n, s["formulation.surface_factor"]) \
-        / props.mps_uptake_factor(REFERENCE_DIAMETER_NM, d_m, n, 1.0)
+        / props.mps_uptake_factor(d_ref, d_m, n, 1.0)
     renal = s["patient.gfr_ml_per_min"] * units.ML / units.MIN * props.renal_filtration_fraction(
         d, s["patient.renal_cutoff_nm"], s["patient.renal_cutoff_width_nm"])
     leak = props.release_rate(BODY_TEMPERATURE_C, s["formulation.release_temperature_C"],
@@ -134,9 +138,11 @@ def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.
 
 
 def flags(scenario: Scenario) -> tuple[bool, bool]:
-    """(heating, targeting) switches of a scenario (static structure)."""
+    """(heating, targeting) switches of a scenario (static structure); "targeting" adds the
+    cell-associated carrier pools, needed for receptor binding or fluid-phase endocytosis."""
     heating = scenario["heating.source"] != "none"
-    targeting = float(scenario["formulation.ligands_per_particle"]) > 0
+    targeting = (float(scenario["formulation.ligands_per_particle"]) > 0
+                 or float(scenario["formulation.pinocytosis_rate_per_h"]) > 0)
     return heating, targeting
 
 
@@ -176,6 +182,12 @@ def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
         uptake_vmax=s["drug.uptake_vmax_ng_per_1e5cells_min"] / units.MIN * per_1e5_cells_ng,
         uptake_ke=s["drug.uptake_ke_ug_per_ml"] * units.UG_PER_ML_TO_MOL_PER_M3,
         uptake_ki=s["drug.uptake_ki_ng_per_1e5cells"] * per_1e5_cells_ng,
+        nuclear_binding_rate=s["drug.nuclear_binding_rate_per_h"] * per_h,
+        nuclear_release_rate=s["drug.nuclear_release_rate_per_h"] * per_h,
+        nuclear_capacity=s["drug.nuclear_capacity_ng_per_1e5cells"] * per_1e5_cells_ng,
+        digestion_rate=s["formulation.macrophage_release_rate_per_h"] * per_h,
+        pinocytosis_rate=s["formulation.pinocytosis_rate_per_h"] * per_h,
+        label_retained_fraction=s["imaging.label_retained_fraction"],
         receptors=maps.receptors,
         particle_payload=s["formulation.drug_molecules_per_particle"],
         k_on=k_on, k_off=k_off,
@@ -401,7 +413,7 @@ def run(params: dict, static: tuple, description: str = "", progress: Callable |
 
 
 _run_jit = jax.jit(run, static_argnums=(1, 2, 3))
-LABELS = {"formulation.name", "formulation.carrier", "drug.name", "outputs.figures"}
+LABELS = {"formulation.name", "drug.name", "outputs.figures"}
 
 
 def heating_window_s(start_s: float, end_s: float) -> tuple:

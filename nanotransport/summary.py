@@ -11,16 +11,25 @@ plasma_auc_total_ug_h_per_ml           sum of the two
 plasma_peak_free_ug_per_ml             highest free-drug plasma concentration over all steps
 tumor_drug_auc_ug_h_per_g              ∫ all drug in tumor tissue (every phase) dt, per g tumor
 tumor_drug_peak_ug_per_g               highest tumor-mean drug concentration over all steps
-tumor_intracellular_auc_ug_h_per_g     ∫ drug inside tumor cells dt, per g tumor
+tumor_intracellular_auc_ug_h_per_g     ∫ drug inside tumor cells (exchangeable + DNA-bound +
+                                       internalized carriers' payload) dt, per g tumor
 tumor_carrier_pct_id                   {saved time h: carriers in the tumor, % of injected dose}
 tumor_carrier_pct_id_per_g             {saved time h: the same per g of tumor}
 tumor_drug_pct_id                      {saved time h: all drug in the tumor, % of injected dose}
+tumor_drug_ug_per_g                    {saved time h: tumor-mean drug, every phase, µg/g}
+tumor_nuclear_ug_per_g                 {saved time h: tumor-mean DNA-bound drug, µg/g}
+tumor_nuclear_auc_fraction             ∫ DNA-bound drug dt / ∫ all tumor drug dt (exact, per step)
+tumor_payload_<where>_fraction         share of tumor drug at the end in the vessel plasma,
+                                       interstitium, carriers on cells (receptor-bound),
+                                       macrophages, cancer cells (cytoplasm and internalized
+                                       carriers) and nucleus (DNA-bound); they sum to 1
+tumor_carrier_macrophage_fraction      share of tumor carriers held by macrophages at the end
 fraction_released                      share of the encapsulated dose released from carriers
                                        (plasma, tissue vessels, interstitium, cells) by the end
 released_in_*_fraction                 where it was released (plasma, tissue_vessels,
                                        interstitium, cells), share of the dose
-tumor_intracellular_fraction           share of tumor drug inside cells at the end (free
-                                       intracellular + payload of internalized carriers)
+tumor_intracellular_fraction           share of tumor drug inside cells at the end
+                                       (exchangeable, DNA-bound, internalized carriers' payload)
 tumor_bound_internalized_fraction      share of tumor carriers bound or internalized at the end
 carrier_renal_fraction                 carriers cleared by the kidneys by the end, share of dose
 carrier_mps_fraction                   carriers taken up by liver and spleen macrophages (MPS)
@@ -30,7 +39,7 @@ heating metrics                        (heated scenarios; ``heating_metrics``) E
                                        of the target region, CEM43T90, time and volume above the
                                        release temperature, maxima, heat ledger
 efficacy                               1 − mean surviving fraction of viable tumor cells,
-                                       SF = exp(−ω · ∫ a dt) per cell
+                                       SF = exp(−ω · ∫ n dt) per cell, n DNA-bound drug
 imaging_*                              imaging readouts over the saved times (``imaging.py``):
                                        tumor and reference ROI means of the PSF-blurred label
                                        image (%ID/g, %ID/kg, kBq/mL), tumor-to-reference ratio,
@@ -50,12 +59,14 @@ from .heat import soft_quantile
 from .simulate import ACCUMULATORS, RUNNING, Result
 from .tissue import Layout
 from .transport import (carriers_per_tissue_volume, drug_per_tissue_volume,
-                        encapsulated_per_tissue_volume, intracellular_per_tissue_volume)
+                        encapsulated_per_tissue_volume, intracellular_per_tissue_volume,
+                        payload_locations)
 
 MW = units.DOXORUBICIN_MOLAR_MASS
 HEATING_SERIES = ("heating_t90_c", "heating_t50_c", "heating_t10_c")
 TIME_SERIES = ("tumor_carrier_pct_id", "tumor_carrier_pct_id_per_g", "tumor_drug_pct_id",
-               *imaging.TIME_SERIES, *HEATING_SERIES)
+               "tumor_drug_ug_per_g", "tumor_nuclear_ug_per_g", *imaging.TIME_SERIES,
+               *HEATING_SERIES)
 
 
 def _acc(result: Result, name: str):
@@ -67,11 +78,12 @@ def _running(result: Result, name: str):
 
 
 def surviving_fraction(result: Result, omega_per_ng_h_per_1e5cells):
-    """Per-cell surviving fraction at the end, SF = exp(−ω ∫ a dt) (a in ng/1e5 cells)."""
+    """Per-cell surviving fraction at the end, SF = exp(−ω ∫ n dt), n the DNA-bound (nuclear)
+    drug in ng/1e5 cells: doxorubicin kills through DNA (topoisomerase II poisoning)."""
     maps = result.inputs.kinetics.maps
     cell_volume = maps.phi_c / maps.cell_density
     to_ng_per_1e5 = MW * 1e9 * 1e5 * cell_volume  # mol/m³ of cells → ng per 1e5 cells
-    auc_ng_h = result.field("intracellular_auc")[-1] * to_ng_per_1e5 / units.HOUR
+    auc_ng_h = result.field("nuclear_auc")[-1] * to_ng_per_1e5 / units.HOUR
     return jnp.exp(-omega_per_ng_h_per_1e5cells * auc_ng_h)
 
 
@@ -127,6 +139,12 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
     bound = (final[names.index("bound")] + final[names.index("internalized")]
              if "bound" in names else jnp.zeros_like(vol))
 
+    where = payload_locations(maps, final, names)
+    nuclear_t = tumor_amount(per_time(lambda mp, x, nm: payload_locations(mp, x, nm)["nucleus"]))
+    macrophage_carriers = tumor_amount(final[names.index("macrophage")])
+    nuclear_auc = tumor_amount(maps.phi_c * field("nuclear_auc"))  # mol·s in the tumor
+    tumor_ml = jnp.sum(tumor_w) / units.ML
+
     auc_free = _acc(result, "plasma_auc_free") * to_ug_per_ml / h
     auc_enc = _acc(result, "plasma_auc_encapsulated") * to_ug_per_ml / h
     out = {
@@ -142,6 +160,13 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
         "tumor_carrier_pct_id": 100.0 * carriers / dose,
         "tumor_carrier_pct_id_per_g": 100.0 * carriers / dose / tumor_g,
         "tumor_drug_pct_id": 100.0 * drug / dose,
+        "tumor_drug_ug_per_g": drug * MW * 1e6 / tumor_ml,
+        "tumor_nuclear_ug_per_g": nuclear_t * MW * 1e6 / tumor_ml,
+        "tumor_nuclear_auc_fraction": safe(nuclear_auc / tumor_w.sum(),
+                                           _acc(result, "tumor_drug_auc")),
+        **{f"tumor_payload_{k}_fraction": safe(tumor_amount(v), tumor_drug_end)
+           for k, v in where.items()},
+        "tumor_carrier_macrophage_fraction": safe(macrophage_carriers, carriers[-1]),
         "tumor_intracellular_fraction": safe(tumor_inside_end, tumor_drug_end),
         "tumor_bound_internalized_fraction": safe(tumor_amount(bound), carriers[-1]),
         "fraction_released": safe(released, enc_given),

@@ -6,12 +6,26 @@ Every cell holds three phases with volume fractions φ_v (plasma in vessels), φ
 and φ_c = 1 − φ_v − φ_e (cells).  Region parameters are blended into maps with the static
 region masks, so every map is a smooth (linear) function of the scenario's numbers.
 
-Vessel wall (pore theory, ``properties.lognormal_pore_average``): for a carrier of diameter d,
+Vessel wall: one log-normal pore population per tissue (median r_pore, log-sd s;
+``properties.lognormal_pore_average``) sets the reflection coefficient, the permeability and the
+hydraulic conductivity (docs/model.md §5).  For a carrier of diameter d,
     P = (γ/L)·⟨H(λ)⟩·D_0(d),   σ = 1 − ⟨r² W(λ)⟩/⟨r²⟩,   λ = d/(2 r_pore),
-with γ/L the *diffusive* pore area per wall thickness (``carrier_permeability_scale_per_m``).
-The hydraulic conductivity L_p is taken from Baxter & Jain directly: their L_p implies a pore
-area ~70× smaller than the measured diffusive permeabilities of 10-90 nm particles do, so the two
-are calibrated separately, each from its own data (documented choice).
+    L_p = L_p,ref · ⟨r²⟩/⟨r²⟩_ref = L_p,ref · (r_pore/r_ref)² · exp(2 s² − 2 s_ref²)   (Poiseuille)
+with γ/L the diffusive pore area per wall thickness (``carrier_permeability_scale_per_m``) and
+L_p,ref the hydraulic conductivity of the region's reference pores (``REFERENCE_PORES``: the
+defaults, so default pressures are those of Baxter & Jain 1989).  Shrinking the pores (vessel
+normalization) lowers L_p and with it the interstitial pressure.  The hydraulic and diffusive
+pore areas are calibrated separately, each from its own data: Baxter & Jain's L_p implies a pore
+area ~40× smaller than the measured permeabilities of 10-90 nm particles do (documented in
+docs/model.md §5).
+Blood flow: ``perfusion_ml_per_ml_min`` is *blood* flow w_b; the vessel phase exchanges with
+*plasma* flow (1 − Hct)·w_b, and the Pennes sink is w_b ρ_b c_b from the same map.
+Interstitial fluid carries plasma proteins at the ratio of the oncotic pressures π_i/π_v
+(van 't Hoff: oncotic pressure ∝ protein concentration; tumor interstitial fluid is close to
+plasma, Stohrer et al. 2000 Cancer Res 60:4251), so the unbound fraction of interstitial drug is
+f_u,i = 1/(1 + (1/f_u,p − 1)·π_i/π_v).
+Macrophages: phagocytosis of interstitial carriers k_M = k_M,ref · g(d, surface)/g(90 nm, PEG)
+with g the MPS size-and-surface law of the systemic clearance (``properties.mps_uptake_factor``).
 Interstitium: D_eff = D_0(d)·h_matrix(d) (Ogston fibre matrix), retardation R_F ≤ 1.
 """
 from __future__ import annotations
@@ -27,8 +41,13 @@ from . import properties as props
 from . import units
 from .scenario import Scenario
 
-REGIONS = ("tumor", "normal")
 AVOGADRO = 6.02214076e23  # 1/mol
+#: (median radius nm, log-sd) of the pores whose hydraulic conductivity the scenario's L_p is:
+#: the schema defaults of each region (Baxter & Jain's L_p belongs to these vessels).
+REFERENCE_PORES = {"tumor": (400.0, 0.5), "normal": (5.0, 0.2)}
+#: ρ_b c_b of blood, J/(m³·K): 1050 kg/m³ × 3617 J/(kg·K) (IT'IS tissue database, blood).
+BLOOD_HEAT_CAPACITY_J_PER_M3_K = 1050.0 * 3617.0
+REFERENCE_DIAMETER_NM = 90.0  # carrier size at which the macrophage uptake rates are given
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -146,7 +165,7 @@ class TissueMaps:
     p_eff: jax.Array  # p_v − σ_0 (π_v − π_i), Pa
     hydraulic_k: jax.Array  # K, m²/(Pa·s)
     lymph: jax.Array  # L_pL S_L, 1/(Pa·s)
-    perfusion: jax.Array  # w_b, 1/s (plasma flow per tissue volume)
+    perfusion: jax.Array  # (1 − Hct) w_b, 1/s (plasma flow per tissue volume)
     ps_carrier: jax.Array  # P S_v of the carrier, 1/s
     sigma_carrier: jax.Array  # reflection coefficient of the carrier
     d_carrier: jax.Array  # interstitial diffusivity of the carrier, m²/s
@@ -160,6 +179,8 @@ class TissueMaps:
     heat_capacity: jax.Array  # ρc, J/(m³·K)
     thermal_conductivity: jax.Array  # k, W/(m·K)
     blood_heat_sink: jax.Array  # ω_b ρ_b c_b, W/(m³·K)
+    unbound_fraction_interstitial: jax.Array  # f_u,i of interstitial drug
+    phagocytosis: jax.Array  # k_M of the carrier by tissue macrophages, 1/s
 
 
 def _blend(lay: Layout, scenario: Scenario, key: str, necrotic_value=None):
@@ -183,17 +204,24 @@ def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
     phi_v = b("vascular_fraction", 1e-3)  # necrotic core: (almost) no plasma, no exchange
     phi_e = b("interstitial_fraction")
     s_v = b("vessel_surface_density_per_cm", 0.0) / units.CM
-    lp = b("vessel_hydraulic_conductivity_cm_per_mmhg_s") * units.CM / mmhg
+    pore_r, pore_s = b("pore_radius_nm"), b("pore_radius_log_sd")
+    ref_r = sum(REFERENCE_PORES[k][0] * m for k, m in (("tumor", lay.tumor), ("normal", lay.normal)))
+    ref_s = sum(REFERENCE_PORES[k][1] * m for k, m in (("tumor", lay.tumor), ("normal", lay.normal)))
+    pore_flow = (pore_r / ref_r) ** 2 * jnp.exp(2.0 * (pore_s**2 - ref_s**2))  # ⟨r²⟩/⟨r²⟩_ref
+    lp = b("vessel_hydraulic_conductivity_cm_per_mmhg_s") * pore_flow * units.CM / mmhg
     p_eff = (b("vascular_pressure_mmhg") - b("protein_reflection_coefficient")
              * (b("plasma_oncotic_pressure_mmhg") - b("interstitial_oncotic_pressure_mmhg"))
              ) * mmhg
     k_hyd = b("interstitial_hydraulic_conductivity_cm2_per_mmhg_s") * units.CM**2 / mmhg
     lymph = b("lymphatic_filtration_per_mmhg_s") / mmhg
-    perfusion = b("perfusion_ml_per_ml_min", 0.0) / units.MIN
+    blood_flow = b("perfusion_ml_per_ml_min", 0.0) / units.MIN
+    perfusion = (1.0 - s["patient.haematocrit"]) * blood_flow
+    fu_p = s["drug.unbound_fraction_plasma"]
+    protein_ratio = b("interstitial_oncotic_pressure_mmhg") / b("plasma_oncotic_pressure_mmhg")
+    fu_i = 1.0 / (1.0 + (1.0 / fu_p - 1.0) * protein_ratio)
 
     d_carrier_m = s["formulation.diameter_nm"] * units.NM
-    wall = props.lognormal_pore_average(0.5 * d_carrier_m, b("pore_radius_nm") * units.NM,
-                                        b("pore_radius_log_sd"))
+    wall = props.lognormal_pore_average(0.5 * d_carrier_m, pore_r * units.NM, pore_s)
     d0 = props.stokes_einstein_diffusivity(d_carrier_m)
     ps_carrier = b("carrier_permeability_scale_per_m") * wall.diffusive * d0 * s_v
     fibre, fibre_r = b("fibre_volume_fraction"), b("fibre_radius_nm") * units.NM
@@ -207,6 +235,11 @@ def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
     sigma_free = s["drug.reflection_coefficient"] + 0.0 * s_v
     cells = b("cell_density_per_ml") / units.ML
     viable = lay.tumor * (1.0 - lay.necrotic)
+    law = lambda d, g: props.mps_uptake_factor(d, s["patient.mps_threshold_nm"],  # noqa: E731
+                                               s["patient.mps_exponent"], g)
+    size_surface = (law(s["formulation.diameter_nm"], s["formulation.surface_factor"])
+                    / law(REFERENCE_DIAMETER_NM, 1.0))
+    phagocytosis = b("macrophage_uptake_per_h", 0.0) / units.HOUR * size_surface
     return TissueMaps(phi_v=phi_v, phi_e=phi_e, phi_c=1.0 - phi_v - phi_e, lp_sv=lp * s_v,
                       p_eff=p_eff, hydraulic_k=k_hyd, lymph=lymph, perfusion=perfusion,
                       ps_carrier=ps_carrier, sigma_carrier=wall.reflection, d_carrier=d_carrier,
@@ -215,4 +248,5 @@ def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
                       receptors=b("receptors_per_cell") * cells / AVOGADRO,
                       heat_capacity=b("density_kg_per_m3") * b("heat_capacity_j_per_kg_k"),
                       thermal_conductivity=b("thermal_conductivity_w_per_m_k"),
-                      blood_heat_sink=b("blood_heat_sink_w_per_m3_k", 0.0))
+                      blood_heat_sink=blood_flow * BLOOD_HEAT_CAPACITY_J_PER_M3_K,
+                      unbound_fraction_interstitial=fu_i, phagocytosis=phagocytosis)

@@ -85,9 +85,12 @@ def test_small_pores_hurt_large_carriers_more():
 
 
 def test_liposome_delivers_more_drug_and_less_free_plasma_drug_than_free_dox():
+    """Over the first day the liposome delivers several-fold more tumor drug at the same dose
+    (free drug is retained too, by DNA binding, so the ratio is no longer the ~20x of a model
+    in which cells empty in minutes)."""
     _, _, free = run("free-dox")
     _, _, lipo = run("doxil", "dose.dose_mg_per_m2=60")
-    assert float(lipo["tumor_drug_auc_ug_h_per_g"]) > 5 * float(free["tumor_drug_auc_ug_h_per_g"])
+    assert float(lipo["tumor_drug_auc_ug_h_per_g"]) > 3 * float(free["tumor_drug_auc_ug_h_per_g"])
     assert float(lipo["plasma_peak_free_ug_per_ml"]) < 0.1 * float(free["plasma_peak_free_ug_per_ml"])
 
 
