@@ -225,3 +225,17 @@ def test_bad_hyperthermia_input(override, message):
 
 def test_cem43_cutoff_at_body_temperature():
     assert float(cells.cem43_rate(37.0)) * 72 * 60 * 60 < 1e-3
+
+
+def test_heating_validation_targets_are_listed_and_release_target_passes():
+    """validate lists the heating targets (validate_heating.TARGETS); the quick one (Mills &
+    Needham 2004: ~60 % released in 20 s at 42 °C, band ± 0.1) passes."""
+    from nanotransport import validate, validate_heating
+
+    ids = [t.id for t in validate.targets()]
+    assert all(t.id in ids for t in validate_heating.TARGETS)
+    assert all(t.group == "heating" and t.low <= t.published <= t.high
+               for t in validate_heating.TARGETS)
+    rows = validate.evaluate([t for t in validate_heating.TARGETS if t.quick], validate.Runs())
+    assert rows and all(r["passed"] for r in rows), rows
+    assert sc.load("thermodox-mouse")["heating.control_readout"] == "t90"
