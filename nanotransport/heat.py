@@ -267,11 +267,13 @@ def soft_quantile(values, weights, p, tau=QUANTILE_SMOOTHING_C, iterations=BISEC
     differentiable in the values and weights.  Within a few τ of the exact weighted quantile
     (a point mass at T gives T + τ·logit(p): T90 = T − 0.022 °C).
     ``p`` may be an array (one quantile per entry)."""
-    values, weights = jnp.asarray(values), jnp.asarray(weights)
+    values = jnp.asarray(values)
+    dt = values.dtype  # float32 runs stay in float32
+    weights = jnp.asarray(weights).astype(dt)
     w = (weights / jnp.sum(weights)).ravel()
     v = values.ravel()
-    p = jnp.asarray(p, values.dtype)
-    big = jnp.asarray(1e30, values.dtype)
+    p = jnp.asarray(p, dt)
+    big = jnp.asarray(1e30, dt)
     vs = jax.lax.stop_gradient(v)
     lo = jnp.min(jnp.where(w > 0, vs, big)) - 12 * tau
     hi = jnp.max(jnp.where(w > 0, vs, -big)) + 12 * tau
@@ -281,14 +283,16 @@ def soft_quantile(values, weights, p, tau=QUANTILE_SMOOTHING_C, iterations=BISEC
 
     wg = jax.lax.stop_gradient(w)
 
-    def body(_, bounds):
-        a, b = bounds
+    def body(state):
+        k, a, b = state
         mid = 0.5 * (a + b)
         below = jnp.sum(wg * jax.nn.sigmoid((mid[..., None] - vs) / tau), axis=-1) < p
-        return jnp.where(below, mid, a), jnp.where(below, b, mid)
+        return k + 1, jnp.where(below, mid, a), jnp.where(below, b, mid)
 
-    a, b = jax.lax.fori_loop(0, iterations, body, (jnp.broadcast_to(lo, p.shape),
-                                                   jnp.broadcast_to(hi, p.shape)))
+    # a while loop (no gradient flows through the bisection: its inputs are stopped)
+    _, a, b = jax.lax.while_loop(lambda st: st[0] < iterations, body,
+                                 (0, jnp.broadcast_to(lo, p.shape).astype(dt),
+                                  jnp.broadcast_to(hi, p.shape).astype(dt)))
     q0 = jax.lax.stop_gradient(0.5 * (a + b))
     s = jax.nn.sigmoid((q0[..., None] - v) / tau)
     slope = jnp.sum(w * s * (1 - s), axis=-1) / tau
@@ -388,7 +392,7 @@ def boundary_loss(grid: Grid, h: Heating, temperature):
     fluxes = fv.face_fluxes(grid, h.temperature_transport, temperature[None])
     total = 0.0
     for axis, f in enumerate(fluxes):
-        area = jnp.asarray(grid.face_area(axis))
+        area = jnp.asarray(grid.face_area(axis), temperature.dtype)
         n = grid.shape[axis]
         lo = jax.lax.slice_in_dim(f[0] * area, 0, 1, axis=axis)
         hi = jax.lax.slice_in_dim(f[0] * area, n, n + 1, axis=axis)
@@ -456,4 +460,4 @@ def update_running(h: Heating, grid: Grid, mode: str, readout_mode: str, probe: 
                                                        boundary_loss(grid, h, temp1)),
         "power_max_w": jnp.maximum(a["power_max_w"], p1),
     }
-    return jnp.stack([new[k] for k in ACCUMULATORS])
+    return jnp.stack([jnp.asarray(new[k], acc.dtype) for k in ACCUMULATORS])

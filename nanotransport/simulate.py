@@ -256,6 +256,7 @@ def heating_inputs(scenario: Scenario, lay: Layout, maps, boundaries) -> heat.He
         relaxation=s["heating.protocol_relaxation_per_s"], readout_gain_c_per_w=gain,
         arterial_c=s["heating.arterial_temperature_C"], heat_capacity=maps.heat_capacity,
         temperature_transport=fv.Transport(diffusivity=maps.thermal_conductivity[None],
+                                           capacity=jnp.ones_like(maps.thermal_conductivity),
                                            boundaries=boundaries))
 
 
