@@ -870,7 +870,8 @@ def _well_mixed_states(p, inlet, temp, *, geometry, times, max_dt):
         sigma_carrier=p.carrier_reflection * one, d_carrier=p.carrier_diffusivity_m2_per_s * one,
         rf_carrier=one, ps_free=p.free_permeability_m_per_s * s_v * one,
         sigma_free=p.free_reflection * one, d_free=p.free_diffusivity_m2_per_s * one,
-        cell_density=p.cell_density_per_m3 * (1.0 - phi_v) * one, viable_tumor=one), zero)
+        cell_density=p.cell_density_per_m3 * (1.0 - phi_v) * one, viable_tumor=one,
+        unbound_fraction_interstitial=one), zero)  # the resolved model has no tissue binding
     per_cell_volume = p.cell_density_per_m3 / (1.0 - p.interstitial_fraction)
     kin = _with_zeros(tr.Kinetics, dict(
         maps=maps, filtration=p.filtration_m_per_s * s_v * one,
@@ -880,7 +881,8 @@ def _well_mixed_states(p, inlet, temp, *, geometry, times, max_dt):
         degradation_rate=p.degradation_rate_per_s, unbound_fraction=p.unbound_fraction,
         uptake_vmax=p.uptake_vmax_mol_per_cell_s * per_cell_volume,
         uptake_ke=p.uptake_ke_mol_per_m3, uptake_ki=p.uptake_ki_mol_per_cell * per_cell_volume,
-        perfusion_increase_per_C=zero, arterial_temperature_C=temp * one), zero)
+        perfusion_increase_per_C=zero, arterial_temperature_C=temp * one,
+        nuclear_capacity=one), zero)  # no DNA binding (its rates are zero)
     names = tr.species_names(False, False)
 
     def rates(t, x):

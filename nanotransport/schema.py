@@ -107,9 +107,11 @@ def _tissue(region: str, **d) -> list[Field]:
         Field(p + "macrophage_uptake_per_h", d["mac"], "1/h", "k_M, phagocytosis of "
               "interstitial carriers by tissue macrophages for a 90-nm PEGylated carrier "
               "(scaled by the MPS size-and-surface law). Tumor-associated macrophages hold most "
-              "untargeted nanoparticles in tumors (Miller et al. 2015 Nat Commun 6:8692); "
-              "value (verify), checked against the nuclear share of tumor drug after Doxil "
-              "(Laginha et al. 2005 Clin Cancer Res 11:6944, Table 1) in `validate`",
+              "untargeted nanoparticles in tumors (Miller et al. 2015 Nat Commun 6:8692). "
+              "Tumor 0.3/h: calibrated so that HER2-targeted and untargeted liposomes reach the "
+              "same total tumor uptake, as Kirpotin et al. 2006 (Cancer Res 66:6732) found; "
+              "checked in `validate` against Harrington et al. 2001's human tumor uptake and "
+              "Laginha et al. 2005's nuclear share. Normal tissue 0.02/h (verify)",
               0.0, 100.0),
         Field(p + "fibre_volume_fraction", d["fibre"], "1", "φ_f, collagen/GAG fibre volume "
               "fraction of the fibre-matrix (Ogston) hindrance; collagen-rich tumors 0.2 make "
@@ -264,7 +266,7 @@ FIELDS: list[Field] = [
     *_tissue("tumor", phi_v=0.07, phi_e=0.4, s_v=200.0, pore=400.0, pore_sd=0.5,
              perm_scale=49.0, lp=2.8e-7, k=4.13e-8, pi_i=15.0, sigma0=0.82, lymph=0.0, wb=0.2,
              fibre=0.06, fibre_r=5.0, cells=3e8, receptors=1e5, rho=1056.0, cp=3700.0,
-             k_th=0.57, mac=0.05),
+             k_th=0.57, mac=0.3),
     *_tissue("normal", phi_v=0.03, phi_e=0.2, s_v=70.0, pore=5.0, pore_sd=0.2,
              perm_scale=49.0, lp=0.36e-7, k=8.53e-9, pi_i=10.0, sigma0=0.91, lymph=1e-4,
              wb=0.05, fibre=0.08, fibre_r=4.0, cells=2e8, receptors=1e4, rho=1050.0,

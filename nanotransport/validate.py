@@ -303,7 +303,8 @@ def _model_targets() -> list[Target]:
         "distribution-targeted-vs-untargeted", "distribution", "tumor carriers, HER2-targeted "
         "over untargeted liposomes, 72 h", "1", 1.0, *_band(1.0), "Kirpotin et al. 2006 Cancer "
         "Res 66:6732 (similar tumor accumulation; targeting raised uptake into cancer cells "
-        "5.9-fold; " + NO_SPREAD + ")",
+        "5.9-fold; " + NO_SPREAD + "). Calibration check: the tumor macrophage uptake rate is "
+        "set so that this ratio is 1",
         lambda r: r.metric("targeted", "tumor_carrier_pct_id", (), 72.0)
         / r.metric("targeted", "tumor_carrier_pct_id", ("ligands_per_particle=0",), 72.0)))
     out.append(Target(

@@ -104,16 +104,21 @@ def test_kill_model_in_responsive_range_for_free_doxorubicin():
 
 
 def test_time_step_convergence_of_tumor_exposure():
-    """Halving the step changes the tumor drug AUC by < 1% at the default step (second order)."""
+    """The tumor drug AUC converges as the step shrinks: each halving (20 → 10 → 5 → 2.5 min,
+    save times on multiples of every step) changes it by less than the one before, and by
+    < 0.2 % at the default 10-min step.  The observed order is about 1, not 2: SDIRK2 has stage
+    order 1, and the stiff vessel-transit kinetics (transit ~1 s) under a time-varying plasma
+    concentration reduce it (order reduction; README "Known limitations").  A first-order claim
+    is all this test makes."""
     vals = []
-    for dt in (20, 10, 5):
+    for dt in (20, 10, 5, 2.5):
         s = sc.load("doxil", ["numerics.cells=40", "numerics.t_end_h=24",
-                              f"numerics.max_dt_min={dt}"])
+                              f"numerics.max_dt_min={dt}", "numerics.save_times_h=[0, 1, 4, 24]"])
         r = sim.simulate(s)
         vals.append(float(summary.metrics(r, tissue.layout(s), 0.27)["tumor_drug_auc_ug_h_per_g"]))
-    e1, e2 = abs(vals[0] - vals[2]), abs(vals[1] - vals[2])
-    assert e2 / vals[2] < 1e-2
-    assert e1 / e2 > 2.5, vals  # ≈ 4 for second order (3 with the 5-min reference)
+    diffs = np.abs(np.diff(vals))
+    assert np.all(diffs[1:] < diffs[:-1]), vals
+    assert diffs[1] / vals[2] < 2e-3, vals
 
 
 def test_gradient_through_the_model_matches_finite_differences():
