@@ -17,8 +17,12 @@ Multivalent avidity (modelling choice, documented): with n ligands per particle 
 rates are k_on,eff = k_on n/(n + n_½) and k_off,eff = k_off,mono/(1 + n/n_½) with n_½ = 10, so a
 particle without ligands does not bind and avidity lowers K_d by up to orders of magnitude.
 
-Thermal dose (Sapareto & Dewey 1984): CEM43 = ∫ R^(43 − T) dt / 60 (min), R = 0.25 below 43 °C
-and 0.5 above; the switch in log R is a steep sigmoid (0.1 °C) so the dose is differentiable.
+Thermal dose (Sapareto & Dewey 1984): CEM43 = ∫ R^(43 − T) σ((T − 39 °C)/0.2 °C) dt / 60 (min),
+R = 0.25 below 43 °C and 0.5 above; the switch in log R is a steep sigmoid (0.1 °C) so the dose
+is differentiable.  Below 39 °C no thermal dose is counted (the clinical convention: the
+Arrhenius relation is not established there, and R = 0.25 would make 37 °C add 1/4096 min per
+min, ~1 min in 72 h); the cutoff is the smooth factor σ((T − 39)/0.2): 1 − 7e-3 at 40 °C, 1/2 at
+39 °C, 4.5e-5 at 37 °C (so 72 h at 37 °C count 5e-5 min).
 """
 from __future__ import annotations
 
@@ -63,7 +67,12 @@ def binding_rates(c, e, b, eb, q, eq, receptors, n_payload, k_on, k_off, k_int, 
 _LN_R_LOW, _LN_R_HIGH = math.log(0.25), math.log(0.5)
 
 
+CEM43_CUTOFF_C, CEM43_CUTOFF_WIDTH_C = 39.0, 0.2
+
+
 def cem43_rate(temperature_c):
-    """d(CEM43)/dt in minutes per second: R^(43 − T)/60, R = 0.25 (T < 43 °C), 0.5 (T ≥ 43 °C)."""
+    """d(CEM43)/dt in minutes per second: R^(43 − T) σ((T − 39)/0.2)/60, R = 0.25 (T < 43 °C),
+    0.5 (T ≥ 43 °C); no dose below 39 °C (smooth cutoff, module docstring)."""
     ln_r = _LN_R_LOW + (_LN_R_HIGH - _LN_R_LOW) * jax.nn.sigmoid((temperature_c - 43.0) / 0.1)
-    return jnp.exp(ln_r * (43.0 - temperature_c)) / 60.0
+    cutoff = jax.nn.sigmoid((temperature_c - CEM43_CUTOFF_C) / CEM43_CUTOFF_WIDTH_C)
+    return jnp.exp(ln_r * (43.0 - temperature_c)) * cutoff / 60.0

@@ -25,6 +25,12 @@ SUMMARY_TABLE = (
     ("efficacy", "efficacy (1 − mean SF)"),
     ("mass_balance_error", "mass-balance error"),
 )
+HEATING_EXTRA = (
+    ("t90_plateau_c", "heating: T90 plateau (°C)"),
+    ("t50_plateau_c", "heating: T50 plateau (°C)"),
+    ("tumor_fraction_above_release_plateau", "heating: tumor > T_m (plateau)"),
+    ("cem43_t90_min", "heating: CEM43T90 (min)"),
+)
 RUN_EXTRA = (
     ("tumor_carrier_pct_id", "tumor carriers (% ID)"),
     ("imaging_tumor_pct_id_per_kg", "image: tumor ROI (%ID/kg)"),
@@ -138,9 +144,16 @@ def cmd_run(args) -> int:
         plots.release_and_cells(ds, out / "release_cells.png")
         plots.payload_locations(ds, out / "payload_locations.png")
         plots.imaging(ds, out / "imaging.png")
+        if scenario["heating.source"] != "none":
+            start = float(scenario["heating.heating_start_min"]) / 60.0
+            plots.heating(ds, values, out / "heating.png",
+                          float(scenario["formulation.release_temperature_C"]),
+                          (start + float(scenario["heating.ramp_min"]) / 60.0,
+                           start + float(scenario["heating.heating_duration_min"]) / 60.0))
     print(f"{scenario.name}: {scenario.description}")
     width = max(len(lbl) for _, lbl in SUMMARY_TABLE) + 2
-    for key, label in SUMMARY_TABLE + RUN_EXTRA:
+    heated = HEATING_EXTRA if "t90_plateau_c" in values else ()
+    for key, label in SUMMARY_TABLE + RUN_EXTRA + heated:
         print(f"  {label:<{width}}{_fmt(values[key])}")
     print(f"wrote {out / 'results.nc'}, {out / 'summary.json'}"
           + (", figures" if scenario["outputs.figures"] else "") + f" ({seconds:.1f} s)")

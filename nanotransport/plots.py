@@ -422,3 +422,53 @@ def validation(rows: list[dict], path: Path) -> Path:
     passed = sum(r["passed"] for r in rows)
     ax.set_title(f"validation: {passed} of {n} targets within the published band", fontsize=9)
     return _save(fig, path)
+
+
+def heating(ds: xr.Dataset, values: dict, path: Path, release_c: float | None = None,
+            plateau_h: tuple | None = None) -> Path:
+    """Hyperthermia figure: T90/T50/T10 of the target region and the probe (tumor centre)
+    temperature over the saved times, and the temperature against distance from the tumor
+    centre at the saved time in the middle of the plateau (``plateau_h``: (start, end) h)."""
+    temp = ds.temperature.transpose("time", ...)
+    t_h = np.asarray(ds.time)
+    space = [d for d in temp.dims if d != "time"]
+    coords = np.meshgrid(*[np.asarray(ds[d]) for d in space], indexing="ij")
+    dist = np.sqrt(sum(c**2 for c in coords))  # mm from the tumor centre
+    tumor = np.asarray(ds.region) == 0
+    series = {k: np.asarray([values[k][f"{t:g}"] for t in t_h])
+              for k in ("heating_t90_c", "heating_t50_c", "heating_t10_c")}
+    probe = np.asarray(temp).reshape(len(t_h), -1)[:, int(np.argmin(dist))]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    minutes = t_h * 60.0
+    for k, lbl, ls in (("heating_t10_c", "T10", ":"), ("heating_t50_c", "T50", "--"),
+                       ("heating_t90_c", "T90", "-")):
+        a.plot(minutes, series[k], ls, marker=".", label=lbl + " (target region)")
+    a.plot(minutes, probe, color="k", lw=0.8, label="probe (tumor centre)")
+    if release_c is not None:
+        a.axhline(release_c, color="r", lw=0.8, ls="-.", label=f"T_m {release_c:g} °C")
+    hot = np.nonzero(np.max(np.asarray(temp).reshape(len(t_h), -1), axis=1) > 37.05)[0]
+    if hot.size:
+        lo, hi = minutes[max(hot[0] - 1, 0)], minutes[min(hot[-1] + 1, len(t_h) - 1)]
+        a.set_xlim(lo, hi)
+    a.set_xlabel("time (min)")
+    a.set_ylabel("temperature (°C)")
+    a.legend(fontsize=8)
+    a.set_title("hyperthermia over the saved times", fontsize=10)
+    if plateau_h is not None:
+        mid = 0.5 * (plateau_h[0] + plateau_h[1])
+    else:
+        mid = t_h[int(np.argmax(series["heating_t90_c"]))]
+    k = int(np.argmin(np.abs(t_h - mid)))
+    tk = np.asarray(temp[k]).ravel()
+    order = np.argsort(dist.ravel())
+    b.plot(dist.ravel()[order], tk[order], "-" if len(space) == 1 else ".", color="C3")
+    edge = float(np.max(dist[tumor])) if tumor.any() else None
+    if edge is not None:
+        b.axvspan(0, edge, color="0.9", label="tumor")
+    if release_c is not None:
+        b.axhline(release_c, color="r", lw=0.8, ls="-.", label=f"T_m {release_c:g} °C")
+    b.set_xlabel("distance from the tumor centre (mm)")
+    b.set_ylabel("temperature (°C)")
+    b.set_title(f"temperature at {t_h[k] * 60:.0f} min (plateau)", fontsize=10)
+    b.legend(fontsize=8)
+    return _save(fig, path)

@@ -29,8 +29,10 @@ one compiled batch; structure (grid size, tumor radius, geometry, saved times, s
 shapes and is refused with a message naming the field (use ``--set`` and separate scans).
 Every value must lie in the field's allowed range (samples too: a distribution whose draws
 leave the range is refused, not clipped).  Parameters that switch structure on their value
-(``formulation.ligands_per_particle`` crossing 0 switches targeting on; heating start and
-duration move the refined-step window) must keep one structure over the whole scan.
+(``formulation.ligands_per_particle`` crossing 0 switches targeting on) must keep one
+structure over the whole scan; heating start, duration and cool-down would move the window of
+refined steps, so a scan over them widens that window to cover the scanned range
+(``cover_heating_window``: one compilation for the whole scan).
 
 Batches and devices.  The batch axis is sharded over a 1D ``Mesh`` of ``jax.devices()``
 (``NamedSharding(mesh, P('batch'))``); each chunk is padded to a multiple of the device count
@@ -111,7 +113,28 @@ SAFETY = 4.0
 DISTRIBUTIONS = ("uniform", "loguniform", "lognormal", "normal")
 # parameters that ``simulate.structure`` reads as concrete numbers
 STRUCTURE_PARAMS = ("formulation.ligands_per_particle", "heating.heating_start_min",
-                    "heating.heating_duration_min")
+                    "heating.heating_duration_min", "heating.cooldown_min")
+HEATING_TIMES = STRUCTURE_PARAMS[1:]
+
+
+def cover_heating_window(scenario: Scenario, points: Mapping) -> Scenario:
+    """A scan over heating times (start, duration, cool-down) gets one window of refined steps
+    that covers the whole scanned range (``numerics.heating_window_min``, from
+    ``simulate.heating_window_s``), so the whole scan is one structure and one compilation;
+    every point then runs with the refined step over that wider window (slightly more steps
+    than alone, the same step size).  Unchanged when no heating time is scanned, without
+    heating, or when the scenario sets the window itself."""
+    from . import simulate, units
+
+    if (scenario["heating.source"] == "none" or not any(k in points for k in HEATING_TIMES)
+            or list(scenario["numerics.heating_window_min"])):
+        return scenario
+    val = lambda k: np.asarray(points[k], float) if k in points else float(scenario.params[k])  # noqa
+    start = val(HEATING_TIMES[0]) + np.zeros(len(next(iter(points.values()))))
+    end = start + val(HEATING_TIMES[1]) + val(HEATING_TIMES[2])
+    a, b = simulate.heating_window_s(float(np.min(start)) * units.MIN,
+                                     float(np.max(end)) * units.MIN)
+    return scenario.replace(**{"numerics.heating_window_min": [a / units.MIN, b / units.MIN]})
 
 
 class ScanError(ScenarioError):
@@ -637,6 +660,7 @@ def batched_metrics(scenario: Scenario, values: Mapping, fields: bool = False,
     """Metrics of len(values) simulations of ``scenario`` with the given fields varied (names or
     paths → 1D arrays), in one batch sharded over ``devices`` (default all); numpy arrays."""
     values = {batchable_path(k): np.asarray(v, float) for k, v in values.items()}
+    scenario = cover_heating_window(scenario, values)
     n = len(next(iter(values.values())))
     return BatchRunner(scenario, list(values), n, fields, devices)(values)
 
@@ -999,6 +1023,7 @@ def _run(scenario: Scenario, spec: ScanSpec, out=None, chunk: int | None = None,
 
     simulate._dtype(scenario)
     points = spec.points()
+    scenario = cover_heating_window(scenario, points)
     check_points(scenario, spec, points)
     if chunk is not None and int(chunk) < 1:
         raise ScanError(f"--chunk {chunk}; allowed: an integer >= 1")

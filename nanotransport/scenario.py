@@ -251,6 +251,10 @@ def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
         if saves and (sorted(saves) != list(saves) or max(saves) > values["numerics.t_end_h"]):
             problems.append(f"numerics.save_times_h = {saves!r} must increase and end at or "
                             f"before numerics.t_end_h = {values['numerics.t_end_h']!r}")
+        window = values["numerics.heating_window_min"]
+        if window and (len(window) != 2 or not window[0] < window[1]):
+            problems.append(f"numerics.heating_window_min = {window!r}; allowed: [] or "
+                            "[start, end] with start < end (min)")
     if problems:
         raise ScenarioError(f"invalid scenario {source}:\n  - " + "\n  - ".join(problems))
     params = {p: float(v) for p, v in values.items() if FIELDS_BY_PATH[p].is_param}

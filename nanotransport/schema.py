@@ -273,9 +273,32 @@ FIELDS: list[Field] = [
              cp=3639.0, k_th=0.56, mac=0.02),
     # ------------------------------------------------------------ heating
     Field("heating.source", "none", "", "heat source: 'none', 'ultrasound' (Gaussian focus of "
-          "fixed absorbed power), 'protocol' (tumor temperature prescribed: ramp to the target, "
-          "hold), 'controlled' (focus power adjusted to hold the target at a probe)",
-          choices=("none", "ultrasound", "protocol", "controlled"), kind="str"),
+          "fixed absorbed power), 'protocol' (target-region temperature prescribed: ramp to the "
+          "target, hold, with integral action on the readout), 'controlled' (focus power set by "
+          "the PI controller: MR-HIFU mild hyperthermia), 'regional' (uniform power density "
+          "over the target region set by the PI controller: water bath, RF regional "
+          "hyperthermia)",
+          choices=("none", "ultrasound", "protocol", "controlled", "regional"), kind="str"),
+    Field("heating.target_region", "probe", "", "region the set point is for: 'probe' (the "
+          "probe point; region metrics over the tumor), 'tumor', 'tumor+margin' (the tumor and "
+          "tissue within heating.target_margin_mm of it)",
+          choices=("probe", "tumor", "tumor+margin"), kind="str"),
+    Field("heating.target_margin_mm", 5.0, "mm", "width of the margin of a 'tumor+margin' "
+          "target (modelling choice: a planning margin around the lesion)", 0.0, 100.0,
+          kind="static_float"),
+    Field("heating.control_readout", "probe", "", "what the controller holds at the set point: "
+          "'probe' temperature, 't90' (temperature exceeded by 90 % of the target region's "
+          "volume, ESHO) or 'mean' over the target region",
+          choices=("probe", "t90", "mean"), kind="str"),
+    Field("heating.control_integral_time_min", 3.0, "min", "integral time T_i of the PI "
+          "controller (and of the protocol's integral action) (modelling choice: ~1-2 thermal "
+          "time constants ρc/W of perfused tissue)", 0.05, 600.0),
+    Field("heating.max_power_w", 100.0, "W", "largest absorbed power of the controlled and "
+          "regional sources (clinical MR-HIFU mild hyperthermia runs at tens of acoustic W) "
+          "(verify)", 0.001, 10000.0),
+    Field("heating.cooldown_min", 0.0, "min", "cool-down after the plateau: the set point "
+          "ramps back to the arterial temperature over this time (0: power off at the end)",
+          0.0, 600.0),
     Field("heating.heating_start_min", 0.0, "min", "start of heating after the start of the "
           "infusion", 0.0, 10080.0),
     Field("heating.heating_duration_min", 30.0, "min", "heating duration (clinical "
@@ -292,7 +315,7 @@ FIELDS: list[Field] = [
     Field("heating.probe_offset_mm", 0.0, "mm", "probe position relative to the tumor centre "
           "along the first axis (controlled)", -200.0, 200.0, kind="static_float"),
     Field("heating.control_gain", 2.0, "1", "proportional gain K of the controller "
-          "(dimensionless: watts per °C of error in units of the steady probe gain)",
+          "(dimensionless: watts per °C of error in units of the steady readout gain)",
           0.0, 100.0),
     Field("heating.protocol_relaxation_per_s", 0.05, "1/s", "how tightly the protocol holds "
           "the set point (relaxation rate of the prescribing source)", 1e-4, 10.0),
@@ -328,8 +351,12 @@ FIELDS: list[Field] = [
           kind="static_float"),
     Field("numerics.t_end_h", 72.0, "h", "end time", 0.01, 2000.0, kind="static_float"),
     Field("numerics.max_dt_min", 10.0, "min", "largest time step", 0.001, 600.0, kind="static_float"),
-    Field("numerics.heating_max_dt_min", 1.0, "min", "largest time step from 5 min before to "
-          "30 min after the heating window", 0.001, 60.0, kind="static_float"),
+    Field("numerics.heating_max_dt_min", 1.0, "min", "largest time step in the window of refined "
+          "heating steps (numerics.heating_window_min)", 0.001, 60.0, kind="static_float"),
+    Field("numerics.heating_window_min", [], "min", "[start, end] of the window of refined "
+          "heating steps (empty: 5 min before the heating to 30 min after it, rounded out to "
+          "30-min marks); scans over heating times set it to cover the scanned range",
+          0.0, 1e6, kind="list"),
     Field("numerics.save_times_h", [], "h", "saved times (empty: a default set up to t_end)",
           0.0, 2000.0, kind="list"),
     Field("numerics.precision", "float64", "", "floating-point precision",

@@ -31,13 +31,16 @@ from .fluid import FluidState, solve_pressure
 from .scenario import Scenario
 from .tissue import Layout, layout, tissue_maps
 from .transport import (Kinetics, drug_per_tissue_volume, intracellular_per_tissue_volume,
-                        local_rates, n_state, n_transported, species_names)
+                        local_rates, n_state, n_transported, perfusion_factor, species_names)
 
 BODY_TEMPERATURE_C = 37.0
 DEFAULT_SAVE_TIMES_H = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 18.0, 24.0, 36.0, 48.0,
                         60.0, 72.0, 96.0, 120.0, 168.0)
 ACCUMULATORS = ("plasma_auc_free", "plasma_auc_encapsulated", "tumor_drug_auc",
                 "tumor_drug_peak", "tumor_intracellular_auc")
+# running values after ACCUMULATORS in Result.accumulators: the heating controller's integrator
+# and hyperthermia metrics (``heat.ACCUMULATORS``), and the plasma free-drug maximum over steps
+RUNNING = heat.ACCUMULATORS + ("plasma_free_max",)
 
 
 @jax.tree_util.register_dataclass
@@ -143,18 +146,14 @@ def flags(scenario: Scenario) -> tuple[bool, bool]:
     return heating, targeting
 
 
-def _boundaries(grid, names):
-    """Zero flux for solutes everywhere; temperature held at 37 °C on outer boundaries (not on
-    the symmetry axis r = 0)."""
+def _boundaries(grid, names, temperature=None):
+    """Zero flux for solutes everywhere; for temperature the given per-axis (low, high)
+    conditions (``heat.far_field_boundaries``: exact far-field Robin conditions on the outer
+    sides, zero flux on the symmetry axis r = 0)."""
     if "temperature" not in names:
         return None
-    out = []
-    for axis, metric in enumerate(grid.metrics):
-        lo_is_axis = metric != "linear" and grid.faces[axis][0] == 0.0
-        temp_lo = fv.Flux() if lo_is_axis else fv.Value(37.0)
-        solutes = [fv.Flux()] * 3
-        out.append((tuple(solutes + [temp_lo]), tuple(solutes + [fv.Value(37.0)])))
-    return tuple(out)
+    solutes = [fv.Flux()] * 3
+    return tuple((tuple(solutes + [lo]), tuple(solutes + [hi])) for lo, hi in temperature)
 
 
 def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
@@ -210,10 +209,13 @@ def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
         cap.append(maps.heat_capacity)
         for v in vel:
             v.append(jnp.zeros_like(v[0]))
-        heating = heating_inputs(scenario, lay, maps, _boundaries(grid, names))
+        temp_bcs = heat.far_field_boundaries(grid, maps.thermal_conductivity,
+                                             maps.blood_heat_sink,
+                                             s["heating.arterial_temperature_C"])
+        heating = heating_inputs(scenario, lay, maps, temp_bcs)
     transport = fv.Transport(diffusivity=jnp.stack(diff), capacity=jnp.stack(cap),
                              velocity=tuple(jnp.stack(v) for v in vel),
-                             boundaries=_boundaries(grid, names))
+                             boundaries=_boundaries(grid, names, temp_bcs if heating else None))
     enc = s["formulation.encapsulated_fraction"]
     return Inputs(kin, transport, fluid, pk_payload, pk_payload.replace(k_leak_plasma=0.0),
                   jnp.asarray(dose_mol), jnp.asarray(s["dose.infusion_duration_min"] * units.MIN),
@@ -221,24 +223,41 @@ def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
 
 
 def heating_inputs(scenario: Scenario, lay: Layout, maps, boundaries) -> heat.Heating:
-    """Heat-source inputs: focus shape, window, controller gain (one steady Pennes solve)."""
+    """Heat-source inputs: power shape, target region, schedule, controller gains (the readout
+    gain from one steady Pennes solve); ``boundaries`` are the temperature's (low, high) pairs."""
     s = scenario.params
     grid = lay.grid
-    focus = heat.focus_shape(grid, s["heating.focus_offset_mm"] * units.MM,
-                             s["heating.focus_fwhm_mm"] * units.MM)
     probe = heat.probe_index(grid, float(scenario["heating.probe_offset_mm"]) * units.MM)
-    # the gain is for the rise θ = T − T_a: held boundaries hold θ = 0
-    deviation = lambda bc: fv.Value(0.0) if isinstance(bc, fv.Value) else bc  # noqa: E731
-    temp_bcs = tuple((deviation(pair[0][3]), deviation(pair[1][3])) for pair in boundaries)
-    gain = heat.probe_gain(grid, maps.thermal_conductivity, maps.blood_heat_sink, focus, probe,
-                           temp_bcs)
+    region = jnp.asarray(heat.target_mask(
+        grid, lay.tumor, scenario["heating.target_region"],
+        float(scenario["tumor.radius_mm"]) * units.MM,
+        float(scenario["heating.target_margin_mm"]) * units.MM))
+    if scenario["heating.source"] == "regional":
+        deposit = heat.region_shape(grid, region)
+    else:
+        deposit = heat.focus_shape(grid, s["heating.focus_offset_mm"] * units.MM,
+                                   s["heating.focus_fwhm_mm"] * units.MM)
+    volume = jnp.asarray(grid.volume)
+    # the gain is for the rise θ = T − T_a: the far field holds θ → 0
+    gain, tau = heat.readout_gain(grid, maps.thermal_conductivity, maps.blood_heat_sink, deposit,
+                                  heat.deviation_boundaries(boundaries), region * volume,
+                                  scenario["heating.control_readout"], probe, maps.heat_capacity)
     return heat.Heating(
-        focus=focus, tumor=jnp.asarray(lay.tumor), start_s=s["heating.heating_start_min"] * units.MIN,
+        deposit=deposit, region=region, tumor=jnp.asarray(lay.tumor),
+        normal=jnp.asarray(lay.normal), volume=volume,
+        start_s=s["heating.heating_start_min"] * units.MIN,
         duration_s=s["heating.heating_duration_min"] * units.MIN,
-        ramp_s=s["heating.ramp_min"] * units.MIN, target_c=s["heating.target_temperature_C"],
-        power_w=s["heating.power_w"], gain=s["heating.control_gain"],
-        relaxation=s["heating.protocol_relaxation_per_s"], probe_gain_c_per_w=gain,
-        arterial_c=s["heating.arterial_temperature_C"], heat_capacity=maps.heat_capacity)
+        ramp_s=s["heating.ramp_min"] * units.MIN, cooldown_s=s["heating.cooldown_min"] * units.MIN,
+        target_c=s["heating.target_temperature_C"], power_w=s["heating.power_w"],
+        gain=s["heating.control_gain"],
+        integral_time_s=s["heating.control_integral_time_min"] * units.MIN,
+        time_constant_s=tau,
+        max_power_w=s["heating.max_power_w"],
+        relaxation=s["heating.protocol_relaxation_per_s"], readout_gain_c_per_w=gain,
+        arterial_c=s["heating.arterial_temperature_C"], heat_capacity=maps.heat_capacity,
+        temperature_transport=fv.Transport(diffusivity=maps.thermal_conductivity[None],
+                                           capacity=jnp.ones_like(maps.thermal_conductivity),
+                                           boundaries=boundaries))
 
 
 def _face_mean(cell_values, axis):
@@ -257,9 +276,13 @@ def _plasma(inp: Inputs, y, yc):
 
 
 def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none",
-              probe: tuple = (0,), newton_iterations: int = 2) -> tuple[Callable, Callable]:
+              probe: tuple = (0,), newton_iterations: int = 2, readout_mode: str = "probe"
+              ) -> tuple[Callable, Callable]:
     """(step, prepare) of the coupled model for ``solver.integrate``:
-    ``step(t, h, state, propagators)``, state = (y_payload, y_carrier, fields, accumulators),
+    ``step(t, h, state, propagators)``, state = (y_payload, y_carrier, fields, accumulators);
+    the accumulators are ``ACCUMULATORS`` then ``RUNNING`` (the heating controller's integrator
+    and the running hyperthermia metrics, ``heat.update_running``, and the plasma free-drug
+    maximum),
     and ``prepare(h)`` → the exact systemic propagators (Φ, γ) over h (``pk.propagator``) of
     payload and carrier, computed once per macro-interval (a matrix exponential per step was a
     large share of a batched GPU step: under ``vmap`` every squaring of its loop runs)."""
@@ -296,14 +319,18 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
         y1 = phi @ y + fraction * gamma
         yc1 = phi_c @ yc + fraction * gamma_c
         s0, s1 = _plasma(inp, y, yc), _plasma(inp, y1, yc1)
-        probe_t = x[i_temp][probe] if i_temp is not None else None
+        n_acc = len(ACCUMULATORS)
+        if i_temp is not None:  # controller readout and integrator, held over the step
+            y_read = heat.readout(inp.heating, readout_mode, x[i_temp], probe)
+            z_int = acc[n_acc + heat.ACCUMULATORS.index("integrator_c")]
 
         def rates(tt, xx):
             w = (tt - t) / h
             sys = tuple(a + w * (b - a) for a, b in zip(s0, s1))
             q = None
             if i_temp is not None:
-                q = heat.source_function(inp.heating, heating_mode, tt, probe_t)(xx[i_temp])
+                q = heat.source_function(inp.heating, heating_mode, tt, y_read,
+                                         z_int, t)(xx[i_temp])
             return local_rates(inp.kinetics, xx, sys, names, q)
 
         def transport(xx):
@@ -331,7 +358,16 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
             jnp.maximum(acc[3], drug1),
             acc[4] + 0.5 * h * (tumor_mean(x, inside) + tumor_mean(x1, inside)),
         ])
-        acc = acc_new
+        n_heat = len(heat.ACCUMULATORS)
+        running = acc[n_acc:n_acc + n_heat]
+        if i_temp is not None:
+            kin = inp.kinetics
+            running = heat.update_running(
+                inp.heating, grid, heating_mode, readout_mode, probe, t, h, x[i_temp],
+                x1[i_temp], running, kin.release_temperature_C,
+                lambda temp: maps.blood_heat_sink * perfusion_factor(kin, temp))
+        acc = jnp.concatenate([acc_new, running.astype(acc.dtype),
+                               jnp.maximum(acc[-1], f_b)[None]])
         # keep the carry's dtypes (float32 runs with x64 enabled elsewhere must not promote)
         return (y1.astype(y.dtype), yc1.astype(yc.dtype), x1.astype(x.dtype),
                 acc.astype(state[3].dtype))
@@ -361,9 +397,10 @@ def run(params: dict, static: tuple, description: str = "", progress: Callable |
     if "temperature" in names:
         x0 = x0.at[names.index("temperature")].set(inp.heating.arterial_c)
     state0 = (jnp.zeros(pk.N_STATE, dtype), jnp.zeros(pk.N_STATE, dtype), x0,
-              jnp.zeros(len(ACCUMULATORS), dtype))
+              jnp.zeros(len(ACCUMULATORS) + len(RUNNING), dtype))
     probe = heat.probe_index(lay.grid, float(scenario["heating.probe_offset_mm"]) * units.MM)
-    step, prepare = make_step(inp, lay, names, scenario["heating.source"], probe)
+    step, prepare = make_step(inp, lay, names, scenario["heating.source"], probe,
+                              readout_mode=scenario["heating.control_readout"])
     fine = ()
     if st["_heating_window_s"] is not None:
         a, b = st["_heating_window_s"]
@@ -380,18 +417,31 @@ _run_jit = jax.jit(run, static_argnums=(1, 2, 3))
 LABELS = {"formulation.name", "drug.name", "outputs.figures"}
 
 
+def heating_window_s(start_s: float, end_s: float) -> tuple:
+    """Window of refined steps for heating from ``start_s`` to ``end_s`` (s): 5 min before to
+    30 min after, rounded out to 30-min marks (so nearby schedules share a compilation)."""
+    mark = 30 * units.MIN
+    return (max(0.0, math.floor((start_s - 5 * units.MIN) / mark) * mark),
+            math.ceil((end_s + 30 * units.MIN) / mark) * mark)
+
+
 def structure(scenario: Scenario) -> tuple:
     """The static structure of a run: the static fields that change the computation (labels
     excluded, so renaming a formulation does not recompile), the heating/targeting switches and
-    the window of refined steps around heating (from the scenario's concrete values)."""
+    the window of refined steps around heating: ``numerics.heating_window_min`` when given
+    (scans over heating times set it to cover their range, so one compilation serves the
+    scan), else from the scenario's concrete start, duration and cool-down."""
     heating, targeting = flags(scenario)
     window = None
     if heating:
-        start = float(scenario["heating.heating_start_min"]) * units.MIN
-        end = start + float(scenario["heating.heating_duration_min"]) * units.MIN
-        mark = 30 * units.MIN  # rounded out to 30-min marks: nearby schedules share a compile
-        window = (max(0.0, math.floor((start - 5 * units.MIN) / mark) * mark),
-                  math.ceil((end + 30 * units.MIN) / mark) * mark)
+        given = list(scenario["numerics.heating_window_min"])
+        if given:
+            window = (float(given[0]) * units.MIN, float(given[1]) * units.MIN)
+        else:
+            start = float(scenario["heating.heating_start_min"]) * units.MIN
+            end = start + (float(scenario["heating.heating_duration_min"])
+                           + float(scenario["heating.cooldown_min"])) * units.MIN
+            window = heating_window_s(start, end)
     extra = (("_heating", heating), ("_heating_window_s", window), ("_targeting", targeting))
     return tuple((k, v) for k, v in scenario.static if k not in LABELS) + extra
 

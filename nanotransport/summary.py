@@ -8,7 +8,7 @@ included) unless a name says otherwise; efficacy counts viable tumor cells only.
 plasma_auc_free_ug_h_per_ml            ∫ free (non-encapsulated, bound + unbound) drug in plasma dt
 plasma_auc_encapsulated_ug_h_per_ml    ∫ carrier-encapsulated drug in plasma dt
 plasma_auc_total_ug_h_per_ml           sum of the two
-plasma_peak_free_ug_per_ml             highest saved free-drug plasma concentration
+plasma_peak_free_ug_per_ml             highest free-drug plasma concentration over all steps
 tumor_drug_auc_ug_h_per_g              ∫ all drug in tumor tissue (every phase) dt, per g tumor
 tumor_drug_peak_ug_per_g               highest tumor-mean drug concentration over all steps
 tumor_intracellular_auc_ug_h_per_g     ∫ drug inside tumor cells (exchangeable + DNA-bound +
@@ -34,7 +34,10 @@ tumor_bound_internalized_fraction      share of tumor carriers bound or internal
 carrier_renal_fraction                 carriers cleared by the kidneys by the end, share of dose
 carrier_mps_fraction                   carriers taken up by liver and spleen macrophages (MPS)
 cem43_normal_tissue_max_min            highest thermal dose in normal tissue (CEM43, min)
-cem43_tumor_mean_min, tumor_temperature_max_c   (heated scenarios)
+cem43_tumor_mean_min                   (heated scenarios) mean thermal dose of the tumor
+heating metrics                        (heated scenarios; ``heating_metrics``) ESHO T90/T50/T10
+                                       of the target region, CEM43T90, time and volume above the
+                                       release temperature, maxima, heat ledger
 efficacy                               1 − mean surviving fraction of viable tumor cells,
                                        SF = exp(−ω · ∫ n dt) per cell, n DNA-bound drug
 imaging_*                              imaging readouts over the saved times (``imaging.py``):
@@ -52,19 +55,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import imaging, pk, units
-from .simulate import ACCUMULATORS, Result
+from .heat import soft_quantile
+from .simulate import ACCUMULATORS, RUNNING, Result
 from .tissue import Layout
 from .transport import (carriers_per_tissue_volume, drug_per_tissue_volume,
                         encapsulated_per_tissue_volume, intracellular_per_tissue_volume,
                         payload_locations)
 
 MW = units.DOXORUBICIN_MOLAR_MASS
+HEATING_SERIES = ("heating_t90_c", "heating_t50_c", "heating_t10_c")
 TIME_SERIES = ("tumor_carrier_pct_id", "tumor_carrier_pct_id_per_g", "tumor_drug_pct_id",
-               "tumor_drug_ug_per_g", "tumor_nuclear_ug_per_g", *imaging.TIME_SERIES)
+               "tumor_drug_ug_per_g", "tumor_nuclear_ug_per_g", *imaging.TIME_SERIES,
+               *HEATING_SERIES)
 
 
 def _acc(result: Result, name: str):
     return result.accumulators[..., ACCUMULATORS.index(name)]
+
+
+def _running(result: Result, name: str):
+    return result.accumulators[..., len(ACCUMULATORS) + RUNNING.index(name)]
 
 
 def _kill_exponent(result: Result, omega_per_ng_h_per_1e5cells):
@@ -149,7 +159,8 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
         "plasma_auc_free_ug_h_per_ml": auc_free,
         "plasma_auc_encapsulated_ug_h_per_ml": auc_enc,
         "plasma_auc_total_ug_h_per_ml": auc_free + auc_enc,
-        "plasma_peak_free_ug_per_ml": jnp.max(free_plasma) * to_ug_per_ml,
+        "plasma_peak_free_ug_per_ml": jnp.maximum(jnp.max(free_plasma), _running(
+            result, "plasma_free_max")) * to_ug_per_ml,
         "tumor_drug_auc_ug_h_per_g": _acc(result, "tumor_drug_auc") * to_ug_per_ml / h,
         "tumor_drug_peak_ug_per_g": _acc(result, "tumor_drug_peak") * to_ug_per_ml,
         "tumor_intracellular_auc_ug_h_per_g":
@@ -178,17 +189,72 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
         "mass_balance_error": balance,
     }
     if "temperature" in names:
-        temps = fields[:, names.index("temperature")]
         normal = jnp.asarray(lay.normal) > 0
         out["cem43_normal_tissue_max_min"] = jnp.max(jnp.where(normal, field("cem43"), 0.0))
         out["cem43_tumor_mean_min"] = jnp.sum(field("cem43") * tumor_w) / jnp.sum(tumor_w)
-        out["tumor_temperature_max_c"] = jnp.max(jnp.where(jnp.asarray(lay.tumor) > 0, temps,
-                                                           -jnp.inf))
+        out.update(heating_metrics(result, lay))
     else:
         out["cem43_normal_tissue_max_min"] = jnp.zeros(())
     if im is not None:
         out.update(imaging.metrics(result, im))
     return out
+
+
+def heating_metrics(result: Result, lay: Layout) -> dict:
+    """Hyperthermia metrics of a heated run (ESHO quality guidelines; ``heat``), from the running
+    values updated every step inside the solver (maxima and integrals), except the T90/T50/T10
+    series, which are read at the saved times.
+
+    =====================================  =====================================================
+    heating_t90_c, heating_t50_c,          {saved time h: temperature exceeded by 90/50/10 % of
+    heating_t10_c                          the target region's volume} (°C; smooth quantile)
+    t90_plateau_c, t50_plateau_c,          time averages over the plateau (°C)
+    t10_plateau_c, readout_plateau_c
+    control_error_plateau_max_c            max of |set point − readout| at the step ends in the
+                                           plateau [start + ramp, start + duration]
+    control_error_plateau_rms_c            rms of it over the plateau
+    cem43_t90_min                          ∫ CEM43 rate of T90 dt (min)
+    time_t90_above_release_min             time with T90 (T50) above the release temperature
+    time_t50_above_release_min             (smooth indicator, 0.05 °C)
+    tumor_fraction_above_release_max       largest tumor volume fraction above T_m (any step)
+    tumor_fraction_above_release_plateau   its time average over the plateau
+    tumor_temperature_max_c                highest tumor temperature (any cell, any step)
+    normal_tissue_temperature_max_c        highest normal-tissue temperature
+    heating_power_max_w                    largest absorbed power (W)
+    heat_deposited_j, heat_perfusion_j,    ∫ absorbed power, perfusion loss and loss through
+    heat_boundary_j, heat_stored_j         the outer boundary dt; stored heat Σ ρc (T − T_a) V
+                                           at the end (J): deposited = stored + losses
+    =====================================  =====================================================
+    """
+    h = result.inputs.heating
+    names = result.species
+    temps = result.fields[:, names.index("temperature")]
+    run = lambda k: _running(result, k)  # noqa: E731
+    plateau = jnp.maximum(run("plateau_s"), 1e-30)
+    w = h.region * h.volume
+    q = jax.vmap(lambda temp: soft_quantile(temp, w, jnp.asarray([0.1, 0.5, 0.9])))(temps)
+    stored = jnp.sum(h.heat_capacity * (temps[-1] - h.arterial_c) * h.volume)
+    return {
+        "heating_t90_c": q[:, 0], "heating_t50_c": q[:, 1], "heating_t10_c": q[:, 2],
+        "t90_plateau_c": run("t90_plateau") / plateau,
+        "t50_plateau_c": run("t50_plateau") / plateau,
+        "t10_plateau_c": run("t10_plateau") / plateau,
+        "readout_plateau_c": run("readout_plateau") / plateau,
+        "control_error_plateau_max_c": run("control_error_plateau_max_c"),
+        "control_error_plateau_rms_c": jnp.sqrt(run("control_error_plateau_sq") / plateau),
+        "cem43_t90_min": run("cem43_t90_min"),
+        "time_t90_above_release_min": run("time_t90_above_release_s") / units.MIN,
+        "time_t50_above_release_min": run("time_t50_above_release_s") / units.MIN,
+        "tumor_fraction_above_release_max": run("fraction_above_release_max"),
+        "tumor_fraction_above_release_plateau": run("fraction_above_release_plateau") / plateau,
+        "tumor_temperature_max_c": run("tumor_temperature_max_c"),
+        "normal_tissue_temperature_max_c": run("normal_temperature_max_c"),
+        "heating_power_max_w": run("power_max_w"),
+        "heat_deposited_j": run("heat_deposited_j"),
+        "heat_perfusion_j": run("heat_perfusion_j"),
+        "heat_boundary_j": run("heat_boundary_j"),
+        "heat_stored_j": stored,
+    }
 
 
 def to_json_ready(values: dict, times_h) -> dict:

@@ -370,8 +370,10 @@ def _independent_pk_targets() -> list[Target]:
 
 def targets() -> list[Target]:
     """Every validation target, in report order."""
+    from .validate_heating import TARGETS as HEATING_TARGETS
+
     out = (_pk_targets() + _independent_pk_targets() + _conjugate_targets()
-           + _model_targets())
+           + _model_targets() + HEATING_TARGETS)
     ids = [t.id for t in out]
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate validation target ids")

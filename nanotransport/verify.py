@@ -485,6 +485,54 @@ def pennes_sphere():
                 f"n={_PENNES_SIZES[-1]}", errors, spacings, 2.0, 5e-4, checks)
 
 
+_FAR_FIELD_RADII = (1.25, 2.0, 4.0)  # truncation radius / a
+_FAR_FIELD_SPACINGS = (1e-3, 5e-4, 2.5e-4)  # uniform radial spacing, m
+
+
+def pennes_far_field():
+    """The simulator's far-field temperature boundary (``heat.far_field_boundaries``: Robin
+    with h = k(m + 1/R) from the boundary cells' k and W) on spheres truncated at R = 1.25a,
+    2a and 4a: steady −k∇²θ + Wθ = Q₀ 1[r < a] must give the infinite-domain θ(r) of MODEL §8
+    whatever R is (Q₀ = 1e5 W/m³, W = 1800 W/(m³K), k = 0.5 W/(mK), a = 1 cm: θ(0) = 6.772 K).
+    A held boundary θ(R) = 0 at R = 1.25a is off by about θ(a) instead (shown in the checks).
+    error = max over R of max(|θ₀ − θ(0)|, ‖θ − exact‖∞)/θ(0) at each spacing; order 2."""
+    _require_x64()
+    from . import heat
+
+    Q0, W, k, a = 1e5, 1800.0, 0.5, 1e-2
+    m = math.sqrt(W / k)
+    theta0 = Q0 / W * (1.0 - (1.0 + m * a) * math.exp(-m * a))
+    errors = []
+    for dr in _FAR_FIELD_SPACINGS:
+        worst = 0.0
+        for ratio in _FAR_FIELD_RADII:
+            R = ratio * a
+            n = int(round(R / dr))
+            g = grids.sphere(R, n)
+            f = np.asarray(g.faces[0])
+            inside = np.clip(np.minimum(f[1:], a) ** 3 - f[:-1] ** 3, 0.0, None) / (
+                f[1:] ** 3 - f[:-1] ** 3)
+            bcs = heat.far_field_boundaries(g, jnp.full(g.shape, k), jnp.full(g.shape, W), 0.0)
+            th, _ = _steady_1d(g, k, bcs, Q0 * inside, W)
+            exact = pennes_exact(g.centers[0], Q0, W, k, a)
+            worst = max(worst, abs(_center_value(th) - theta0) / theta0,
+                        float(np.max(np.abs(th - exact))) / theta0)
+        errors.append(worst)
+    g = grids.sphere(1.25 * a, int(round(1.25 * a / _FAR_FIELD_SPACINGS[-1])))
+    f = np.asarray(g.faces[0])
+    inside = np.clip(np.minimum(f[1:], a) ** 3 - f[:-1] ** 3, 0.0, None) / (f[1:] ** 3
+                                                                           - f[:-1] ** 3)
+    held, _ = _steady_1d(g, k, ((fv.Flux(), fv.Value(0.0)),), Q0 * inside, W)
+    checks = [_check("held θ(1.25a) = 0 instead: centre error (rel), must exceed 5 %",
+                     -abs(_center_value(held) - theta0) / theta0, -0.05)]
+    return _row("pennes_far_field",
+                "Pennes sphere with the model's far-field Robin boundary, domain truncated at "
+                "R = 1.25a, 2a, 4a: the infinite-domain θ(r) (θ(0) = 6.772 K) at every R. error = "
+                "max over R of max(|θ₀ − θ(0)|, max-norm profile error)/θ(0).",
+                f"dr={_FAR_FIELD_SPACINGS[-1] * 1e3:g} mm", errors, list(_FAR_FIELD_SPACINGS),
+                2.0, 5e-4, checks)
+
+
 # ------------------------------------------------------------------ capillary extraction
 _CAP_SIZES = (100, 200, 400)
 
@@ -591,6 +639,7 @@ CASES: dict[str, Callable[[], dict]] = {
     "ogata_banks_pe100_limited": ogata_banks_pe100_limited,
     "krogh_cylinder": krogh_cylinder,
     "pennes_sphere": pennes_sphere,
+    "pennes_far_field": pennes_far_field,
     "capillary_extraction": capillary_extraction,
     "two_compartments": two_compartments,
     "two_compartments_stiff": two_compartments_stiff,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from nanotransport import cells, fv, grid as grids, linalg, properties as props, scenario as sc
+from nanotransport import cells, fv, grid as grids, heat, linalg, properties as props
+from nanotransport import scenario as sc
 from nanotransport import simulate as sim, solver, summary, tissue
 from nanotransport.scenario import ScenarioError
 
@@ -41,9 +42,8 @@ def test_pennes_transient_slab_mode_decay():
 
 def test_heated_model_converges_to_steady_pennes_rise():
     """Fixed 1-W focus held for 2 h: the model's temperature rise converges to the steady Pennes
-    solution as the heating step shrinks (Strang splitting error, largest at the held outer
-    edge where conduction and perfusion are both stiff); the tumor centre is within 1% at the
-    default 1-min step."""
+    solution (with the same far-field boundary) as the heating step shrinks (Strang splitting
+    error); the tumor centre is within 1% at the default 1-min step."""
     errs = []
     for dt in (1.0, 0.25):
         s = sc.load("thermodox", ["heating.source=ultrasound", "heating.power_w=1.0",
@@ -54,9 +54,10 @@ def test_heated_model_converges_to_steady_pennes_rise():
         r = sim.simulate(s)
         lay = tissue.layout(s)
         mp = tissue.tissue_maps(lay, s)
-        tr = fv.Transport(diffusivity=mp.thermal_conductivity[None],
-                          boundaries=((fv.Flux(), fv.Value(0.0)),))
-        steady = np.asarray(linalg.solve_steady(lay.grid, tr, r.inputs.heating.focus,
+        bcs = heat.deviation_boundaries(heat.far_field_boundaries(
+            lay.grid, mp.thermal_conductivity, mp.blood_heat_sink, 37.0))
+        tr = fv.Transport(diffusivity=mp.thermal_conductivity[None], boundaries=bcs)
+        steady = np.asarray(linalg.solve_steady(lay.grid, tr, r.inputs.heating.deposit,
                                                 reaction_rate=mp.blood_heat_sink).solution)
         rise = np.asarray(r.field("temperature")[-1]) - 37.0
         errs.append(np.max(np.abs(rise - steady)))
@@ -67,7 +68,8 @@ def test_heated_model_converges_to_steady_pennes_rise():
 
 def test_controller_holds_target_at_probe():
     s = sc.load("thermodox", ["numerics.cells=40", "numerics.t_end_h=2",
-                              "numerics.save_times_h=[0, 0.5, 0.75, 1.0, 1.25, 2]"])
+                              "numerics.save_times_h=[0, 0.5, 0.75, 1.0, 1.25, 2]",
+                              "heating.target_region=probe", "heating.control_readout=probe"])
     r = sim.simulate(s)
     t_probe = np.asarray(r.field("temperature"))[:, 0]
     assert np.all(np.abs(t_probe[1:4] - 42.0) < 0.1), t_probe  # heating 15-75 min
@@ -75,9 +77,17 @@ def test_controller_holds_target_at_probe():
 
 
 def test_cem43_closed_form():
-    assert abs(float(cells.cem43_rate(43.0)) * 60 - 1.0) < 1e-12  # R^0 = 1 whichever R
-    assert abs(float(cells.cem43_rate(45.0)) * 60 - 0.5**-2) < 1e-6
-    assert abs(float(cells.cem43_rate(41.0)) * 60 - 0.25**2) < 1e-6
+    """R^(43 − T) times the documented cutoff factor σ((T − 39)/0.2) (1 − 2e-9 at 43 °C)."""
+    cut = lambda t: 1.0 / (1.0 + math.exp(-(t - 39.0) / 0.2))  # noqa: E731
+    assert abs(float(cells.cem43_rate(43.0)) * 60 - cut(43.0)) < 1e-12  # R^0 = 1 whichever R
+    assert abs(float(cells.cem43_rate(45.0)) * 60 - 0.5**-2 * cut(45.0)) < 1e-6
+    assert abs(float(cells.cem43_rate(41.0)) * 60 - 0.25**2 * cut(41.0)) < 1e-6
+    assert abs(cut(43.0) - 1.0) < 1e-8
+
+
+def test_cem43_not_counted_at_body_temperature():
+    """72 h at 37 °C: R = 0.25 alone would give 4320/4096 ≈ 1.05 min; the cutoff < 1e-3 min."""
+    assert float(cells.cem43_rate(37.0)) * 72 * 3600 < 1e-3
 
 
 # ---------------------------------------------------------------- release
@@ -179,7 +189,7 @@ def test_targeting_raises_intracellular_fraction_more_than_uptake():
     ("release_temperature_C=25", r"release_temperature_C = 25 is out of range"),
     ("tissue.tumor.receptors_per_cell=-5", r"tissue.tumor.receptors_per_cell = -5 is out of range"),
     ("heating.source=laser", r"heating.source = 'laser' is not allowed; allowed: one of 'none', "
-                             r"'ultrasound', 'protocol', 'controlled'"),
+                             r"'ultrasound', 'protocol', 'controlled', 'regional'"),
 ])
 def test_bad_heating_and_targeting_input(override, message):
     with pytest.raises(ScenarioError, match=message):
