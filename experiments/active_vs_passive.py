@@ -18,7 +18,7 @@ Literature compared with: Kirpotin et al. 2006 (Cancer Res 66:6732): anti-HER2
 immunoliposomes and non-targeted liposomes reached similar total tumor levels in HER2-high
 xenografts, but immunoliposomes were found inside cancer cells ~6-fold more (5.9×, as cited by
 reviews); Juweid et al. 1992 (Cancer Res 52:5144) binding-site barrier: high-affinity binding
-near vessels limits penetration; MODEL.md §7: "targeting changes where the carriers go inside
+near vessels limits penetration; docs/model.md §7: "targeting changes where the carriers go inside
 the tumor more than how many arrive".
 
     python experiments/active_vs_passive.py [--quick] [--out experiments/results]

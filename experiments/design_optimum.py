@@ -1,7 +1,7 @@
 """Optimal carrier diameter and release temperature for ThermoDox with hyperthermia.
 
 Part 1 (issue #5), the default: does the gradient-based optimizer find the best design?  The
-objective J (efficacy minus normalized toxicities, MODEL.md §10) of the `thermodox` scenario is
+objective J (efficacy minus normalized toxicities, docs/model.md §10) of the `thermodox` scenario is
 evaluated on a dense 41 × 41 grid of (diameter_nm, release_temperature_C) with batched (vmap)
 calls, `--chunk` grid points per call, and `design.optimize` (L-BFGS, 3 starts, 40 iterations)
 is run over the same bounds.  Pass: the optimizer's J is within 1 % of the grid's best J (or

@@ -12,7 +12,7 @@ scenario (Baxter & Jain 1989 Table 1: L_p 2.8e-7 cm/(mmHg·s), S_v 200 cm⁻¹, 
 cm²/(mmHg·s), p_e = 15.6 − 0.82·(20 − 15) = 11.5 mmHg) inside a 5-mm shell of normal tissue with
 lymphatics; steady Darcy–Starling solve (``nanotransport.fluid.solve_pressure``) on the
 scenario's grid (200 cells, refined at the margin).  Compared with two closed forms: the
-isolated sphere (p = 0 at the rim, MODEL.md §4) and the sphere embedded in an infinite
+isolated sphere (p = 0 at the rim, docs/model.md §4) and the sphere embedded in an infinite
 normal-tissue medium with lymphatic drainage (continuity of p and K ∂p/∂r at the margin;
 derived here: p = P_t + A sinh(k_t r)/r inside, P_n + B e^(−k_n (r − R))/r outside).
 (2) ``doxil-mouse`` (4-mm subcutaneous tumor, 6 mg/kg bolus; Chauhan et al. worked in mice)
@@ -27,7 +27,7 @@ oncotic pressure 15 → 10 mmHg, the normal-tissue values: less protein leak low
 All six (state × size) simulations share one structure: one batched call.
 
 Literature compared with: Baxter & Jain 1989 (Microvasc Res 37:77) closed form, u(R) ≈ 0.17
-µm/s for R = 1 cm (MODEL.md §4); Boucher et al. 1990 (Cancer Res 50:4478): IFP rises to its
+µm/s for R = 1 cm (docs/model.md §4); Boucher et al. 1990 (Cancer Res 50:4478): IFP rises to its
 plateau over ~0.2-1.1 mm from the margin; Chauhan et al. 2012 (Nat Nanotechnol 7:383):
 normalization (DC101) improved the delivery of 12-nm particles and hindered that of 125-nm
 particles, and in their model lowered IFP.
@@ -229,7 +229,7 @@ def main(argv=None):
                   "Baxter & Jain closed form (isolated sphere)",
                   "embedded tumor: normal tissue holds the rim above 0"),
         C.compare("peak outward velocity, R = 10 mm", ten["u_peak_um_s"], (0.1, 0.2), "µm/s",
-                  "Baxter & Jain 1989 / MODEL.md §4 (0.17 isolated)",
+                  "Baxter & Jain 1989 / docs/model.md §4 (0.17 isolated)",
                   f"isolated closed form {ten['u_rim_isolated_um_s']:.3f}; embedded closed form "
                   f"{ten['u_rim_closed_form_um_s']:.3f}"),
         C.compare("IFP rise width (rim → 90 % of centre), R = 10 mm", ten["rise_width_90pct_mm"],

@@ -19,7 +19,7 @@ systemic loss = carrier particles cleared by the kidney / MPS by the end (simula
 t → ∞ (closed form ``pk.elimination_fractions``).
 
 Literature compared with: renal filtration cut-off ≈ 5.5 nm hydrodynamic diameter (Choi et al.
-2007 Nat Biotechnol 25:1165); MPS clearance rising above ~150-200 nm (MODEL.md §3, a law put
+2007 Nat Biotechnol 25:1165); MPS clearance rising above ~150-200 nm (docs/model.md §3, a law put
 into the model); interior optimum that shifts smaller for collagen-rich tumors and superior
 penetration of ~12-nm particles (Chauhan et al. 2012 Nat Nanotechnol 7:383; Pluen et al. 2001
 PNAS 98:4628); human tumor uptake of 111In-PEG-liposomes 5-33 %ID/kg at 72 h (Harrington et al.
@@ -161,7 +161,7 @@ def main(argv=None):
                   "cut-off put into the model as a logistic at 5.5 nm; the 50 % point lies "
                   "above it because GFR (7.2 L/h) dwarfs the other clearances (0.058 L/h)"),
         C.compare("diameter at which encapsulated plasma AUC halves (MPS)", mps_half_auc,
-                  (150.0, 200.0), "nm", "MODEL.md §3 (MPS above ~150-200 nm)",
+                  (150.0, 200.0), "nm", "docs/model.md §3 (MPS above ~150-200 nm)",
                   "MPS law CL ∝ 1 + (d/175 nm)³ is an input; its effect on AUC is delayed "
                   "because 20 % of the reference clearance is size-independent"),
         C.compare(f"high-EPR: carriers in tumor at {t_acc:g} h, d ≈ 100 nm",
@@ -177,7 +177,7 @@ def main(argv=None):
         hi, lo, col = (per_preset[p][key] for p in PRESETS)  # order of PRESETS
         comparison += [
             C.compare(f"optimum diameter ({t:g}-h accumulation), collagen-rich / high-EPR",
-                      col / hi, smaller, "ratio", "Chauhan et al. 2012; MODEL.md §10",
+                      col / hi, smaller, "ratio", "Chauhan et al. 2012; docs/model.md §10",
                       f"clearly smaller expected (< 0.8; grid step ×{step:.2f})"),
             C.compare(f"optimum diameter ({t:g}-h accumulation), low-EPR / high-EPR",
                       lo / hi, smaller, "ratio", "Hobbs et al. 1998 (small pores)",

@@ -13,7 +13,7 @@ A capillary of radius r_c and length L (lumen 0 < r < r_c, 0 < z < L) inside a t
 r_c < r < R_k (Krogh cylinder).  Defaults (``CapillaryParameters.default``): r_c = 5 µm,
 R_k = 50 µm, L = 0.5 mm, mean plasma velocity U = 0.5 mm/s (transit time L/U = 1 s).
 R_k = 50 µm means a vessel surface density S_v = 2 r_c/R_k² = 40 /cm and φ_v = (r_c/R_k)² = 0.01;
-the tumor S_v = 200 /cm of MODEL.md §4 would need R_k ≈ 22 µm.
+the tumor S_v = 200 /cm of docs/model.md §4 would need R_k ≈ 22 µm.
 
 Lumen (1D in z, plasma, per volume of plasma; A_l = π r_c², wall perimeter 2π r_c)
 ------------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ further) and the wall is the limiting resistance (P r_c/D ≈ 0.01 for the drug,
 liposomes), so the wall concentration equals the mean to < 1 %.  U is the mean plasma velocity;
 the red cells are not modelled (the lumen is all plasma).  Axial dispersion is neglected.
 
-Vessel wall (MODEL.md §5, per unit wall area, mol/(m²·s))
+Vessel wall (docs/model.md §5, per unit wall area, mol/(m²·s))
 --------------------------------------------------------
     Φ_s = J_v (1 − σ_s) c_p + P_s (c_p − c_w) Pe/(exp(Pe) − 1),   Pe = J_v (1 − σ_s)/P_s
 (``properties.transvascular_flux`` with PS → P), c_p the lumen concentration (for the free drug
@@ -173,7 +173,7 @@ class CapillaryParameters:
         uptake_vmax_mol_per_cell_s, uptake_ke_mol_per_m3, uptake_ki_mol_per_cell   El-Kareh & Secomb
         breakdown_rate_per_s     k_b, interstitial carrier breakdown
         degradation_rate_per_s   k_deg, free drug degradation (0; large: perfect sink)
-    Release (MODEL.md §6)
+    Release (docs/model.md §6)
         release_temperature_C, release_width_C, leak_rate_per_s, release_max_rate_per_s
         body_temperature_C       temperature outside a heated segment
     """
@@ -221,10 +221,10 @@ class CapillaryParameters:
           log-normal pores of median radius 400 nm and log-sd 0.5 (Hobbs et al. 1998 PNAS
           95:4607); ≈ 2e-10 m/s at 90 nm (measured 2e-10, PMC7078505 Table 2).  σ from
           ``properties.lognormal_pore_average``.
-        - Free doxorubicin: P = 1 µm/s (MODEL.md §5: 1-3 µm/s, *(verify)*), σ = 0,
+        - Free doxorubicin: P = 1 µm/s (docs/model.md §5: 1-3 µm/s, *(verify)*), σ = 0,
           f_u = 0.25 (75 % protein binding, doxorubicin US label), D = 3.4e-10 m²/s
           (El-Kareh & Secomb 2000) times the tumor fibre-matrix hindrance at 1.2 nm.
-        - φ_e = 0.4, 3e8 cells/mL (tumor defaults of the scenario schema; MODEL.md §7).
+        - φ_e = 0.4, 3e8 cells/mL (tumor defaults of the scenario schema; docs/model.md §7).
         - Uptake V_max = 0.28 ng/(1e5 cells·min), K_e = 0.219 µg/mL, K_i = 1.37 ng/1e5 cells
           (El-Kareh & Secomb 2000, Neoplasia 2:325, *(verify)*), converted with 543.52 g/mol.
         - Release: T_m = 41.3 °C, ΔT = 0.5 °C, k_max = 0.046 1/s (60 % in 20 s, Mills & Needham

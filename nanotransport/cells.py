@@ -1,6 +1,6 @@
 """Cell-level kinetics: receptor binding and internalization of targeted carriers, thermal dose.
 
-Receptor binding (MODEL.md §7), per tissue volume, carriers counted in drug-equivalent (one
+Receptor binding (docs/model.md §7), per tissue volume, carriers counted in drug-equivalent (one
 particle carries N drug molecules and occupies one receptor):
 
     R_free = R_T − (b + q)/N

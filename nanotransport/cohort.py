@@ -1,4 +1,4 @@
-"""Virtual-cohort patient pre-selection by imaging of the carrier (MODEL.md §9).
+"""Virtual-cohort patient pre-selection by imaging of the carrier (docs/model.md §9).
 
 Question: does an image of the labelled carrier, taken after a small imaging dose, pick out the
 patients whose tumors will respond to the therapeutic dose?  Each virtual patient is the

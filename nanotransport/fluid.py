@@ -1,4 +1,4 @@
-"""Interstitial fluid pressure and flow (Baxter & Jain 1989; MODEL.md §4).
+"""Interstitial fluid pressure and flow (Baxter & Jain 1989; docs/model.md §4).
 
 Steady Darcy–Starling problem on the tissue grid:
 

@@ -1,5 +1,5 @@
 """Tissue heating: heat sources, far-field boundary, control and hyperthermia metrics
-(MODEL.md §8).
+(docs/model.md §8).
 
     ρc ∂T/∂t = ∇·(k ∇T) + W(T) (T_a − T) + Q(x, t)         (W/m³; T in °C)
 

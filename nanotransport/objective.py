@@ -1,4 +1,4 @@
-"""The design objective: efficacy minus weighted, normalized toxicity (MODEL.md §10).
+"""The design objective: efficacy minus weighted, normalized toxicity (docs/model.md §10).
 
     J = E − w_ca·Tox_cardiac,auc − w_cp·Tox_cardiac,peak − w_hf·Tox_hand-foot − w_th·Tox_thermal
 

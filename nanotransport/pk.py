@@ -1,4 +1,4 @@
-"""Systemic pharmacokinetics: a linear compartment model in JAX (MODEL.md §3, §6).
+"""Systemic pharmacokinetics: a linear compartment model in JAX (docs/model.md §3, §6).
 
 SI inside: amounts in mol, volumes in m³, clearances in m³/s, rates in 1/s, time in s,
 concentrations in mol/m³.  User-facing parameter-set functions take ``body_surface_area_m2``
@@ -50,9 +50,9 @@ Rate equations (V_p = plasma_volume, CL_c = CL_renal + CL_MPS + CL_other):
 Every column of ``A`` sums to zero, so the total amount (all compartments + sinks) equals
 the dose given so far, exactly (to round-off).
 
-Modelling choices (state them, MODEL.md asks for it):
+Modelling choices (state them, docs/model.md asks for it):
 
-* Carrier leakage of payload (``k_leak_plasma``, the ``k_rel(T_body)`` of MODEL.md §6) acts
+* Carrier leakage of payload (``k_leak_plasma``, the ``k_rel(T_body)`` of docs/model.md §6) acts
   in the circulating compartment only; carriers in the peripheral carrier compartment do not
   release (they return to plasma or are eventually cleared from it).
 * Carrier clearance removes the carrier *with its payload* into the sinks (drug released
@@ -639,7 +639,7 @@ _PLD_VP_L = 2.369  # L/m², carrier central volume
 _PLD_CL_L_H = 0.03210  # L/h/m², total carrier clearance CL_renal + CL_MPS + CL_other
 _PLD_K12_H = 0.01992  # 1/h, plasma → peripheral carrier compartment
 _PLD_K21_H = 0.1107  # 1/h, peripheral carrier compartment → plasma
-# Leakage in plasma (k_leak of MODEL.md §6 at 37 °C): modelling choice *(verify)*, 0.002/h,
+# Leakage in plasma (k_leak of docs/model.md §6 at 37 °C): modelling choice *(verify)*, 0.002/h,
 # i.e. ≈ 5 % of the circulating payload per day; it makes ≈ 13 % of the dose reach the body as
 # free drug while keeping > 99 % of plasma drug encapsulated (label: "at least 90 %").
 _PLD_K_LEAK_H = 2.0e-3
@@ -651,7 +651,7 @@ _PLD_MPS_SHARE = 0.8
 
 #: Doxil label (US prescribing information, Table 8), 30-min infusion, plasma total doxorubicin.
 #: Units: CL L/h/m², V_ss L/m², AUC µg·h/mL, half-lives h, C_max µg/mL.  (The 10 mg/m² C_max,
-#: 4.12 µg/mL, is from the same table but not in MODEL.md: *(verify)*.)
+#: 4.12 µg/mL, is from the same table but not in docs/model.md: *(verify)*.)
 DOXIL_LABEL = {
     20.0: dict(cl=0.041, v_ss=2.72, auc=590.0, t_half_1=5.2, t_half_2=55.0, c_max=8.34),
     10.0: dict(cl=0.056, v_ss=2.83, auc=277.0, t_half_1=4.7, t_half_2=52.3, c_max=4.12),

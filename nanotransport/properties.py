@@ -1,4 +1,4 @@
-"""Size, temperature and cell laws (MODEL.md §3, §5, §6, §7): pure JAX functions in SI units.
+"""Size, temperature and cell laws (docs/model.md §3, §5, §6, §7): pure JAX functions in SI units.
 
 Every function is elementwise (NumPy broadcasting), has no Python branch on array values and has
 finite gradients everywhere: where a formula is singular outside its branch (log λ at λ = 0, √φ at
@@ -32,7 +32,7 @@ from jax.scipy.special import logsumexp
 from nanotransport.units import BOLTZMANN, NM, celsius_to_kelvin
 
 BODY_TEMPERATURE_K = celsius_to_kelvin(37.0)  # 310.15 K
-WATER_VISCOSITY_37C_PA_S = 6.92e-4  # water at 37 °C (MODEL.md §5)
+WATER_VISCOSITY_37C_PA_S = 6.92e-4  # water at 37 °C (docs/model.md §5)
 
 # --------------------------------------------------------------------------------------------
 # Free diffusion
@@ -111,7 +111,7 @@ def reflection_coefficient(lam):
 
 
 # --------------------------------------------------------------------------------------------
-# Heterogeneous pores and vessel-wall coefficients (MODEL.md §5)
+# Heterogeneous pores and vessel-wall coefficients (docs/model.md §5)
 
 
 class PoreAverage(NamedTuple):
@@ -166,7 +166,7 @@ def vessel_wall_coefficients(diameter_m, pore_radius_median_m, pore_radius_log_s
                              pore_area_fraction, wall_thickness_m,
                              viscosity_Pa_s=WATER_VISCOSITY_37C_PA_S,
                              temperature_K=BODY_TEMPERATURE_K):
-    """Pore-theory wall coefficients for a particle of diameter d (m) (MODEL.md §5).
+    """Pore-theory wall coefficients for a particle of diameter d (m) (docs/model.md §5).
 
       P   = γ ⟨H(λ)⟩ D_0(d) / L_wall                          (m/s)
       L_p = γ r_med² (⟨r²⟩/r_med²) / (8 μ L_wall)             (m/(Pa·s), Poiseuille)
@@ -189,7 +189,7 @@ def vessel_wall_coefficients(diameter_m, pore_radius_median_m, pore_radius_log_s
 
 
 # --------------------------------------------------------------------------------------------
-# Transvascular flux (MODEL.md §5)
+# Transvascular flux (docs/model.md §5)
 
 _PATLAK_SERIES_MAX = 1e-2  # |Pe| below this: Taylor series (truncation error < 1e-22)
 _PATLAK_PE_MAX = 700.0  # above this Pe/(e^Pe − 1) < 1e-301: clamp to keep exp finite
@@ -236,7 +236,7 @@ def transvascular_flux(Jv, sigma, PS, c_plasma, c_int):
 
 
 # --------------------------------------------------------------------------------------------
-# Interstitial matrix (MODEL.md §5)
+# Interstitial matrix (docs/model.md §5)
 
 
 class FibreMatrix(NamedTuple):
@@ -293,7 +293,7 @@ def retardation_factor(diameter_m, fibre_volume_fraction=TUMOR_MATRIX.fibre_volu
 
 
 # --------------------------------------------------------------------------------------------
-# Systemic clearance (MODEL.md §3)
+# Systemic clearance (docs/model.md §3)
 
 _LOGISTIC_10_90 = 2.0 * math.log(9.0)  # 10–90 % width of a logistic, in units of its scale
 
@@ -312,7 +312,7 @@ def renal_filtration_fraction(diameter_nm, cutoff_nm=5.5, width_nm=0.7):
 def mps_uptake_factor(diameter_nm, d_mps_nm=175.0, exponent=3.0, surface_factor=1.0):
     """MPS (liver/spleen macrophage) clearance multiplier g·(1 + (d/d_M)^n) (dimensionless).
 
-    CL_MPS = CL_MPS0 · g(surface) · (1 + (d/d_M)^n), d_M ≈ 150–200 nm, n ≈ 2–4 (MODEL.md §3; a
+    CL_MPS = CL_MPS0 · g(surface) · (1 + (d/d_M)^n), d_M ≈ 150–200 nm, n ≈ 2–4 (docs/model.md §3; a
     modelling choice). The surface factor g is also a modelling choice: PEG-coated ("stealth")
     ≈ 0.1–0.3, bare neutral 1, cationic or hydrophobic (opsonised) > 1.
     """
@@ -320,7 +320,7 @@ def mps_uptake_factor(diameter_nm, d_mps_nm=175.0, exponent=3.0, surface_factor=
 
 
 # --------------------------------------------------------------------------------------------
-# Release (MODEL.md §6)
+# Release (docs/model.md §6)
 
 
 def release_rate(temperature_C, release_temperature_C, transition_width_C, k_leak_per_s,
@@ -337,8 +337,8 @@ def release_rate(temperature_C, release_temperature_C, transition_width_C, k_lea
 
 
 # --------------------------------------------------------------------------------------------
-# Cells (MODEL.md §7), El-Kareh & Secomb 2000, Neoplasia 2:325 — constants in the paper's units
-# (*(verify)* in MODEL.md; documented defaults, not exact-match targets)
+# Cells (docs/model.md §7), El-Kareh & Secomb 2000, Neoplasia 2:325 — constants in the paper's units
+# (*(verify)* in docs/model.md; documented defaults, not exact-match targets)
 
 UPTAKE_V_MAX_NG_PER_1E5_CELLS_PER_MIN = 0.28
 UPTAKE_K_E_UG_PER_ML = 0.219

@@ -9,7 +9,7 @@ leaves of the scenario pytree, so they can be differentiated and batched.  Other
 static under ``jit``.
 
 Sources are cited per field; values marked *(verify)* are commonly cited figures that were not
-confirmed from a primary source (MODEL.md) and are kept as documented defaults.
+confirmed from a primary source (docs/model.md) and are kept as documented defaults.
 """
 from __future__ import annotations
 
@@ -120,15 +120,15 @@ def _tissue(region: str, **d) -> list[Field]:
         Field(p + "fibre_radius_nm", d["fibre_r"], "nm", "fibre radius of the Ogston "
               "hindrance", 0.5, 100.0),
         Field(p + "cell_density_per_ml", d["cells"], "cells/mL", "cells per mL of tissue "
-              "(MODEL.md §7: 1e8-1e9)", 1e6, 1e10),
+              "(docs/model.md §7: 1e8-1e9)", 1e6, 1e10),
         Field(p + "receptors_per_cell", d["receptors"], "1/cell", "target receptors per cell "
-              "(HER2 high expressers ~1e6, MODEL.md §7; normal tissue low) (verify)", 0.0, 1e8),
-        Field(p + "density_kg_per_m3", d["rho"], "kg/m³", "tissue density (MODEL.md §8: tumor "
+              "(HER2 high expressers ~1e6, docs/model.md §7; normal tissue low) (verify)", 0.0, 1e8),
+        Field(p + "density_kg_per_m3", d["rho"], "kg/m³", "tissue density (docs/model.md §8: tumor "
               "1056, muscle 1050)", 500.0, 2000.0),
-        Field(p + "heat_capacity_j_per_kg_k", d["cp"], "J/(kg·K)", "specific heat (MODEL.md §8: "
+        Field(p + "heat_capacity_j_per_kg_k", d["cp"], "J/(kg·K)", "specific heat (docs/model.md §8: "
               "tumor 3700, muscle 3639)", 1000.0, 6000.0),
         Field(p + "thermal_conductivity_w_per_m_k", d["k_th"], "W/(m·K)", "thermal conductivity "
-              "(MODEL.md §8: tumor 0.57, muscle 0.56)", 0.05, 5.0),
+              "(docs/model.md §8: tumor 0.57, muscle 0.56)", 0.05, 5.0),
     ]
 
 
@@ -153,7 +153,7 @@ FIELDS: list[Field] = [
     Field("formulation.release_temperature_C", 45.0, "°C", "T_m, release (phase-transition) "
           "temperature of a thermosensitive carrier", 30.0, 60.0),
     Field("formulation.release_transition_width_C", 0.5, "°C", "ΔT of the release sigmoid "
-          "(MODEL.md §6: 0.3-0.7)", 0.05, 5.0),
+          "(docs/model.md §6: 0.3-0.7)", 0.05, 5.0),
     Field("formulation.release_max_rate_per_s", 0.0, "1/s", "k_max, triggered release rate "
           "(ThermoDox 0.046/s: 60% in 20 s, Mills & Needham 2004; 0 for non-thermosensitive)",
           0.0, 10.0),
@@ -167,11 +167,11 @@ FIELDS: list[Field] = [
           "(0: passive carrier; immunoliposomes carry ~10-100 antibody fragments, Park et al. "
           "2002 Clin Cancer Res 8:1172) (verify)", 0.0, 1e5),
     Field("formulation.binding_on_rate_per_m_per_s", 3e5, "1/(M·s)", "k_on of one ligand "
-          "(MODEL.md §7: 1e5-1e6)", 0.0, 1e9),
-    Field("formulation.dissociation_constant_nm", 1.0, "nM", "K_d of one ligand (MODEL.md "
+          "(docs/model.md §7: 1e5-1e6)", 0.0, 1e9),
+    Field("formulation.dissociation_constant_nm", 1.0, "nM", "K_d of one ligand (docs/model.md "
           "§7: 0.1-5 nM); avidity of multivalent particles lowers it further", 1e-6, 1e6),
     Field("formulation.internalization_rate_per_h", 0.2, "1/h", "k_int of bound carriers "
-          "(HER2: hours; transferrin receptor: minutes; MODEL.md §7)", 0.0, 1000.0),
+          "(HER2: hours; transferrin receptor: minutes; docs/model.md §7)", 0.0, 1000.0),
     Field("formulation.intracellular_release_rate_per_h", 0.1, "1/h", "release of payload from "
           "internalized carriers inside cells (verify)", 0.0, 1000.0),
     Field("formulation.internalized_degradation_rate_per_h", 0.05, "1/h", "degradation of "
@@ -192,7 +192,7 @@ FIELDS: list[Field] = [
     Field("drug.molecular_diameter_nm", 1.2, "nm", "hydrodynamic diameter of the free drug (for matrix "
           "hindrance)", 0.1, 10.0),
     Field("drug.vessel_permeability_um_per_s", 1.0, "µm/s", "P of free (unbound) doxorubicin "
-          "across tumor vessels, mostly transcellular (MODEL.md §5: 1-3 µm/s) (verify)",
+          "across tumor vessels, mostly transcellular (docs/model.md §5: 1-3 µm/s) (verify)",
           0.0, 100.0),
     Field("drug.reflection_coefficient", 0.0, "1", "σ of the free drug at the vessel wall",
           0.0, 1.0),
@@ -250,8 +250,8 @@ FIELDS: list[Field] = [
     Field("patient.renal_cutoff_width_nm", 0.7, "nm", "width of the logistic renal switch",
           0.05, 5.0),
     Field("patient.mps_threshold_nm", 175.0, "nm", "d_M of the MPS size law "
-          "CL_MPS ∝ 1 + (d/d_M)^n (MODEL.md §3: 150-200 nm)", 10.0, 2000.0),
-    Field("patient.mps_exponent", 3.0, "1", "n of the MPS size law (MODEL.md §3: 2-4)",
+          "CL_MPS ∝ 1 + (d/d_M)^n (docs/model.md §3: 150-200 nm)", 10.0, 2000.0),
+    Field("patient.mps_exponent", 3.0, "1", "n of the MPS size law (docs/model.md §3: 2-4)",
           0.5, 8.0),
     # ------------------------------------------------------------ tumor geometry
     Field("tumor.geometry", "sphere", "", "tissue geometry: 'sphere' (1D radial: a spherical "
@@ -302,7 +302,7 @@ FIELDS: list[Field] = [
     Field("heating.heating_start_min", 0.0, "min", "start of heating after the start of the "
           "infusion", 0.0, 10080.0),
     Field("heating.heating_duration_min", 30.0, "min", "heating duration (clinical "
-          "hyperthermia 30-60 min, MODEL.md §8)", 0.0, 1440.0),
+          "hyperthermia 30-60 min, docs/model.md §8)", 0.0, 1440.0),
     Field("heating.target_temperature_C", 42.0, "°C", "target tumor temperature (protocol, "
           "controlled)", 37.0, 60.0),
     Field("heating.ramp_min", 5.0, "min", "time to ramp the set point from 37 °C to the target",
@@ -330,7 +330,7 @@ FIELDS: list[Field] = [
     # ------------------------------------------------------------ imaging
     Field("imaging.label", "In-111", "", "label on the carrier: a radionuclide (half-lives: "
           "In-111 2.80 d for SPECT, Cu-64 12.7 h and Zr-89 78.4 h for PET) or 'none' for a "
-          "non-decaying MRI/optical label (MODEL.md §9)",
+          "non-decaying MRI/optical label (docs/model.md §9)",
           choices=("In-111", "Cu-64", "Zr-89", "none"), kind="str"),
     Field("imaging.label_retained_fraction", 1.0, "1", "share of the label that stays in the "
           "cell when a carrier is digested in macrophages or cancer cells (residualizing "
@@ -338,7 +338,7 @@ FIELDS: list[Field] = [
           "Cancer Res 7:243 carried ¹¹¹In-DTPA; 0: the label leaves with the digested carrier)",
           0.0, 1.0),
     Field("imaging.psf_fwhm_mm", 10.0, "mm", "full width at half maximum of the scanner's "
-          "Gaussian point-spread function (MODEL.md §9: clinical PET 4-6, SPECT ~10, "
+          "Gaussian point-spread function (docs/model.md §9: clinical PET 4-6, SPECT ~10, "
           "preclinical ~1; 0: no blurring)", 0.0, 100.0, kind="static_float"),
     Field("imaging.injected_activity_mbq", 185.0, "MBq", "injected activity of the label "
           "(clinical In-111 SPECT ~100-200 MBq; mice ~5-20 MBq) (verify)", 0.0, 1e5,
@@ -363,7 +363,7 @@ FIELDS: list[Field] = [
           choices=("float64", "float32"), kind="str"),
     # ------------------------------------------------------------ objective
     Field("objective.weight_cardiac_auc", 0.1, "1", "weight of the cardiac term: free-drug "
-          "plasma AUC relative to free doxorubicin at the same dose (MODEL.md §10)", 0.0, 100.0),
+          "plasma AUC relative to free doxorubicin at the same dose (docs/model.md §10)", 0.0, 100.0),
     Field("objective.weight_cardiac_peak", 0.1, "1", "weight of the cardiac term: peak free-drug "
           "plasma concentration relative to free doxorubicin at the same dose", 0.0, 100.0),
     Field("objective.weight_hand_foot", 0.1, "1", "weight of hand-foot syndrome: encapsulated-"

@@ -1,4 +1,4 @@
-"""Tissue: the grid and the per-cell parameter maps (SI) of a scenario (MODEL.md §1, §4, §5).
+"""Tissue: the grid and the per-cell parameter maps (SI) of a scenario (docs/model.md §1, §4, §5).
 
 The default geometry is a spherical tumor of radius R (optionally with an avascular necrotic
 core) inside a shell of normal tissue, on a 1D spherical grid that is finer at the margin.

@@ -1,4 +1,4 @@
-"""Verification against closed-form solutions (MODEL.md §4, §5, §8, §11): ``nanotransport verify``.
+"""Verification against closed-form solutions (docs/model.md §4, §5, §8, §11): ``nanotransport verify``.
 
 Every case solves one problem with a closed form on a sequence of grids (each refinement halves
 the spacing, and for transient cases the time step with it) and reports
@@ -8,7 +8,7 @@ the spacing, and for transient cases the time step with it) and reports
   log(e_coarse / e_fine) / log(h_coarse / h_fine) (``None`` where there is no refinement),
 * ``expected_order`` (what the scheme claims there) and ``tolerance`` (on ``error``),
 * ``passed``: error ≤ tolerance, order ≥ expected_order − 0.3 (when one is claimed) and every
-  extra check in ``checks`` (e.g. that the closed form reproduces MODEL.md's reference values).
+  extra check in ``checks`` (e.g. that the closed form reproduces docs/model.md's reference values).
 
 The numerics under test are the engine's: ``linalg.solve_steady`` (steady problems),
 ``solver.strang_step`` (SDIRK2 reactions and SDIRK2 implicit transport), ``solver.explicit_step``
@@ -116,8 +116,8 @@ def _integrate(step, c0, save_times, dt, observe=None):
     return fn(c0)
 
 
-# ------------------------------------------------------------------ Baxter & Jain (MODEL.md §4)
-# Tumor values of MODEL.md §4 (SI); the radius is chosen so that α = R √(L_p S_v / K) = 10.
+# ------------------------------------------------------------------ Baxter & Jain (docs/model.md §4)
+# Tumor values of docs/model.md §4 (SI); the radius is chosen so that α = R √(L_p S_v / K) = 10.
 _K = 3.10e-14  # m²/(Pa·s)
 _LPSV = 2.10e-11 * 2.0e4  # L_p S_v, 1/(Pa·s)
 _PE = 11.5 * MMHG_PA  # p_e, Pa
@@ -163,21 +163,21 @@ def _baxter_jain(geometry: str):
                        "tolerance": 1.7, "passed": bool(uo is not None and uo >= 1.7)})
     if geometry == "sphere":
         ref_err = max(abs(exact(s) - v) for s, v in _BJ_REF)
-        checks.append(_check("closed form vs MODEL.md p/p_e at r/R = 0.25, 0.5, 0.9 (abs)",
+        checks.append(_check("closed form vs docs/model.md p/p_e at r/R = 0.25, 0.5, 0.9 (abs)",
                              ref_err, 1e-6))
         spline = interpolate.CubicSpline(s, p / _PE)
         num_err = max(abs(float(spline(si)) - v) for si, v in _BJ_REF)
-        checks.append(_check("finest numerical p/p_e (cubic interpolation) vs MODEL.md values "
+        checks.append(_check("finest numerical p/p_e (cubic interpolation) vs docs/model.md values "
                              "(abs)", num_err, 2e-4))
-        # α = 3: p(0)/p_e = 1 − α/sinh α = 0.700535 (MODEL.md), numerically on the finest grid
+        # α = 3: p(0)/p_e = 1 − α/sinh α = 0.700535 (docs/model.md), numerically on the finest grid
         g = make(R, _BJ_SIZES[-1])
         lpsv3 = _K * (3.0 / R) ** 2
         p3, _ = _steady_1d(g, _K, ((fv.Flux(), fv.Value(0.0)),), lpsv3 * _PE, lpsv3)
-        checks.append(_check("α = 3: closed-form p(0)/p_e vs MODEL.md 0.700535 (abs)",
+        checks.append(_check("α = 3: closed-form p(0)/p_e vs docs/model.md 0.700535 (abs)",
                              abs(1.0 - 3.0 / math.sinh(3.0) - 0.700535), 1e-6))
         checks.append(_check("α = 3: numerical p(0)/p_e (centre extrapolation) vs 0.700535 "
                              "(abs)", abs(_center_value(p3) / _PE - 0.700535), 2e-5))
-        # MODEL.md: tumor values, R = 1 cm → α = 36.8 and u(R) ≈ 0.17 µm/s
+        # docs/model.md: tumor values, R = 1 cm → α = 36.8 and u(R) ≈ 0.17 µm/s
         a1 = 1e-2 * math.sqrt(_LPSV / _K)
         u1 = _K * _PE * (a1 / math.tanh(a1) - 1.0) / 1e-2
         checks.append(_check("R = 1 cm: |α − 36.8|", abs(a1 - 36.8), 0.05))
@@ -190,7 +190,7 @@ def _baxter_jain(geometry: str):
         formula = "1 − I0(α r/R)/I0(α); u(R) = K p_e α I1(α)/(I0(α) R)"
     return _row(
         f"baxter_jain_{geometry}",
-        f"Baxter-Jain IFP, {geometry}, α = 10, tumor K and L_p S_v of MODEL.md §4, p = 0 at "
+        f"Baxter-Jain IFP, {geometry}, α = 10, tumor K and L_p S_v of docs/model.md §4, p = 0 at "
         f"the surface: steady −K∇²p + L_pS_v p = L_pS_v p_e vs p/p_e = {formula}. error = "
         "max-norm of p/p_e − exact at cell centres (relative to p_e); the surface Darcy "
         "velocity from the discrete boundary flux is checked separately.",
@@ -198,7 +198,7 @@ def _baxter_jain(geometry: str):
 
 
 def baxter_jain_sphere():
-    """Isolated uniformly perfused tumor sphere (MODEL.md §4): −K∇²p + L_pS_v p = L_pS_v p_e,
+    """Isolated uniformly perfused tumor sphere (docs/model.md §4): −K∇²p + L_pS_v p = L_pS_v p_e,
     p'(0) = 0, p(R) = 0, α = R√(L_pS_v/K) = 10.
 
     p/p_e = 1 − sinh(α r/R)/((r/R) sinh α); 0.997803, 0.986525, 0.591245 at r/R = 0.25, 0.5,
@@ -219,7 +219,7 @@ def baxter_jain_cylinder():
     return _baxter_jain("cylinder")
 
 
-# ------------------------------------------------------------------ Thiele (MODEL.md §11)
+# ------------------------------------------------------------------ Thiele (docs/model.md §11)
 _THIELE_REF = ((0.5, 0.95952), (1.0, 0.85092), (2.0, 0.55144), (5.0, 0.06738))
 _THIELE_SIZES = (40, 80, 160)
 
@@ -252,8 +252,8 @@ def thiele_sphere():
                 centre_ref_err = max(centre_ref_err, abs(c0 - ref))
         errors.append(worst)
         spacings.append(R / n)
-    checks = [_check("closed form C(0)/C_s vs MODEL.md values (abs)", ref_err, 5e-6),
-              _check("finest numerical C(0)/C_s vs MODEL.md values (abs)", centre_ref_err, 1e-4)]
+    checks = [_check("closed form C(0)/C_s vs docs/model.md values (abs)", ref_err, 5e-6),
+              _check("finest numerical C(0)/C_s vs docs/model.md values (abs)", centre_ref_err, 1e-4)]
     return _row("thiele_sphere",
                 "Sphere with first-order uptake, φ = 0.5, 1, 2, 5: C/C_s = (R/r) sinh(φr/R)/"
                 "sinh φ. error = max over φ of the max-norm error at cell centres and of the "
@@ -261,7 +261,7 @@ def thiele_sphere():
                 f"n={_THIELE_SIZES[-1]}", errors, spacings, 2.0, 2e-4, checks)
 
 
-# ------------------------------------------------------------------ Crank sphere (MODEL.md §11)
+# ------------------------------------------------------------------ Crank sphere (docs/model.md §11)
 _CRANK_REF = ((0.01, 0.30851), (0.05, 0.60694), (0.1, 0.77048), (0.2, 0.91550))
 _CRANK_SIZES = (20, 40, 80)
 
@@ -302,7 +302,7 @@ def crank_sphere():
         errors.append(np.max(np.abs(np.asarray(saved) - exact)))
         spacings.append(R / n)
     ref_err = float(np.max(np.abs(exact - np.array([v for _, v in _CRANK_REF]))))
-    checks = [_check("closed form vs MODEL.md M_t/M_∞ (abs)", ref_err, 5e-6)]
+    checks = [_check("closed form vs docs/model.md M_t/M_∞ (abs)", ref_err, 5e-6)]
     return _row("crank_sphere",
                 "Transient uptake by a sphere at c(R) = 1 (Crank §6.3), M_t/M_∞ at τ = 0.01, "
                 "0.05, 0.1, 0.2; h and Δt refined together (Δτ = 0.05/n), SDIRK2 transport. "
@@ -310,7 +310,7 @@ def crank_sphere():
                 f"n={_CRANK_SIZES[-1]}", errors, spacings, 2.0, 5e-4, checks)
 
 
-# ------------------------------------------------------------------ Ogata-Banks (MODEL.md §11)
+# ------------------------------------------------------------------ Ogata-Banks (docs/model.md §11)
 def ogata_banks(x, t, u, D):
     """C/C₀ = ½[erfc((x − ut)/(2√(Dt))) + exp(ux/D) erfc((x + ut)/(2√(Dt)))], the product
     evaluated as exp(ux/D − z²) erfcx(z) with z = (x + ut)/(2√(Dt)) ≥ 0 (no overflow)."""
@@ -404,7 +404,7 @@ def ogata_banks_pe100_limited():
     return _ogata_banks_case(100.0, scheme="limited")
 
 
-# ------------------------------------------------------------------ Krogh cylinder (MODEL.md §11)
+# ------------------------------------------------------------------ Krogh cylinder (docs/model.md §11)
 _KROGH_SIZES = (40, 80, 160)
 
 
@@ -433,7 +433,7 @@ def krogh_cylinder():
                 f"n={_KROGH_SIZES[-1]}", errors, spacings, 2.0, 5e-4)
 
 
-# ------------------------------------------------------------------ Pennes sphere (MODEL.md §8)
+# ------------------------------------------------------------------ Pennes sphere (docs/model.md §8)
 _PENNES_SIZES = (30, 60, 120)
 
 
@@ -452,7 +452,7 @@ def pennes_exact(r, Q0, W, k, a):
 def pennes_sphere():
     """Pennes bioheat, steady: −k∇²θ + Wθ = Q₀ for r < a, in infinite perfused tissue,
     W = ω_bρ_bc_b, m = √(W/k):  θ(0) = (Q₀/W)[1 − (1 + ma) e^(−ma)];
-    Q₀ = 1e5 W/m³, W = 1800 W/(m³K), k = 0.5 W/(mK), a = 1 cm ⇒ θ(0) = 6.772 K (MODEL.md §8).
+    Q₀ = 1e5 W/m³, W = 1800 W/(m³K), k = 0.5 W/(mK), a = 1 cm ⇒ θ(0) = 6.772 K (docs/model.md §8).
 
     Domain r < 3a; the far field uses the exact radiation condition of the decaying outer
     solution e^(−mr)/r, a Robin condition with h = k(m + 1/R), so the truncated problem has
@@ -476,7 +476,7 @@ def pennes_sphere():
         errors.append(max(abs(_center_value(th) - theta0),
                           float(np.max(np.abs(th - exact)))) / theta0)
         spacings.append(R / n)
-    checks = [_check("closed-form θ(0) vs MODEL.md 6.772 K (abs, K)", abs(theta0 - 6.772),
+    checks = [_check("closed-form θ(0) vs docs/model.md 6.772 K (abs, K)", abs(theta0 - 6.772),
                      5e-4)]
     return _row("pennes_sphere",
                 "Pennes sphere, Q₀ = 1e5 W/m³ in r < a = 1 cm, W = 1800, k = 0.5, θ(0) = 6.772 K;"

@@ -1,5 +1,5 @@
 """Tests of the numerics layer: grid.py, fv.py, linalg.py, solver.py (DESIGN.md "Numerics we
-expect"; MODEL.md §11).  float64 unless a test says otherwise (tests/conftest.py).  Tolerances are
+expect"; docs/model.md §11).  float64 unless a test says otherwise (tests/conftest.py).  Tolerances are
 stated per test."""
 import math
 

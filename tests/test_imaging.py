@@ -1,4 +1,4 @@
-"""Simulated imaging (``nanotransport.imaging``, MODEL.md §9): the PSF conserves activity,
+"""Simulated imaging (``nanotransport.imaging``, docs/model.md §9): the PSF conserves activity,
 keeps a uniform field uniform and has the stated width on every geometry; decay follows the
 half-lives; the ideal-scanner image reproduces the carrier ledger; bad input is refused."""
 import math

@@ -95,7 +95,7 @@ def test_liposome_delivers_more_drug_and_less_free_plasma_drug_than_free_dox():
 
 
 def test_kill_model_in_responsive_range_for_free_doxorubicin():
-    """MODEL.md §7: free doxorubicin at 60 mg/m² leaves tumor-mean SF in [0.05, 0.9]."""
+    """docs/model.md §7: free doxorubicin at 60 mg/m² leaves tumor-mean SF in [0.05, 0.9]."""
     s = sc.load("free-dox", ["numerics.cells=40", "numerics.max_dt_min=30"])
     r = sim.simulate(s)
     eff = float(summary.metrics(r, tissue.layout(s), s["drug.kill_coefficient_per_ng_h_per_1e5cells"])

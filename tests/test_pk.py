@@ -1,5 +1,5 @@
 """Tests of the systemic PK model (nanotransport.pk): closed forms, conservation, calibration
-against the doxorubicin and Doxil labels, and gradients (MODEL.md §3, §11).  float64 (conftest).
+against the doxorubicin and Doxil labels, and gradients (docs/model.md §3, §11).  float64 (conftest).
 """
 import math
 

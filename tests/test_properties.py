@@ -1,4 +1,4 @@
-"""Tests for nanotransport.properties (MODEL.md §3, §5, §6, §7). Tolerances are stated per test."""
+"""Tests for nanotransport.properties (docs/model.md §3, §5, §6, §7). Tolerances are stated per test."""
 import math
 
 import jax
@@ -29,14 +29,14 @@ def _all_finite(tree):
 
 
 def test_stokes_einstein_model_values():
-    # MODEL.md §5, water at 37 °C: 6.57e-11 and 6.57e-12 m²/s; rel 1e-3 (3 digits given)
+    # docs/model.md §5, water at 37 °C: 6.57e-11 and 6.57e-12 m²/s; rel 1e-3 (3 digits given)
     d0 = p.stokes_einstein_diffusivity(jnp.array([10.0, 100.0]) * NM)
     np.testing.assert_allclose(d0, [6.57e-11, 6.57e-12], rtol=1e-3)
 
 
 # ------------------------------------------------------------------ Dechadilok & Deen
 
-DD_TABLE = np.array([  # λ, H, W, σ (MODEL.md §5)
+DD_TABLE = np.array([  # λ, H, W, σ (docs/model.md §5)
     (0.05, 0.7550, 0.9827, 0.0173),
     (0.1, 0.5918, 0.9388, 0.0612),
     (0.2, 0.3579, 0.8051, 0.1949),

@@ -1,4 +1,4 @@
-"""Closed-form verification cases (MODEL.md §11) as tests: every row of ``nanotransport verify``
+"""Closed-form verification cases (docs/model.md §11) as tests: every row of ``nanotransport verify``
 must pass (error ≤ tolerance and observed order ≥ expected − 0.3; see nanotransport/verify.py)."""
 import json
 
