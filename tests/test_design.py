@@ -36,8 +36,10 @@ def test_objective_gradient_matches_central_differences(name, extra):
         xp[i] += h
         xm[i] -= h
         fd = (float(f(jnp.asarray(xp))) - float(f(jnp.asarray(xm)))) / (2 * h)
-        if abs(fd * x0[i]) < 1e-9 * scale:  # e.g. d/dT_m of a carrier that never releases
-            assert abs(grads[p] * x0[i]) < 1e-8 * scale
+        # ~0, e.g. d/dT_m of a carrier that never releases, or d/d(heating duration) of Doxil
+        # (no thermal dose below 39 °C since issue #15: FD is at round-off, ~1e-13 here)
+        if abs(fd * x0[i]) < 1e-8 * scale:
+            assert abs(grads[p] * x0[i]) < 1e-7 * scale
             continue
         assert abs(grads[p] - fd) <= 1e-5 * abs(fd), (p, grads[p], fd)
 
