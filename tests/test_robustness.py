@@ -433,8 +433,12 @@ def test_sigint_prints_one_line_no_traceback_exit_130(tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         from nanotransport import cli
         def long_run(*a, **k):
+            # returns to Python often, as a real run does between compiled calls: once JAX's
+            # threads run, a process signal may land on one of them, and Python handles it
+            # only when the main thread next runs Python code (one 120-s sleep would hide it)
             print("running", flush=True)
-            time.sleep(120)
+            for _ in range(1200):
+                time.sleep(0.1)
         cli.run_one = long_run
         sys.exit(cli.main(sys.argv[1:]))
     """)
