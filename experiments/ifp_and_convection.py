@@ -17,9 +17,9 @@ normal-tissue medium with lymphatic drainage (continuity of p and K ∂p/∂r at
 derived here: p = P_t + A sinh(k_t r)/r inside, P_n + B e^(−k_n (r − R))/r outside).
 (2) ``doxil-mouse`` (4-mm subcutaneous tumor, 6 mg/kg bolus; Chauhan et al. worked in mice)
 with carrier diameter 12 nm or 125 nm (their particle sizes) in three vessel states:
-baseline high-EPR (pore radius 400 nm, L_p 2.8e-7); *normalized* = pore radius 400 → 100 nm and
-L_p × 0.3 (our choice, following the qualitative description of normalization as "pruning
-and fortifying leaky vessels": smaller pores and lower hydraulic conductivity, Jain 2005
+baseline high-EPR (pore radius 400 nm, L_p 2.8e-7); *normalized* = pore radius 400 → 100 nm,
+with the gaps' tenth of L_p following ⟨r²⟩ (docs/model.md §4; our choice, following the
+qualitative description of normalization as "pruning and fortifying leaky vessels", Jain 2005
 Science 307:58; the magnitudes are assumptions, not measurements); and a sensitivity arm
 *normalized + oncotic* (protein reflection coefficient σ_0 0.82 → 0.91 and interstitial
 oncotic pressure 15 → 10 mmHg, the normal-tissue values: less protein leak lowers p_e from
@@ -160,7 +160,7 @@ def part_normalization(quick):
     base = C.load("doxil-mouse", quick=quick)
     states = {
         "baseline": {},
-        "normalized": dict(NORMALIZED),  # one pore population: L_p falls with ⟨r²⟩ (× 1/16)
+        "normalized": dict(NORMALIZED),  # the gaps' share of L_p falls with ⟨r²⟩ (× 1/16 of f = 0.1)
         "normalized + oncotic": {
             **NORMALIZED,
             "tissue.tumor.protein_reflection_coefficient": SIGMA0_NORMAL,

@@ -293,6 +293,51 @@ def retardation_factor(diameter_m, fibre_volume_fraction=TUMOR_MATRIX.fibre_volu
 
 
 # --------------------------------------------------------------------------------------------
+# Extravascular distribution of small particles (docs/model.md §3)
+
+#: Albumin, the calibration particle of the whole-body exchange: Stokes diameter 7.1 nm; its
+#: transcapillary escape rate ≈ 5 %/h of the plasma pool in healthy adults (Fleck et al. 1985
+#: Lancet 1:781) *(verify)*; ≈ 60 % of the body's albumin is extravascular, i.e. 1.4× the
+#: plasma pool (Rothschild, Oratz & Schreiber 1972 N Engl J Med 286:748) *(verify)*.
+ALBUMIN_DIAMETER_NM = 7.1
+ALBUMIN_ESCAPE_RATE_PER_H = 0.05
+ALBUMIN_EXTRAVASCULAR_RATIO = 1.4
+#: Small pores (endothelial junctions) of continuous capillaries, as ``tissue.JUNCTION_PORES``.
+_JUNCTION_RADIUS_M, _JUNCTION_LOG_SD = 5.0 * NM, 0.2
+
+
+def ogston_partition(diameter_m, fibre_volume_fraction, fibre_radius_m):
+    """Share of a fibre matrix's fluid volume open to a sphere of radius r_s = d/2 (Ogston 1958):
+    K_av = exp(−φ_f (1 + r_s/r_f)²) (dimensionless)."""
+    return jnp.exp(-fibre_volume_fraction
+                   * (1.0 + 0.5 * jnp.asarray(diameter_m) / fibre_radius_m) ** 2)
+
+
+def extravascular_exchange(diameter_nm):
+    """Whole-body exchange of a particle between plasma and the body's interstitium through the
+    endothelial junctions of continuous capillaries, scaled from albumin (adult human):
+
+      k_out(d) = k_alb · [⟨H⟩_j(d) D_0(d)] / [⟨H⟩_j(d_alb) D_0(d_alb)]     (1/h, plasma → tissue)
+      V_e/V_p(d) = R_alb · K_av(d)/K_av(d_alb)                            (extravascular volume)
+
+    with ⟨H⟩_j the diffusive pore hindrance over the junction population (5 nm, log-sd 0.2)
+    and K_av the Ogston partition of the normal matrix (``NORMAL_MATRIX``).  Returns
+    (k_out in 1/h, V_e/V_p).  Particles above ~10 nm do not cross (H = 0 for λ ≥ 1): they keep
+    only their carrier set's own peripheral compartment."""
+    def flux_and_room(d_nm):
+        d = jnp.asarray(d_nm) * NM
+        h = lognormal_pore_average(0.5 * d, _JUNCTION_RADIUS_M, _JUNCTION_LOG_SD).diffusive
+        room = ogston_partition(d, NORMAL_MATRIX.fibre_volume_fraction,
+                                NORMAL_MATRIX.fibre_radius_m)
+        return h * stokes_einstein_diffusivity(d), room
+
+    flux, room = flux_and_room(diameter_nm)
+    flux_alb, room_alb = flux_and_room(ALBUMIN_DIAMETER_NM)
+    return (ALBUMIN_ESCAPE_RATE_PER_H * flux / flux_alb,
+            ALBUMIN_EXTRAVASCULAR_RATIO * room / room_alb)
+
+
+# --------------------------------------------------------------------------------------------
 # Systemic clearance (docs/model.md §3)
 
 _LOGISTIC_10_90 = 2.0 * math.log(9.0)  # 10–90 % width of a logistic, in units of its scale

@@ -131,10 +131,37 @@ def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.
                               s["formulation.release_transition_width_C"],
                               s["formulation.leak_rate_per_h"] / units.HOUR,
                               s["formulation.release_max_rate_per_s"])
+    k12, k21 = _extravascular_rates(base, d, d_ref, species, s)
     params = base.replace(cl_renal=renal, cl_mps=cl_ref * share * size_law,
                           cl_other=cl_ref * (1.0 - share), k_leak_plasma=leak,
-                          fu_plasma=s["drug.unbound_fraction_plasma"])
+                          fu_plasma=s["drug.unbound_fraction_plasma"], k12=k12, k21=k21)
     return params, dose_mol
+
+
+def _extravascular_rates(base: pk.SystemicParameters, d, d_ref: float, species: str, s: dict):
+    """Carrier exchange rates (k12, k21, 1/s) with the extravascular space of the body.
+
+    A carrier set's own peripheral compartment (k12,set, k21,set) holds at its reference
+    diameter d_ref. A particle small enough to cross the endothelial junctions (d ≲ 10 nm)
+    adds the size-dependent exchange of ``properties.extravascular_exchange`` beyond that of the
+    reference size, lumped with the set's compartment (docs/model.md §3):
+
+      Δk = k_out(d) − k_out(d_ref),   k12 = k12,set + Δk
+      V_per/V_p = k12,set/k21,set + (V_e/V_p)(d) · Δk⁺/(Δk⁺ + k12,set),   k21 = k12 / (V_per/V_p)
+
+    The weight Δk⁺/(Δk⁺ + k12,set) lets the added volume appear only as fast as its exchange
+    does, so the rates are continuous in d.  Mouse rates scale as (body mass/70 kg)^−0.25,
+    like the mouse sets."""
+    k_out, ratio = props.extravascular_exchange(d)
+    k_out_ref, _ = props.extravascular_exchange(d_ref)
+    scale = 1.0 if species == "human" else (s["patient.body_mass_kg"] / 70.0) ** -0.25
+    delta = scale * (k_out - k_out_ref) / units.HOUR
+    k12 = base.k12 + delta
+    gain = jnp.maximum(delta, 0.0)
+    set_ratio = base.k12 / base.k21 if base.k21 > 0 else 0.0
+    volume_ratio = set_ratio + ratio * gain / (gain + base.k12 + 1e-30)
+    k21 = jnp.where(k12 > 0, k12 / jnp.maximum(volume_ratio, 1e-12), 0.0)
+    return k12, k21
 
 
 def flags(scenario: Scenario) -> tuple[bool, bool]:

@@ -6,18 +6,21 @@ Every cell holds three phases with volume fractions φ_v (plasma in vessels), φ
 and φ_c = 1 − φ_v − φ_e (cells).  Region parameters are blended into maps with the static
 region masks, so every map is a smooth (linear) function of the scenario's numbers.
 
-Vessel wall: one log-normal pore population per tissue (median r_pore, log-sd s;
-``properties.lognormal_pore_average``) sets the reflection coefficient, the permeability and the
-hydraulic conductivity (docs/model.md §5).  For a carrier of diameter d,
-    P = (γ/L)·⟨H(λ)⟩·D_0(d),   σ = 1 − ⟨r² W(λ)⟩/⟨r²⟩,   λ = d/(2 r_pore),
-    L_p = L_p,ref · ⟨r²⟩/⟨r²⟩_ref = L_p,ref · (r_pore/r_ref)² · exp(2 s² − 2 s_ref²)   (Poiseuille)
+Vessel wall: two paths in parallel (docs/model.md §5).  One log-normal pore population per
+tissue (median r_pore, log-sd s; ``properties.lognormal_pore_average``: in tumors the rare open
+gaps) and the endothelial junctions (``JUNCTION_PORES``, 5 nm), which take the share 1 − f of the
+reference filtration (``large_pore_flow_fraction`` f).  For a carrier of diameter d,
+    P = (γ/L)·⟨H(λ)⟩·D_0(d),   λ = d/(2 r_pore)
+    L_p = L_p,ref · [(1 − f) + f ρ],   ρ = ⟨r²⟩/⟨r²⟩_ref = (r_pore/r_ref)² exp(2 s² − 2 s_ref²)
+    σ = q (1 − ⟨r² W⟩/⟨r²⟩)_pores + (1 − q)(1 − ⟨r² W⟩/⟨r²⟩)_junctions,   q = f ρ/[(1 − f) + f ρ]
 with γ/L the diffusive pore area per wall thickness (``carrier_permeability_scale_per_m``) and
 L_p,ref the hydraulic conductivity of the region's reference pores (``REFERENCE_PORES``: the
-defaults, so default pressures are those of Baxter & Jain 1989).  Shrinking the pores (vessel
-normalization) lowers L_p and with it the interstitial pressure.  The hydraulic and diffusive
-pore areas are calibrated separately, each from its own data: Baxter & Jain's L_p implies a pore
-area ~40× smaller than the measured permeabilities of 10-90 nm particles do (documented in
-docs/model.md §5).
+defaults, so default pressures are those of Baxter & Jain 1989).  The tumor's f = 0.1 follows
+from Baxter & Jain's protein reflection coefficients (normal-like junctions, σ_0 0.91, plus open
+gaps give the tumor's 0.82), so most filtered fluid cannot carry a 90-nm carrier (σ ≈ 0.9).
+Shrinking the pores (vessel normalization) lowers the gaps' L_p and the carriers' convection.
+The hydraulic and diffusive pore areas are calibrated separately, each from its own data
+(documented in docs/model.md §5).
 Blood flow: ``perfusion_ml_per_ml_min`` is *blood* flow w_b; the vessel phase exchanges with
 *plasma* flow (1 − Hct)·w_b, and the Pennes sink is w_b ρ_b c_b from the same map.
 Interstitial fluid carries plasma proteins at the ratio of the oncotic pressures π_i/π_v
@@ -47,6 +50,9 @@ AVOGADRO = 6.02214076e23  # 1/mol
 #: (median radius nm, log-sd) of the pores whose hydraulic conductivity the scenario's L_p is:
 #: the schema defaults of each region (Baxter & Jain's L_p belongs to these vessels).
 REFERENCE_PORES = {"tumor": (400.0, 0.5), "normal": (5.0, 0.2)}
+#: (median radius nm, log-sd) of endothelial junctions, the small-pore path of every vessel wall
+#: (continuous capillaries' small pores, ~4-5 nm: Rippe & Haraldsson 1994 Physiol Rev 74:163).
+JUNCTION_PORES = (5.0, 0.2)
 #: ρ_b c_b of blood, J/(m³·K): 1050 kg/m³ × 3617 J/(kg·K) (IT'IS tissue database, blood).
 BLOOD_HEAT_CAPACITY_J_PER_M3_K = 1050.0 * 3617.0
 REFERENCE_DIAMETER_NM = 90.0  # carrier size at which the macrophage uptake rates are given
@@ -321,7 +327,10 @@ def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
     ref_r = sum(REFERENCE_PORES[k][0] * m for k, m in (("tumor", lay.tumor), ("normal", lay.normal)))
     ref_s = sum(REFERENCE_PORES[k][1] * m for k, m in (("tumor", lay.tumor), ("normal", lay.normal)))
     pore_flow = (pore_r / ref_r) ** 2 * jnp.exp(2.0 * (pore_s**2 - ref_s**2))  # ⟨r²⟩/⟨r²⟩_ref
-    lp = b("vessel_hydraulic_conductivity_cm_per_mmhg_s") * pore_flow * units.CM / mmhg
+    f_large = b("large_pore_flow_fraction")
+    path_flow = (1.0 - f_large) + f_large * pore_flow  # L_p / L_p,ref
+    lp = b("vessel_hydraulic_conductivity_cm_per_mmhg_s") * path_flow * units.CM / mmhg
+    large_share = f_large * pore_flow / path_flow  # share of the filtration through the pores
     p_eff = (b("vascular_pressure_mmhg") - b("protein_reflection_coefficient")
              * (b("plasma_oncotic_pressure_mmhg") - b("interstitial_oncotic_pressure_mmhg"))
              ) * mmhg
@@ -335,6 +344,10 @@ def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
 
     d_carrier_m = s["formulation.diameter_nm"] * units.NM
     wall = props.lognormal_pore_average(0.5 * d_carrier_m, pore_r * units.NM, pore_s)
+    junction = props.lognormal_pore_average(0.5 * d_carrier_m, JUNCTION_PORES[0] * units.NM,
+                                            JUNCTION_PORES[1])
+    sigma_carrier = (large_share * wall.reflection
+                     + (1.0 - large_share) * junction.reflection)  # flow-weighted, both paths
     d0 = props.stokes_einstein_diffusivity(d_carrier_m)
     ps_carrier = b("carrier_permeability_scale_per_m") * wall.diffusive * d0 * s_v
     fibre, fibre_r = b("fibre_volume_fraction"), b("fibre_radius_nm") * units.NM
@@ -355,7 +368,7 @@ def tissue_maps(lay: Layout, scenario: Scenario) -> TissueMaps:
     phagocytosis = b("macrophage_uptake_per_h", 0.0) / units.HOUR * size_surface
     return TissueMaps(phi_v=phi_v, phi_e=phi_e, phi_c=1.0 - phi_v - phi_e, lp_sv=lp * s_v,
                       p_eff=p_eff, hydraulic_k=k_hyd, lymph=lymph, perfusion=perfusion,
-                      ps_carrier=ps_carrier, sigma_carrier=wall.reflection, d_carrier=d_carrier,
+                      ps_carrier=ps_carrier, sigma_carrier=sigma_carrier, d_carrier=d_carrier,
                       rf_carrier=rf, ps_free=ps_free, sigma_free=sigma_free, d_free=d_free,
                       cell_density=cells, viable_tumor=jnp.asarray(viable),
                       receptors=b("receptors_per_cell") * cells / AVOGADRO,

@@ -18,7 +18,9 @@ NAMES = ["diameter_nm", "release_temperature_C", "dose_mg_per_m2", "heating_dura
 
 @pytest.mark.parametrize("name,extra", [
     ("thermodox", []),
-    ("doxil", ["heating.source=controlled", "heating.heating_start_min=15"]),
+    # the controller's gradient is also checked by test_hyperthermia (default run)
+    pytest.param("doxil", ["heating.source=controlled", "heating.heating_start_min=15"],
+                 marks=pytest.mark.slow),
 ])
 def test_objective_gradient_matches_central_differences(name, extra):
     """AD (forward mode, all five variables at once) vs central differences, float64:

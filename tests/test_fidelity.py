@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from nanotransport import pk, scenario, simulate, summary, tissue, units, validate
+from nanotransport import properties as props
+from nanotransport.schema import FIELDS_BY_PATH
 from nanotransport.scenario import ScenarioError
 
 jax.config.update("jax_enable_x64", True)
@@ -72,25 +74,49 @@ def test_conjugate_releases_inside_cells_and_has_its_own_pk():
     np.testing.assert_allclose(t_half, [2.7, 49.0], rtol=0.2)
 
 
-def test_one_pore_population_sets_hydraulic_conductivity():
-    """L_p ∝ ⟨r²⟩ of the pores (Poiseuille): defaults give Baxter & Jain's L_p exactly; half the
-    pore radius gives a quarter; smaller pores lower the tumor's central pressure."""
-    def lp_and_centre(*sets):
-        s = scenario.load("doxil", ["cells=60", *sets])
-        lay = tissue.layout(s)
-        maps = tissue.tissue_maps(lay, s)
-        from nanotransport.fluid import solve_pressure
+def _maps_and_centre_pressure(*sets):
+    from nanotransport.fluid import solve_pressure
 
-        p = solve_pressure(lay.grid, maps.hydraulic_k, maps.lp_sv, maps.p_eff, maps.lymph)
-        s_v = 200.0 / units.CM
-        return float(maps.lp_sv[0]) / s_v, float(p.pressure[0])
+    s = scenario.load("doxil", ["cells=60", *sets])
+    lay = tissue.layout(s)
+    maps = tissue.tissue_maps(lay, s)
+    p = solve_pressure(lay.grid, maps.hydraulic_k, maps.lp_sv, maps.p_eff, maps.lymph)
+    return maps, float(p.pressure[0])
 
-    lp0, p0 = lp_and_centre()
-    assert lp0 == pytest.approx(2.8e-7 * units.CM / units.MMHG_PA, rel=1e-12)
-    lp1, p1 = lp_and_centre("tissue.tumor.pore_radius_nm=200")
-    assert lp1 == pytest.approx(lp0 / 4.0, rel=1e-12)
-    lp2, p2 = lp_and_centre("tissue.tumor.pore_radius_nm=20")
-    assert p2 < p1 <= p0
+
+def test_two_path_wall_sets_hydraulic_conductivity():
+    """L_p = L_p,ref·[(1 − f) + f·⟨r²⟩/⟨r²⟩_ref] (docs/model.md §4): defaults give Baxter & Jain's
+    L_p exactly; with f = 1, half the pore radius gives a quarter; with the default f = 0.1 it
+    gives 0.9 + 0.1/4; smaller pores lower the tumor's central pressure."""
+    s_v = 200.0 / units.CM
+    lp = lambda maps: float(maps.lp_sv[0]) / s_v  # noqa: E731
+    maps0, p0 = _maps_and_centre_pressure()
+    assert lp(maps0) == pytest.approx(2.8e-7 * units.CM / units.MMHG_PA, rel=1e-12)
+    maps1, _ = _maps_and_centre_pressure("tissue.tumor.pore_radius_nm=200",
+                                         "tissue.tumor.large_pore_flow_fraction=1")
+    assert lp(maps1) == pytest.approx(lp(maps0) / 4.0, rel=1e-12)
+    maps2, p2 = _maps_and_centre_pressure("tissue.tumor.pore_radius_nm=200")
+    assert lp(maps2) == pytest.approx(lp(maps0) * (0.9 + 0.1 / 4.0), rel=1e-12)
+    _, p3 = _maps_and_centre_pressure("tissue.tumor.pore_radius_nm=20")
+    assert p3 < p2 < p0
+
+
+def test_tumor_gap_share_follows_protein_reflection_and_sieves_carriers():
+    """The tumor's gap share f = (σ_0,normal − σ_0,tumor)/σ_0,normal of the schema's protein
+    reflection coefficients (Baxter & Jain 1989), to the 2 digits it is given with; junctions that
+    reflect proteins like normal vessels plus open gaps then give the tumor's σ_0 back, and a
+    90-nm carrier is reflected by the flow-weighted σ = 1 − f·W_gaps (docs/model.md §5)."""
+    f = FIELDS_BY_PATH["tissue.tumor.large_pore_flow_fraction"].default
+    s_n = FIELDS_BY_PATH["tissue.normal.protein_reflection_coefficient"].default
+    s_t = FIELDS_BY_PATH["tissue.tumor.protein_reflection_coefficient"].default
+    assert f == pytest.approx((s_n - s_t) / s_n, abs=0.005)
+    albumin_gap = props.lognormal_pore_average(3.55e-9, 400e-9, 0.5).reflection
+    assert (1.0 - f) * s_n + f * float(albumin_gap) == pytest.approx(s_t, abs=0.01)
+    maps, _ = _maps_and_centre_pressure()
+    gap = props.lognormal_pore_average(45e-9, 400e-9, 0.5).reflection
+    assert float(maps.sigma_carrier[0]) == pytest.approx(1.0 - f * (1.0 - float(gap)), rel=1e-12)
+    maps_all, _ = _maps_and_centre_pressure("tissue.tumor.large_pore_flow_fraction=1")
+    assert float(maps_all.sigma_carrier[0]) == pytest.approx(float(gap), rel=1e-12)
 
 
 def test_plasma_flow_bioheat_and_interstitial_binding_follow_their_laws():
@@ -132,3 +158,25 @@ def test_validate_marks_and_reports():
     assert all(r["passed"] for r in rows), rows
     assert len(validate.targets()) >= 12
     assert all(t.source and t.low <= t.published <= t.high for t in validate.targets())
+
+
+def test_small_particles_get_an_extravascular_volume():
+    """docs/model.md §3: albumin-scaled junction exchange: 5 %/h and 1.4× plasma at 7.1 nm; a
+    Doxil-sized carrier keeps its fitted set exactly; an 8-nm particle gains exchange and a larger
+    steady-state volume; the rates are continuous in d (no jump where the exchange starts)."""
+    k, ratio = props.extravascular_exchange(7.1)
+    assert float(k) == pytest.approx(0.05, rel=1e-12)
+    assert float(ratio) == pytest.approx(1.4, rel=1e-12)
+    base = pk.human_pegylated_liposome(1.8)
+    ref, _ = simulate.systemic_parameters(scenario.load("doxil"))
+    assert float(ref.k12) == pytest.approx(float(base.k12), rel=1e-12)
+    assert float(ref.k21) == pytest.approx(float(base.k21), rel=1e-12)
+    small, _ = simulate.systemic_parameters(scenario.load("doxil", ["formulation.diameter_nm=8"]))
+    assert float(small.k12) > float(base.k12) + 0.01 / units.HOUR
+    assert float(small.k12 / small.k21) > float(base.k12 / base.k21) + 0.5
+
+    def rates(d):
+        p, _ = simulate.systemic_parameters(scenario.load("doxil", [f"formulation.diameter_nm={d}"]))
+        return np.array([float(p.k12), float(p.k21)])
+    assert np.allclose(rates(15.0), rates(15.001), rtol=1e-4)
+    assert np.allclose(rates(30.0), [float(base.k12), float(base.k21)], rtol=1e-6)

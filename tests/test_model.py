@@ -85,12 +85,15 @@ def test_small_pores_hurt_large_carriers_more():
 
 
 def test_liposome_delivers_more_drug_and_less_free_plasma_drug_than_free_dox():
-    """Over the first day the liposome delivers several-fold more tumor drug at the same dose
-    (free drug is retained too, by DNA binding, so the ratio is no longer the ~20x of a model
-    in which cells empty in minutes)."""
-    _, _, free = run("free-dox")
-    _, _, lipo = run("doxil", "dose.dose_mg_per_m2=60")
-    assert float(lipo["tumor_drug_auc_ug_h_per_g"]) > 3 * float(free["tumor_drug_auc_ug_h_per_g"])
+    """At the same dose the liposome's tumor drug overtakes free doxorubicin's and its advantage
+    grows with time (free drug is retained by DNA binding, the liposome keeps arriving), while
+    its free-drug plasma peak is far lower.  How large the advantage is, is a validation target
+    (`validate`: Northfelt et al. 1996, 72 h), not a test."""
+    sets = ("numerics.t_end_h=72", "numerics.save_times_h=[0, 4, 24, 72]")
+    _, _, free = run("free-dox", *sets)
+    _, _, lipo = run("doxil", "dose.dose_mg_per_m2=60", *sets)
+    ratio = (np.asarray(lipo["tumor_drug_ug_per_g"]) / np.asarray(free["tumor_drug_ug_per_g"]))
+    assert 1.0 < ratio[2] < ratio[3], ratio  # 24 h, 72 h
     assert float(lipo["plasma_peak_free_ug_per_ml"]) < 0.1 * float(free["plasma_peak_free_ug_per_ml"])
 
 
