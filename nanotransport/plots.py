@@ -416,6 +416,13 @@ def validation(rows: list[dict], path: Path) -> Path:
                     mfc="tab:green" if r["passed"] else "white")
     ax.axvline(1.0, color="k", lw=0.5)
     ax.set_xscale("log")
+    ratios = [r["model"] / r["published"] for r in rows if r["model"] is not None and r["model"] > 0]
+    ratios += [r[k] / r["published"] for r in rows for k in ("low", "high")]
+    lo, hi = min(ratios), max(ratios)
+    ax.set_xlim(lo / 1.3, hi * 1.3)  # every marker inside the frame
+    ticks = [t for t in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0) if lo / 1.3 <= t <= hi * 1.3]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_yticks(range(n))
     ax.set_yticklabels([r["id"] for r in rows][::-1], fontsize=7)
     ax.set_xlabel("model / published (grey: published band)")
