@@ -247,21 +247,11 @@ def model_function(scenario: Scenario, paths, metric: str, times_h, dose_fractio
     """θ ↦ simulated ``metric`` at ``times_h`` of the imaging study, p = p₀ exp(θ)."""
     import jax.numpy as jnp
 
-    from . import imaging, simulate, tissue
+    from . import imaging, study
 
-    study = imaging_study(scenario, times_h, dose_fraction)
-    static, lay = simulate.structure(study), tissue.layout(study)
-    im = imaging.setup(study, lay)
+    g = study.model_function(imaging_study(scenario, times_h, dose_fraction), paths, lambda r: imaging.metrics(r)[metric][1:])
     p0 = jnp.asarray([float(scenario[p]) for p in paths])
-
-    def f(theta):
-        params = dict(study.params)
-        values = p0 * jnp.exp(theta)
-        for i, p in enumerate(paths):
-            params[p] = values[i]
-        return imaging.metrics(simulate.run(params, static), im)[metric][1:]
-
-    return f
+    return lambda theta: g(p0 * jnp.exp(theta))
 
 
 @dataclasses.dataclass
@@ -412,20 +402,15 @@ def predict(scenario: Scenario, result: Fit) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from . import cohort, design, simulate, summary, tissue
+    from . import cohort, design, study, summary
 
-    static, lay = simulate.structure(scenario), tissue.layout(scenario)
     paths = result.paths
     p0 = jnp.asarray([result.initial[p] for p in paths])
+    g = study.model_function(scenario, paths, lambda r: jnp.stack(
+        [summary.metrics(r)[k] for k in PREDICTED]))
 
     def f(theta):
-        params = dict(scenario.params)
-        values = p0 * jnp.exp(theta)
-        for i, p in enumerate(paths):
-            params[p] = values[i]
-        m = summary.metrics(simulate.run(params, static), lay,
-                            params["drug.kill_coefficient_per_ng_h_per_1e5cells"])
-        return jnp.stack([m[k] for k in PREDICTED])
+        return g(p0 * jnp.exp(theta))
 
     value, jac = (np.asarray(x) for x in jax.jit(design.value_and_jacfwd(f))(
         jnp.asarray(result.theta)))

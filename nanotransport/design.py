@@ -24,14 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import simulate as sim, summary
-from .objective import TERMS, objective
+from . import simulate as sim, study
+from .objective import objective
 from .scenario import Scenario, ScenarioError, check_dose_unit, resolve_name
 from .schema import FIELDS_BY_PATH
-from .tissue import layout
 
 FORWARD_MAX = 6
-METRICS_SCALAR = ("objective",) + TERMS
 
 
 def check_variables(bounds: dict) -> dict:
@@ -67,30 +65,6 @@ def parse_vary(text: str) -> tuple[str, tuple[float, float]]:
     return name.strip(), (lo, hi)
 
 
-def metric_function(scenario: Scenario, paths: list[str], metric: str = "objective"
-                    ) -> Callable:
-    """f(x) → metric for a vector x of the variables ``paths`` (user units)."""
-    static = sim.structure(scenario)
-    lay = layout(scenario)
-
-    def f(x):
-        params = dict(scenario.params)
-        for i, p in enumerate(paths):
-            params[p] = x[i]
-        result = sim.run(params, static)
-        s = Scenario(params, scenario.static, scenario.description)
-        if metric in METRICS_SCALAR:
-            j, t = objective(result, lay, s)
-            return j if metric == "objective" else t[metric]
-        m = summary.metrics(result, lay, params["drug.kill_coefficient_per_ng_h_per_1e5cells"])
-        if metric not in m or jnp.ndim(m[metric]) != 0:
-            raise ScenarioError(f"metric '{metric}' is unknown or not a scalar; allowed: "
-                                f"{', '.join(METRICS_SCALAR + tuple(k for k, v in m.items() if jnp.ndim(v) == 0))}")
-        return m[metric]
-
-    return f
-
-
 def value_and_jacfwd(f: Callable) -> Callable:
     """x ↦ (f(x), ∂f/∂x) in one forward-mode pass: the value is the primal that the tangents
     are computed with (``jax.jacfwd(..., has_aux=True)``).  ``(f(x), jax.jacfwd(f)(x))``
@@ -114,7 +88,7 @@ def value_and_gradient(scenario: Scenario, names: list[str], metric: str = "obje
     for p in paths:
         if not FIELDS_BY_PATH[p].is_param:
             check_variables({p: (0.0, 1.0)})  # raises the clear message
-    f = metric_function(scenario, paths, metric)
+    f = study.model_function(scenario, paths, metric)
     x = jnp.asarray([scenario.params[p] for p in paths])
     if mode == "auto":
         mode = "forward" if len(paths) <= FORWARD_MAX else "reverse"
@@ -168,18 +142,17 @@ def _armijo(value_and_grad, z, value, grad, direction, shrink=0.5, tries=8, c1=1
 
 
 @functools.lru_cache(maxsize=16)
-def _value_grad_terms(structure: tuple, static: tuple, paths: tuple, forward: bool) -> Callable:
+def _value_grad_terms(structure: tuple, paths: tuple, forward: bool) -> Callable:
     """Compiled (z, params, lo, hi) → (−J, d(−J)/dz, terms) at x = lo + (hi − lo)·sigmoid(z).
 
     The scenario's numbers are an argument, not constants of the compiled function, so every
     scenario of one structure (another tumor preset, dose or drug) reuses one compilation, and
     the terms of the final design come from the same executable as the iterations."""
 
+    objective_at = study.varied_function(structure, paths, objective)
+
     def loss_and_terms(z, params, lo, hi):
-        x = _to_x(z, lo, hi)
-        p = {**params, **{q: x[i] for i, q in enumerate(paths)}}
-        s = Scenario(p, static)
-        j, t = objective(sim.run(p, structure), layout(s), s)
+        j, t = objective_at(_to_x(z, lo, hi), params)
         return -j, (-j, t)
 
     def value_grad_terms(z, params, lo, hi):
@@ -210,8 +183,8 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
     paths = list(box)
     lo = jnp.asarray([box[p][0] for p in paths])
     hi = jnp.asarray([box[p][1] for p in paths])
-    value_grad_terms = _value_grad_terms(sim.structure(scenario), scenario.static,
-                                         tuple(paths), len(paths) <= FORWARD_MAX)
+    value_grad_terms = _value_grad_terms(sim.structure(scenario), tuple(paths),
+                                         len(paths) <= FORWARD_MAX)
     params = {k: jnp.asarray(v) for k, v in scenario.params.items()}
 
     def value_and_grad(z):
@@ -268,7 +241,7 @@ def objective_grid(scenario: Scenario, bounds: dict, n: int = 9, chunk: int = 32
     with vmap; returns (axis values of var 1, of var 2, J[i, j])."""
     box = check_variables(bounds)
     paths = list(box)[:2]
-    f = metric_function(scenario, paths, "objective")
+    f = study.model_function(scenario, paths, "objective")
     a = np.linspace(*box[paths[0]], n)
     b = np.linspace(*box[paths[1]], n)
     pts = np.stack(np.meshgrid(a, b, indexing="ij"), -1).reshape(-1, 2)

@@ -15,7 +15,7 @@ SMALL = ["numerics.cells=40", "numerics.t_end_h=24", "numerics.max_dt_min=30",
 def run(name="doxil", *overrides):
     s = sc.load(name, SMALL + list(overrides))
     r = sim.simulate(s)
-    m = summary.metrics(r, tissue.layout(s), s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    m = summary.metrics(r)
     return s, r, m
 
 
@@ -98,7 +98,7 @@ def test_kill_model_in_responsive_range_for_free_doxorubicin():
     """docs/model.md §7: free doxorubicin at 60 mg/m² leaves tumor-mean SF in [0.05, 0.9]."""
     s = sc.load("free-dox", ["numerics.cells=40", "numerics.max_dt_min=30"])
     r = sim.simulate(s)
-    eff = float(summary.metrics(r, tissue.layout(s), s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    eff = float(summary.metrics(r)
                 ["efficacy"])
     assert 0.1 <= eff <= 0.95, eff
 
@@ -115,7 +115,7 @@ def test_time_step_convergence_of_tumor_exposure():
         s = sc.load("doxil", ["numerics.cells=40", "numerics.t_end_h=24",
                               f"numerics.max_dt_min={dt}", "numerics.save_times_h=[0, 1, 4, 24]"])
         r = sim.simulate(s)
-        vals.append(float(summary.metrics(r, tissue.layout(s), 0.27)["tumor_drug_auc_ug_h_per_g"]))
+        vals.append(float(summary.metrics(r)["tumor_drug_auc_ug_h_per_g"]))
     diffs = np.abs(np.diff(vals))
     assert np.all(diffs[1:] < diffs[:-1]), vals
     assert diffs[1] / vals[2] < 2e-3, vals
@@ -123,13 +123,12 @@ def test_time_step_convergence_of_tumor_exposure():
 
 def test_gradient_through_the_model_matches_finite_differences():
     s = sc.load("doxil", SMALL)
-    lay = tissue.layout(s)
     static = sim.structure(s)
 
     def tumor_auc(d):
         params = dict(s.params, **{"formulation.diameter_nm": d})
         r = sim.run(params, static)
-        return summary.metrics(r, lay, 0.27)["tumor_drug_auc_ug_h_per_g"]
+        return summary.metrics(r)["tumor_drug_auc_ug_h_per_g"]
 
     tumor_auc = jax.jit(tumor_auc)
     _, g = jax.jit(lambda d: jax.jvp(tumor_auc, (d,), (1.0,)))(90.0)  # forward mode

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nanotransport import scan, scenario as sc, simulate, summary, tissue
+from nanotransport import scan, scenario as sc, simulate, summary
 from nanotransport.cli import main
 
 TINY = ["numerics.cells=12", "numerics.t_end_h=2", "numerics.max_dt_min=30",
@@ -77,8 +77,7 @@ def test_batched_equals_one_by_one(tiny, points, one_device):
     for i in (0, 5):
         s = tiny.replace(**{p: float(points[p][i]) for p in VARIED})
         r = simulate.simulate(s)
-        single = summary.metrics(r, tissue.layout(s),
-                                 s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+        single = summary.metrics(r)
         assert set(single) <= set(one_device)
         for k, v in single.items():
             v, b = np.asarray(v), one_device[k][i]
