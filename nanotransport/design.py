@@ -230,7 +230,8 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
         j = -neg_j
         results.append(StartResult(
             x={p: float(v) for p, v in zip(paths, np.asarray(x_best))}, objective=float(j),
-            terms={n: float(v) for n, v in t.items()},
+            terms={**{n: float(v) for n, v in t.items()},
+                   "toxicity": float(t["efficacy"]) - float(j)},  # the scans' name for Σ w·Tox
             iterations=len(history), gradient_norm=float(jnp.linalg.norm(grad)),
             converged=converged, history=history))
     return sorted(results, key=lambda r: -r.objective)
