@@ -184,7 +184,8 @@ def clean(cache_dir: Path, files):
 
 def weighted_toxicity(s: Scenario, terms: dict):
     """Σ w_k·Tox_k (= E − J) of a dict of terms (numbers or arrays)."""
-    return sum(s.params[w] * np.asarray(terms[t]) for t, w in objective.WEIGHTS.items())
+    return objective.weighted_toxicity({t: np.asarray(terms[t]) for t in objective.WEIGHTS},
+                                       s.params)
 
 
 def pareto(a, b, grid, s: Scenario) -> list[dict]:

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from . import simulate as sim, study
-from .objective import objective
+from .objective import objective, weighted_toxicity
 from .scenario import Scenario, ScenarioError, check_dose_unit, resolve_name
 from .schema import FIELDS_BY_PATH
 
@@ -230,8 +230,8 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
         j = -neg_j
         results.append(StartResult(
             x={p: float(v) for p, v in zip(paths, np.asarray(x_best))}, objective=float(j),
-            terms={**{n: float(v) for n, v in t.items()},
-                   "toxicity": float(t["efficacy"]) - float(j)},  # the scans' name for Σ w·Tox
+            terms={**{n: float(v) for n, v in t.items()},  # and Σ w·Tox, named as in scans
+                   "toxicity": float(weighted_toxicity(t, scenario.params))},
             iterations=len(history), gradient_norm=float(jnp.linalg.norm(grad)),
             converged=converged, history=history))
     return sorted(results, key=lambda r: -r.objective)

@@ -95,13 +95,14 @@ def terms(result: Result) -> dict:
     }
 
 
+def weighted_toxicity(t: dict, params: dict):
+    """Σ weight·Tox over the toxicity terms ``t`` (weights from the scenario's ``params``), so
+    that J = efficacy − weighted toxicity; scans call it ``toxicity``."""
+    return sum(params[w] * t[k] for k, w in WEIGHTS.items())
+
+
 def objective(result: Result) -> tuple:
     """(J, terms): the weighted objective and its terms (weights from the result's scenario)."""
     t = terms(result)
-    j = t["efficacy"] - sum(result.params[w] * t[k] for k, w in WEIGHTS.items())
-    return j, t
+    return t["efficacy"] - weighted_toxicity(t, result.params), t
 
-
-def toxicity_terms(metrics_dict: dict) -> dict:
-    """Unweighted toxicity proxies from summary metrics (for plots of scan results)."""
-    return {"plasma_auc_free_ug_h_per_ml": metrics_dict["plasma_auc_free_ug_h_per_ml"]}

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import jax.numpy as jnp
 
 from . import simulate, summary
-from .objective import TERMS, objective
+from .objective import TERMS, objective, weighted_toxicity
 from .scenario import Scenario, ScenarioError, resolve_name
 
 #: readout names besides the scalar summary metrics: J and each of its terms
@@ -30,7 +30,7 @@ def objective_readout(result: simulate.Result) -> dict:
     the names of ``objective.TERMS`` plus ``objective`` and ``toxicity``: what scans, cohorts
     and ``optimize`` report."""
     j, t = objective(result)
-    return {"objective": j, **t, "toxicity": t["efficacy"] - j}
+    return {"objective": j, **t, "toxicity": weighted_toxicity(t, result.params)}
 
 
 def readout_function(readout: str | Callable) -> Callable[[simulate.Result], Any]:
