@@ -4,8 +4,9 @@ Resolution order: schema defaults ← tumor preset (``tumor_preset = "low-epr"``
 ``--set`` overrides.  Nothing runs on a half-valid scenario: every problem found is reported
 in one error that names the field, the value and what is allowed.
 
-A ``Scenario`` keeps user-facing units (``diameter_nm``); ``nanotransport.parameters`` converts
-them to SI inside the differentiated function, so gradients are per user unit.  Numeric fields
+A ``Scenario`` keeps user-facing units (``diameter_nm``); the model converts them to SI inside
+the differentiated function (``simulate.model_inputs``, ``tissue.tissue_maps``), so gradients
+are per user unit.  Numeric fields
 are float leaves of the pytree (``scenario.params``); structure (strings, grid sizes, saved
 times) is static.
 """
@@ -251,6 +252,12 @@ def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
         if saves and (sorted(saves) != list(saves) or max(saves) > values["numerics.t_end_h"]):
             problems.append(f"numerics.save_times_h = {saves!r} must increase and end at or "
                             f"before numerics.t_end_h = {values['numerics.t_end_h']!r}")
+        if (values["formulation.carrier"] == "none"
+                and values["formulation.encapsulated_fraction"] != 0.0):
+            problems.append(f"formulation.encapsulated_fraction = "
+                            f"{values['formulation.encapsulated_fraction']!r} with "
+                            "formulation.carrier = 'none' (free drug: no carrier holds any of "
+                            "the dose); allowed: 0, or another carrier")
         window = values["numerics.heating_window_min"]
         if window and (len(window) != 2 or not window[0] < window[1]):
             problems.append(f"numerics.heating_window_min = {window!r}; allowed: [] or "
