@@ -188,20 +188,6 @@ def load_observations(path) -> Observations:
     raise ObservationError([f"{path}: unknown file type '{path.suffix}'; allowed: .csv, .json"])
 
 
-def write_observations(obs: Observations, path) -> Path:
-    """Write observations as CSV (atomic), in hours and the observed quantity's unit."""
-    from . import io
-
-    rows = ["time_h," + obs.quantity + ("," + obs.quantity + SD_SUFFIX if obs.sd is not None
-                                        else "")]
-    for i in range(obs.times_h.size):
-        row = f"{float(obs.times_h[i])!r},{float(obs.values[i])!r}"
-        rows.append(row + (f",{float(obs.sd[i])!r}" if obs.sd is not None else ""))
-    path = Path(path)
-    io.atomic_write_bytes(path, ("\n".join(rows) + "\n").encode())
-    return path
-
-
 # ------------------------------------------------------------------ the model of the data
 def imaging_study(scenario: Scenario, times_h, dose_fraction: float = 0.05) -> Scenario:
     """The imaging scenario saved at 0 and at the observation times."""

@@ -415,7 +415,7 @@ def cmd_sensitivity(args) -> int:
 def cmd_cohort(args) -> int:
     import jax
 
-    from . import cohort, scenario as sc
+    from . import cohort, io, plots, scenario as sc
 
     scenario = sc.load(args.scenario, args.set or [])
     _enable_precision(scenario)
@@ -435,7 +435,9 @@ def cmd_cohort(args) -> int:
     _check_scenario(scenario)
     out = _own(args.out)
     report, ds = cohort.run_cohort(scenario, settings, out, args.chunk, not args.quiet)
-    cohort.write(report, ds, out)
+    io.write_json(out / "cohort.json", report)
+    io.write_netcdf(ds, out / "cohort.nc")
+    plots.cohort(ds, report, out / "cohort.png")
     print("\n".join(cohort.summary_lines(report)))
     print(f"wrote {out / 'cohort.json'}, {out / 'cohort.nc'}, {out / 'cohort.png'} "
           f"({jax.devices()[0].platform})")

@@ -168,3 +168,18 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     temporary file is removed if the write fails)."""
     with outdir.atomic_path(path) as tmp:
         ds.to_netcdf(tmp)
+
+
+def write_observations(obs, path) -> Path:
+    """Write ``calibrate.Observations`` as CSV (atomic), in hours and the observed quantity's
+    unit; ``calibrate.load_observations`` reads it back."""
+    from .calibrate import SD_SUFFIX
+
+    rows = ["time_h," + obs.quantity + ("," + obs.quantity + SD_SUFFIX if obs.sd is not None
+                                        else "")]
+    for i in range(obs.times_h.size):
+        row = f"{float(obs.times_h[i])!r},{float(obs.values[i])!r}"
+        rows.append(row + (f",{float(obs.sd[i])!r}" if obs.sd is not None else ""))
+    path = Path(path)
+    atomic_write_bytes(path, ("\n".join(rows) + "\n").encode())
+    return path
