@@ -235,7 +235,8 @@ def model_function(scenario: Scenario, paths, metric: str, times_h, dose_fractio
 
     from . import imaging, study
 
-    g = study.model_function(imaging_study(scenario, times_h, dose_fraction), paths, lambda r: imaging.metrics(r)[metric][1:])
+    g = study.model_function(imaging_study(scenario, times_h, dose_fraction), paths,
+                             lambda r: imaging.metrics(r)[metric][1:])
     p0 = jnp.asarray([float(scenario[p]) for p in paths])
     return lambda theta: g(p0 * jnp.exp(theta))
 

@@ -16,7 +16,7 @@ from . import imaging, outdir, pk, units
 from .scenario import Scenario
 from .simulate import Result
 from .tissue import Layout
-from .transport import drug_per_tissue_volume, payload_locations
+from .transport import carriers_per_tissue_volume, drug_per_tissue_volume, payload_locations
 
 FIELD_DOCS = {
     "carrier": "carrier particles in the interstitium (drug-equivalent at loading)",
@@ -122,6 +122,10 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
         lambda x: fn(maps, x, result.species))(result.fields))
     data["tissue_drug"] = (("time",) + dims, per_time(drug_per_tissue_volume) * mw, {
         "units": "ug/g", "long_name": "all drug per tissue volume (every phase and pool)"})
+    data["tissue_carriers"] = (("time",) + dims, per_time(carriers_per_tissue_volume) * mw, {
+        "units": "ug/g", "long_name": "carrier particles per tissue volume, drug-equivalent "
+                                      "(vessel, interstitium, receptor-bound, internalized, "
+                                      "macrophages)"})
     tumor_w = g.volume * lay.tumor
     space = tuple(range(1, g.ndim + 1))
     where = jax.vmap(lambda x: payload_locations(maps, x, result.species))(result.fields)

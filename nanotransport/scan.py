@@ -558,7 +558,8 @@ def _readout(result, with_fields: bool) -> dict:
 
 @functools.lru_cache(maxsize=16)
 def _batched_fn(static: tuple, with_fields: bool, mesh):
-    """jit(vmap(_readout ∘ run)) with the batch sharded over ``mesh`` (cached per structure and mesh)."""
+    """jit(vmap(_readout ∘ run)) with the batch sharded over ``mesh`` (cached per structure
+    and mesh)."""
     import jax
     from jax.sharding import NamedSharding, PartitionSpec as P
 
