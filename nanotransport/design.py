@@ -1,4 +1,5 @@
-"""Formulation design: exact gradients, bounded optimization (optax), sensitivities.
+"""Formulation design: exact gradients, bounded optimization (scipy L-BFGS-B, optax Adam),
+sensitivities.
 
 Any summary metric or the objective J (``objective.py``) is a differentiable function of any
 numeric scenario parameter (user units, e.g. ``diameter_nm``).  ``value_and_gradient`` picks the
@@ -6,11 +7,13 @@ AD mode: forward mode (``jax.jacfwd``: one tangent per design variable, memory l
 simulation) for up to ``FORWARD_MAX`` variables, reverse mode (``jax.grad`` through the
 checkpointed time loop: memory ~ √steps states) beyond; ``mode=`` overrides.
 
-Bounds are respected by reparametrization, x = lo + (hi − lo)·sigmoid(z), and the optimizer
-(optax Adam, or optax L-BFGS directions with a backtracking Armijo step) works on z, maximizing J (minimizing −J).  Several
+The optimizer maximizes J (minimizes −J) over the box: L-BFGS-B (``scipy.optimize.minimize``,
+its own line search and bound handling) on the box scaled to [0, 1]ⁿ, or optax Adam on z with
+x = lo + (hi − lo)·sigmoid(z), both around one compiled value-and-gradient.  Several
 starts (``starts``; the first at the centre of the box, the others from a scrambled Sobol
-sequence) guard against local optima; a start stops when |ΔJ| < tol·(|J| + 1e-3) for 3
-iterations, when |∇_z J| < gtol, or at ``max_iter``.
+sequence) guard against local optima.  L-BFGS-B stops on a relative change of J below
+``tol``, a projected gradient below ``gtol`` or at ``max_iter``; Adam when
+|ΔJ| < tol·(|J| + 1e-3) for 3 iterations, when |∇_z J| < gtol, or at ``max_iter``.
 """
 from __future__ import annotations
 
@@ -113,46 +116,32 @@ class StartResult:
     history: list
 
 
-def _to_x(z, lo, hi):
-    return lo + (hi - lo) * jax.nn.sigmoid(z)
+def _to_x(z, lo, hi, bounded: bool):
+    """Design x from the search variable: x = lo + (hi − lo)·u with u ∈ [0, 1] kept by the
+    optimizer's bounds (L-BFGS-B), or u = sigmoid(z) for an unbounded optimizer (Adam)."""
+    return lo + (hi - lo) * (z if bounded else jax.nn.sigmoid(z))
 
 
-def _to_z(x, lo, hi):
-    u = np.clip((np.asarray(x) - lo) / (hi - lo), 1e-6, 1 - 1e-6)
+def _to_z(x, lo, hi, bounded: bool):
+    u = (np.asarray(x) - lo) / (hi - lo)
+    if bounded:
+        return np.clip(u, 0.0, 1.0)
+    u = np.clip(u, 1e-6, 1 - 1e-6)
     return np.log(u / (1 - u))
 
 
-def _armijo(value_and_grad, z, value, grad, direction, shrink=0.5, tries=8, c1=1e-4):
-    """Backtracking line search along ``direction`` (Armijo condition) over a compiled
-    value_and_grad; returns (z, value, grad) of the accepted step (or the smallest tried).
-
-    Written out rather than optax's zoom search: that one traces the objective inside a
-    ``while_loop``, i.e. recompiles the whole simulation inside every un-jitted update."""
-    slope = float(jnp.vdot(grad, direction))
-    if slope >= 0:  # not a descent direction: fall back to steepest descent
-        direction, slope = -grad, -float(jnp.vdot(grad, grad))
-    step = 1.0
-    for _ in range(tries):
-        z_new = z + step * direction
-        v_new, g_new = value_and_grad(z_new)
-        if float(v_new) <= float(value) + c1 * step * slope:
-            return z_new, v_new, g_new
-        step *= shrink
-    return z_new, v_new, g_new
-
-
 @functools.lru_cache(maxsize=16)
-def _value_grad_terms(structure: tuple, paths: tuple, forward: bool) -> Callable:
-    """Compiled (z, params, lo, hi) → (−J, d(−J)/dz, terms) at x = lo + (hi − lo)·sigmoid(z).
+def _value_grad_terms(structure: tuple, paths: tuple, forward: bool, bounded: bool
+                      ) -> Callable:
+    """Compiled (z, params, lo, hi) → (−J, d(−J)/dz, terms) at x = ``_to_x(z, lo, hi, bounded)``.
 
     The scenario's numbers are an argument, not constants of the compiled function, so every
     scenario of one structure (another tumor preset, dose or drug) reuses one compilation, and
     the terms of the final design come from the same executable as the iterations."""
-
     objective_at = study.varied_function(structure, paths, objective)
 
     def loss_and_terms(z, params, lo, hi):
-        j, t = objective_at(_to_x(z, lo, hi), params)
+        j, t = objective_at(_to_x(z, lo, hi, bounded), params)
         return -j, (-j, t)
 
     def value_grad_terms(z, params, lo, hi):
@@ -166,12 +155,65 @@ def _value_grad_terms(structure: tuple, paths: tuple, forward: bool) -> Callable
     return jax.jit(value_grad_terms)
 
 
+def _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate, record):
+    """optax Adam on the unbounded z; stops when |ΔJ| < tol·(|J| + 1e-3) for 3 iterations or
+    |∇_z J| < gtol.  Returns (z, iterations, converged)."""
+    opt = optax.adam(learning_rate)
+    state = opt.init(z)
+    value, grad = value_and_grad(z)
+    stalls, converged, it = 0, False, 0
+    for it in range(1, max_iter + 1):
+        updates, state = opt.update(grad, state, z)
+        z_new = optax.apply_updates(z, updates)
+        new_value, new_grad = value_and_grad(z_new)
+        gnorm = record(it, z_new, new_value, new_grad)
+        change = abs(float(new_value) - float(value))
+        z, value, grad = z_new, new_value, new_grad
+        stalls = stalls + 1 if change < tol * (abs(float(value)) + 1e-3) else 0
+        if stalls >= 3 or gnorm < gtol:
+            converged = True
+            break
+    return z, it, converged
+
+
+def _lbfgsb(value_and_grad, u, max_iter, tol, gtol, record):
+    """``scipy.optimize.minimize(method="L-BFGS-B")`` on u ∈ [0, 1]ⁿ around the compiled
+    value-and-gradient (its line search and box handling); stops on a relative change of −J
+    below ``tol`` (ftol), a projected gradient below ``gtol`` or ``max_iter``.
+    Returns (u, iterations, converged)."""
+    from scipy.optimize import minimize
+
+    cache = {}
+
+    def fun(v):
+        key = v.tobytes()
+        if key not in cache:
+            value, grad = value_and_grad(jnp.asarray(v))
+            cache.clear()
+            cache[key] = (float(value), np.asarray(grad, float))
+        return cache[key]
+
+    count = [0]
+
+    def callback(intermediate_result):
+        count[0] += 1
+        v = np.asarray(intermediate_result.x, float)
+        value, grad = fun(v)
+        record(count[0], jnp.asarray(v), value, grad)
+
+    res = minimize(fun, np.asarray(u, float), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, 1.0)] * len(u), callback=callback,
+                   options={"maxiter": int(max_iter), "ftol": tol, "gtol": gtol})
+    return jnp.asarray(res.x), count[0], bool(res.success)
+
+
 def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: int = 1,
              max_iter: int = 40, tol: float = 1e-5, gtol: float = 1e-7, seed: int = 0,
              learning_rate: float = 0.3, callback: Callable | None = None) -> list[StartResult]:
     """Maximize the objective J over the box ``bounds`` ({name: (lo, hi)}), multi-start.
 
-    Returns one StartResult per start, best first."""
+    ``lbfgs``: L-BFGS-B (scipy) on the box scaled to [0, 1]ⁿ; ``adam``: optax Adam on
+    z with x = lo + (hi − lo)·sigmoid(z).  Returns one StartResult per start, best first."""
     if method not in ("adam", "lbfgs"):
         raise ScenarioError(f"--method {method!r}; allowed: 'adam', 'lbfgs'")
     if starts < 1:
@@ -183,8 +225,9 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
     paths = list(box)
     lo = jnp.asarray([box[p][0] for p in paths])
     hi = jnp.asarray([box[p][1] for p in paths])
+    bounded = method == "lbfgs"
     value_grad_terms = _value_grad_terms(sim.structure(scenario), tuple(paths),
-                                         len(paths) <= FORWARD_MAX)
+                                         len(paths) <= FORWARD_MAX, bounded)
     params = {k: jnp.asarray(v) for k, v in scenario.params.items()}
 
     def value_and_grad(z):
@@ -197,39 +240,29 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
 
     results = []
     for k, x0 in enumerate(starts_x):
-        z = jnp.asarray(_to_z(x0, np.asarray(lo), np.asarray(hi)))
-        if method == "adam":
-            opt = optax.adam(learning_rate)
-        else:  # L-BFGS direction; the step length comes from the Armijo search below
-            opt = optax.lbfgs(learning_rate=1.0, linesearch=None)
-        state = opt.init(z)
-        history, stalls, converged = [], 0, False
-        value, grad = value_and_grad(z)
-        for it in range(1, max_iter + 1):
-            updates, state = opt.update(grad, state, z)
-            if method == "adam":
-                z_new = optax.apply_updates(z, updates)
-                new_value, new_grad = value_and_grad(z_new)
-            else:
-                z_new, new_value, new_grad = _armijo(value_and_grad, z, value, grad, updates)
-            gnorm = float(jnp.linalg.norm(new_grad))
-            x_now = np.asarray(_to_x(z_new, lo, hi))
+        z = jnp.asarray(_to_z(x0, np.asarray(lo), np.asarray(hi), bounded))
+        history: list = []
+
+        def record(it, z_now, value, grad):
+            gnorm = float(np.linalg.norm(np.asarray(grad)))
+            x_now = np.asarray(_to_x(z_now, lo, hi, bounded))
             history.append({"start": k, "iteration": it,
                             "x": {p: float(v) for p, v in zip(paths, x_now)},
-                            "objective": -float(new_value), "gradient_norm": gnorm})
+                            "objective": -float(value), "gradient_norm": gnorm})
             if callback is not None:
                 callback(history[-1])
-            change = abs(float(new_value) - float(value))
-            z, value, grad = z_new, new_value, new_grad
-            stalls = stalls + 1 if change < tol * (abs(float(value)) + 1e-3) else 0
-            if stalls >= 3 or gnorm < gtol:
-                converged = True
-                break
-        x_best = _to_x(z, lo, hi)
-        neg_j, _, t = value_grad_terms(z, params, lo, hi)
+            return gnorm
+
+        if bounded:
+            z, _, converged = _lbfgsb(value_and_grad, z, max_iter, tol, gtol, record)
+        else:
+            z, _, converged = _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate,
+                                    record)
+        neg_j, grad, t = value_grad_terms(z, params, lo, hi)
         j = -neg_j
         results.append(StartResult(
-            x={p: float(v) for p, v in zip(paths, np.asarray(x_best))}, objective=float(j),
+            x={p: float(v) for p, v in zip(paths, np.asarray(_to_x(z, lo, hi, bounded)))},
+            objective=float(j),
             terms={**{n: float(v) for n, v in t.items()},  # and Σ w·Tox, named as in scans
                    "toxicity": float(weighted_toxicity(t, scenario.params))},
             iterations=len(history), gradient_norm=float(jnp.linalg.norm(grad)),
