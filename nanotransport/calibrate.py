@@ -7,10 +7,10 @@ minimize
     χ²(θ) = Σ_i ((m_i(θ) − y_i) / s_i)²,     p = p₀ · exp(θ)  (θ: log of p relative to the scenario)
 
 where m_i is the simulated imaging readout (``imaging.metrics``: PSF-blurred tumor ROI) of the
-imaging study (``cohort.imaging_scenario``).  Minimizer: Levenberg-Marquardt on the Gauss-Newton
-normal equations, with the Jacobian ∂m/∂θ from forward-mode automatic differentiation through
-the whole simulation (``jax.jacfwd``; few parameters, so forward mode is cheapest).  θ stays
-inside the parameters' schema ranges.
+imaging study (``cohort.imaging_scenario``).  Minimizer: ``scipy.optimize.least_squares``
+(trust-region reflective), with the Jacobian ∂m/∂θ from forward-mode automatic
+differentiation through the whole simulation (``jax.jacfwd``; few parameters, so forward mode
+is cheapest).  θ stays inside the parameters' schema ranges (the solver's bounds).
 
 Uncertainty: covariance of θ from the Gauss-Newton Hessian, C = σ̂² (JᵀJ)⁻¹ with J the
 Jacobian of the residuals scaled by s_i; σ̂² = χ²/(n − k) when no s_i are given (then n > k is
@@ -368,7 +368,7 @@ def fit(scenario: Scenario, obs: Observations, names, dose_fraction: float = 0.0
     initial_model = best["m"]
     # trust-region reflective least squares within the log bounds (scipy), on the compiled
     # residual and forward-mode Jacobian; the stopping rules of the hand-written
-    # Levenberg-Marquardt it replaces: relative χ² change 1e-8, step 1e-6 in ln(p)
+    # Levenberg–Marquardt it replaced: relative χ² change 1e-8, step 1e-6 in ln(p)
     fitted = least_squares(residuals, theta0, jac=jacobian, bounds=(lo, hi), method="trf",
                            ftol=1e-8, xtol=1e-6, gtol=1e-10, max_nfev=max_iter)
     theta = np.asarray(fitted.x, float)
