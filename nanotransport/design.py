@@ -157,11 +157,11 @@ def _value_grad_terms(structure: tuple, paths: tuple, forward: bool, bounded: bo
 
 def _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate, record):
     """optax Adam on the unbounded z; stops when |ΔJ| < tol·(|J| + 1e-3) for 3 iterations or
-    |∇_z J| < gtol.  Returns (z, iterations, converged)."""
+    |∇_z J| < gtol.  Returns (z, converged)."""
     opt = optax.adam(learning_rate)
     state = opt.init(z)
     value, grad = value_and_grad(z)
-    stalls, converged, it = 0, False, 0
+    stalls, converged = 0, False
     for it in range(1, max_iter + 1):
         updates, state = opt.update(grad, state, z)
         z_new = optax.apply_updates(z, updates)
@@ -173,14 +173,14 @@ def _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate, record):
         if stalls >= 3 or gnorm < gtol:
             converged = True
             break
-    return z, it, converged
+    return z, converged
 
 
 def _lbfgsb(value_and_grad, u, max_iter, tol, gtol, record):
     """``scipy.optimize.minimize(method="L-BFGS-B")`` on u ∈ [0, 1]ⁿ around the compiled
     value-and-gradient (its line search and box handling); stops on a relative change of −J
     below ``tol`` (ftol), a projected gradient below ``gtol`` or ``max_iter``.
-    Returns (u, iterations, converged)."""
+    Returns (u, converged)."""
     from scipy.optimize import minimize
 
     cache = {}
@@ -204,7 +204,7 @@ def _lbfgsb(value_and_grad, u, max_iter, tol, gtol, record):
     res = minimize(fun, np.asarray(u, float), jac=True, method="L-BFGS-B",
                    bounds=[(0.0, 1.0)] * len(u), callback=callback,
                    options={"maxiter": int(max_iter), "ftol": tol, "gtol": gtol})
-    return jnp.asarray(res.x), count[0], bool(res.success)
+    return jnp.asarray(res.x), bool(res.success)
 
 
 def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: int = 1,
@@ -254,10 +254,9 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
             return gnorm
 
         if bounded:
-            z, _, converged = _lbfgsb(value_and_grad, z, max_iter, tol, gtol, record)
+            z, converged = _lbfgsb(value_and_grad, z, max_iter, tol, gtol, record)
         else:
-            z, _, converged = _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate,
-                                    record)
+            z, converged = _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate, record)
         neg_j, grad, t = value_grad_terms(z, params, lo, hi)
         j = -neg_j
         results.append(StartResult(
