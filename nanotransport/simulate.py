@@ -85,7 +85,8 @@ class Result:
     @property
     def scenario(self) -> Scenario:
         """The scenario that ran (its numbers as given to ``run``, private switches dropped)."""
-        return Scenario(self.params, public_static(self.structure))
+        return Scenario(self.params, public_static(self.structure),
+                        maps=dict(self.structure).get("_maps"))
 
     @property
     def kill_coefficient(self):
@@ -402,11 +403,11 @@ def run(params: dict, static: tuple, description: str = "", progress: Callable |
     """Pure function of the scenario's numbers (``params``) for a fixed structure ``static``
     (from ``structure(scenario)``)."""
     st = dict(static)
-    scenario = Scenario(params, public_static(static), description)
+    scenario = Scenario(params, public_static(static), description, st.get("_maps"))
     lay = layout(scenario)
     dtype = _dtype(scenario)
     scenario = Scenario({k: jnp.asarray(v, dtype) for k, v in params.items()}, scenario.static,
-                        description)
+                        description, scenario.maps)
     names = species_names(st["_heating"], st["_targeting"])
     # the tissue maps start from the layout's float64 arrays: cast every input to the run's
     # precision, or a float32 run computes its kinetics and transport in float64
@@ -465,6 +466,8 @@ def structure(scenario: Scenario) -> tuple:
                            + float(scenario["heating.cooldown_min"])) * units.MIN
             window = heating_window_s(start, end)
     extra = (("_heating", heating), ("_heating_window_s", window), ("_targeting", targeting))
+    if scenario.maps is not None:  # the maps file's arrays (static, hashed by content)
+        extra += (("_maps", scenario.maps),)
     return tuple((k, v) for k, v in scenario.static if k not in LABELS) + extra
 
 

@@ -35,6 +35,9 @@ KNOWN_UPWARD = {
     ("scan", "outdir"): "the chunk store's folder lock and atomic files (issue #17 item 6)",
     ("scan", "plots"): "scan figures and its CLI handler live in scan.py (issue #17 item 6)",
     ("cohort", "outdir"): "the report is sanitized for netCDF attributes with outdir.strict_json",
+    ("scenario", "io"): "scenario.load reads the maps file a scenario file names (io): the "
+                        "Scenario type (model) and its file loader (edge) part in the package "
+                        "split",
 }
 
 
