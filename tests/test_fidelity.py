@@ -4,7 +4,6 @@ macrophages, carrier-specific PK, one pore population, plasma flow (docs/model.m
 Small grids (30 cells) keep each run to seconds; every check is against a published number, a
 closed relation of the model or the ledger, with its tolerance stated."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

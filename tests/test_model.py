@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from nanotransport import scenario as sc, simulate as sim, summary, tissue, units
+from nanotransport import scenario as sc, simulate as sim, summary, tissue
 
 SMALL = ["numerics.cells=40", "numerics.t_end_h=24", "numerics.max_dt_min=30",
          "numerics.save_times_h=[0, 1, 4, 24]"]
