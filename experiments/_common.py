@@ -7,8 +7,9 @@
   intracellular drug), the systemic carrier sinks and the fluid solution, as numpy arrays with
   a leading batch axis.  ``nanotransport.scan.batched_metrics`` returns summary metrics only;
   the experiments need the profiles (penetration depth) and the sinks (renal/MPS loss), so the
-  batched function is built here from the same public pieces (``simulate.run``,
-  ``simulate.structure``, ``summary.metrics``).
+  batched function is built here from the same public pieces (the study adapter
+  ``study.evaluate`` with a readout of ``summary.metrics`` and the profiles, and
+  ``simulate.structure``).
 * ``penetration_depth``: distance from the tumor rim at which a radial profile falls to a
   fraction of its peak.
 * ``write_csv`` (atomic), ``write_json`` (``nanotransport.io.write_json``), ``save_figure``,
