@@ -13,7 +13,6 @@ tumor without changing carrier uptake.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -44,7 +44,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nanotransport import design, provenance, scenario as sc  # noqa: E402
-from nanotransport import simulate as sim, solver, units  # noqa: E402
+from nanotransport import simulate as sim, solver, study, units  # noqa: E402
 
 BASE = ["numerics.cells=40", "numerics.t_end_h=24"]
 TWO = ["diameter_nm", "release_temperature_C"]
@@ -81,7 +81,7 @@ def load(dt, heating_dt):
 
 def function_of(s, names):
     paths = [sc.resolve_name(n) for n in names]
-    return design.metric_function(s, paths), jnp.asarray([s.params[q] for q in paths])
+    return study.model_function(s, paths), jnp.asarray([s.params[q] for q in paths])
 
 
 def timing(repeats: int) -> list[dict]:

@@ -7,8 +7,9 @@
   intracellular drug), the systemic carrier sinks and the fluid solution, as numpy arrays with
   a leading batch axis.  ``nanotransport.scan.batched_metrics`` returns summary metrics only;
   the experiments need the profiles (penetration depth) and the sinks (renal/MPS loss), so the
-  batched function is built here from the same public pieces (``simulate.run``,
-  ``simulate.structure``, ``summary.metrics``).
+  batched function is built here from the same public pieces (the study adapter
+  ``study.evaluate`` with a readout of ``summary.metrics`` and the profiles, and
+  ``simulate.structure``).
 * ``penetration_depth``: distance from the tumor rim at which a radial profile falls to a
   fraction of its peak.
 * ``write_csv`` (atomic), ``write_json`` (``nanotransport.io.write_json``), ``save_figure``,
@@ -32,7 +33,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nanotransport import io, pk, simulate, summary, tissue, units  # noqa: E402
+from nanotransport import io, pk, simulate, study, summary, tissue, units  # noqa: E402
 from nanotransport import scenario as sc  # noqa: E402
 from nanotransport.transport import (carriers_per_tissue_volume,  # noqa: E402
                                      drug_per_tissue_volume, encapsulated_per_tissue_volume,
@@ -68,7 +69,7 @@ def load(name: str, overrides: Sequence[str] = (), quick: bool = False,
 
 
 # ------------------------------------------------------------------ batched simulations
-def _extras(result, lay, params) -> dict:
+def _extras(result) -> dict:
     """Per-simulation arrays beyond the summary metrics (1D radial grids)."""
     maps = result.inputs.kinetics.maps
     names = result.species
@@ -97,13 +98,9 @@ def _extras(result, lay, params) -> dict:
     }
 
 
-def _one(params: dict, static: tuple) -> dict:
-    result = simulate.run(params, static)
-    scen = sc.Scenario(params, tuple((k, v) for k, v in static if not k.startswith("_")))
-    lay = tissue.layout(scen)
-    out = dict(summary.metrics(result, lay, params["drug.kill_coefficient_per_ng_h_per_1e5cells"]))
-    out.update(_extras(result, lay, params))
-    return out
+def _metrics_and_extras(result) -> dict:
+    """Summary metrics and the per-simulation arrays of ``_extras``."""
+    return {**summary.metrics(result), **_extras(result)}
 
 
 _BATCHED: dict = {}
@@ -131,7 +128,7 @@ def run_batch(scenarios: Sequence[sc.Scenario], static: tuple | None = None,
     size = min(n, chunk)
     fn = _BATCHED.get(static)
     if fn is None:
-        fn = jax.jit(jax.vmap(lambda p: _one(p, static)))
+        fn = jax.jit(jax.vmap(lambda p: study.evaluate(p, static, _metrics_and_extras)))
         _BATCHED[static] = fn
     keys = list(scenarios[0].params)
     stacked = {k: np.asarray([float(s.params[k]) for s in scenarios]) for k in keys}

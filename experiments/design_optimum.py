@@ -56,7 +56,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nanotransport import design, io, objective, plots, scan, scenario as sc  # noqa: E402
-from nanotransport import provenance, simulate as sim, tissue  # noqa: E402
+from nanotransport import provenance, simulate as sim, study  # noqa: E402
 from nanotransport.scenario import Scenario  # noqa: E402
 
 BOUNDS = {"diameter_nm": (20.0, 200.0), "release_temperature_C": (38.0, 45.0)}
@@ -76,23 +76,23 @@ def log(msg):
 
 # ------------------------------------------------------------------ J and its terms, batched
 @functools.lru_cache(maxsize=None)
-def _point_fn(structure: tuple, static: tuple, paths: tuple):
+def _point_fn(structure: tuple, paths: tuple):
     """terms(params, x) → {objective, efficacy, tox_*} for the design x of the variables
     ``paths``; ``params`` (every numeric parameter) is an argument, so one compiled function
     serves every scenario of this structure (e.g. the three tumor presets)."""
+    g = study.varied_function(structure, paths, study.objective_readout)
 
     def terms(params, x):
-        p = {**params, **{q: x[i] for i, q in enumerate(paths)}}
-        s = Scenario(p, static)
-        j, t = objective.objective(sim.run(p, structure), tissue.layout(s), s)
-        return {"objective": j, **t}
+        out = g(x, params)
+        out.pop("toxicity")
+        return out
 
     return terms
 
 
 @functools.lru_cache(maxsize=None)
-def _batched(structure, static, paths):
-    return jax.jit(jax.vmap(_point_fn(structure, static, paths), in_axes=(None, 0)))
+def _batched(structure, paths):
+    return jax.jit(jax.vmap(_point_fn(structure, paths), in_axes=(None, 0)))
 
 
 def _key(s: Scenario, paths, a, b) -> str:
@@ -134,7 +134,7 @@ def grid_terms(s: Scenario, n: int, chunk: int, cache_dir: Path | None, label: s
                 done = z["done"].copy()
                 values = {k: z[k].copy() for k in TERMS}
             log(f"{label}resuming: {int(done.sum())} of {len(pts)} grid points cached in {cache}")
-    fn = _batched(sim.structure(s), s.static, paths)
+    fn = _batched(sim.structure(s), paths)
     params = {k: jnp.asarray(v) for k, v in s.params.items()}
     todo = np.flatnonzero(~done)
     t0, count = time.perf_counter(), [0]
@@ -184,7 +184,8 @@ def clean(cache_dir: Path, files):
 
 def weighted_toxicity(s: Scenario, terms: dict):
     """Σ w_k·Tox_k (= E − J) of a dict of terms (numbers or arrays)."""
-    return sum(s.params[w] * np.asarray(terms[t]) for t, w in objective.WEIGHTS.items())
+    return objective.weighted_toxicity({t: np.asarray(terms[t]) for t in objective.WEIGHTS},
+                                       s.params)
 
 
 def pareto(a, b, grid, s: Scenario) -> list[dict]:
@@ -222,7 +223,7 @@ def diameter_profile(s: Scenario, release_temperature_C: float, n: int, chunk: i
     paths = tuple(design.check_variables(BOUNDS))
     d = np.geomspace(*PROFILE_DIAMETERS_NM, n)
     pts = np.stack([d, np.full(n, release_temperature_C)], 1)
-    fn = _batched(sim.structure(s), s.static, paths)
+    fn = _batched(sim.structure(s), paths)
     out = evaluate(fn, {k: jnp.asarray(v) for k, v in s.params.items()}, pts, chunk)
     k = int(np.nanargmax(out["objective"]))
     return {"release_temperature_C": float(release_temperature_C), "diameter_nm": d.tolist(),

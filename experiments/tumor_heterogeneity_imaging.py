@@ -32,7 +32,7 @@ reference ROI is distant normal tissue):
    with the shipped numerics (100 cells, 10-min steps); ``--quick``: 32 patients.
 3. Calibration: a synthetic patient (pore radius ×1.5 = 600 nm, everything else at the
    high-EPR values) scanned after the imaging dose at 1, 4, 8, 24, 48, 72 h; 5 % Gaussian noise
-   (seeded) with its sd given.  Fitted back with ``calibrate.fit`` (Levenberg–Marquardt,
+   (seeded) with its sd given.  Fitted back with ``calibrate.fit`` (least squares,
    forward-mode Jacobian) twice: pore radius and vessel surface density together (the tumor TAC
    determines only their combination: expect the identifiability warning) and pore radius alone
    (expect recovery); each followed by ``calibrate.predict`` (therapeutic efficacy with

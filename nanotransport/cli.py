@@ -94,10 +94,9 @@ def _progress_bar(total_h: float, label: str):
 
 def run_one(scenario, label: str, show_progress: bool = True):
     """Simulate one scenario; returns (result, layout, metrics as JSON-ready dict, seconds)."""
-    from . import imaging, simulate, summary, tissue
+    from . import simulate, summary
 
     _enable_precision(scenario)
-    lay = tissue.layout(scenario)
     t0 = time.perf_counter()
     bar, update = (_progress_bar(float(scenario["numerics.t_end_h"]), label)
                    if show_progress else (None, None))
@@ -107,10 +106,9 @@ def run_one(scenario, label: str, show_progress: bool = True):
     jax.block_until_ready(result.fields)
     if bar is not None:
         bar.close()
-    values = summary.metrics(result, lay, scenario["drug.kill_coefficient_per_ng_h_per_1e5cells"],
-                             imaging.setup(scenario, lay))
+    values = summary.metrics(result, with_imaging=True)
     times_h = simulate.save_times_h(scenario)
-    return result, lay, summary.to_json_ready(values, times_h), time.perf_counter() - t0
+    return result, result.layout, summary.to_json_ready(values, times_h), time.perf_counter() - t0
 
 
 def _fmt(v) -> str:
@@ -248,7 +246,9 @@ def cmd_validate(args) -> int:
                                             "quick": bool(args.quick), "targets": rows})
     plots.validation(rows, out / "validation.png")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        from .outdir import strict_json
+
+        print(strict_json(rows, "validate --json"), end="")
     else:
         print(validate.format_table(rows))
         for r in rows:
@@ -415,7 +415,7 @@ def cmd_sensitivity(args) -> int:
 def cmd_cohort(args) -> int:
     import jax
 
-    from . import cohort, scenario as sc
+    from . import cohort, io, plots, scenario as sc
 
     scenario = sc.load(args.scenario, args.set or [])
     _enable_precision(scenario)
@@ -435,7 +435,9 @@ def cmd_cohort(args) -> int:
     _check_scenario(scenario)
     out = _own(args.out)
     report, ds = cohort.run_cohort(scenario, settings, out, args.chunk, not args.quiet)
-    cohort.write(report, ds, out)
+    io.write_json(out / "cohort.json", report)
+    io.write_netcdf(ds, out / "cohort.nc")
+    plots.cohort(ds, report, out / "cohort.png")
     print("\n".join(cohort.summary_lines(report)))
     print(f"wrote {out / 'cohort.json'}, {out / 'cohort.nc'}, {out / 'cohort.png'} "
           f"({jax.devices()[0].platform})")

@@ -278,17 +278,6 @@ def run_cohort(scenario: Scenario, settings: CohortSettings, out=None, chunk: in
     return report, ds
 
 
-def write(report: dict, ds, out: Path) -> list[Path]:
-    """cohort.json, cohort.nc and the figure cohort.png."""
-    from . import io, plots
-
-    out = Path(out)
-    io.write_json(out / "cohort.json", report)
-    io.write_netcdf(ds, out / "cohort.nc")
-    return [out / "cohort.json", out / "cohort.nc",
-            plots.cohort(ds, report, out / "cohort.png")]
-
-
 def summary_lines(report: dict) -> list[str]:
     s = report["selection"]
     lo, hi = report["spearman_rho_ci95"]

@@ -1,4 +1,5 @@
-"""Formulation design: exact gradients, bounded optimization (optax), sensitivities.
+"""Formulation design: exact gradients, bounded optimization (scipy L-BFGS-B, optax Adam),
+sensitivities.
 
 Any summary metric or the objective J (``objective.py``) is a differentiable function of any
 numeric scenario parameter (user units, e.g. ``diameter_nm``).  ``value_and_gradient`` picks the
@@ -6,11 +7,13 @@ AD mode: forward mode (``jax.jacfwd``: one tangent per design variable, memory l
 simulation) for up to ``FORWARD_MAX`` variables, reverse mode (``jax.grad`` through the
 checkpointed time loop: memory ~ √steps states) beyond; ``mode=`` overrides.
 
-Bounds are respected by reparametrization, x = lo + (hi − lo)·sigmoid(z), and the optimizer
-(optax Adam, or optax L-BFGS directions with a backtracking Armijo step) works on z, maximizing J (minimizing −J).  Several
+The optimizer maximizes J (minimizes −J) over the box: L-BFGS-B (``scipy.optimize.minimize``,
+its own line search and bound handling) on the box scaled to [0, 1]ⁿ, or optax Adam on z with
+x = lo + (hi − lo)·sigmoid(z), both around one compiled value-and-gradient.  Several
 starts (``starts``; the first at the centre of the box, the others from a scrambled Sobol
-sequence) guard against local optima; a start stops when |ΔJ| < tol·(|J| + 1e-3) for 3
-iterations, when |∇_z J| < gtol, or at ``max_iter``.
+sequence) guard against local optima.  L-BFGS-B stops on a relative change of J below
+``tol``, a projected gradient below ``gtol`` or at ``max_iter``; Adam when
+|ΔJ| < tol·(|J| + 1e-3) for 3 iterations, when |∇_z J| < gtol, or at ``max_iter``.
 """
 from __future__ import annotations
 
@@ -24,14 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import simulate as sim, summary
-from .objective import TERMS, objective
+from . import simulate as sim, study
+from .objective import objective, weighted_toxicity
 from .scenario import Scenario, ScenarioError, check_dose_unit, resolve_name
 from .schema import FIELDS_BY_PATH
-from .tissue import layout
 
 FORWARD_MAX = 6
-METRICS_SCALAR = ("objective",) + TERMS
 
 
 def check_variables(bounds: dict) -> dict:
@@ -67,30 +68,6 @@ def parse_vary(text: str) -> tuple[str, tuple[float, float]]:
     return name.strip(), (lo, hi)
 
 
-def metric_function(scenario: Scenario, paths: list[str], metric: str = "objective"
-                    ) -> Callable:
-    """f(x) → metric for a vector x of the variables ``paths`` (user units)."""
-    static = sim.structure(scenario)
-    lay = layout(scenario)
-
-    def f(x):
-        params = dict(scenario.params)
-        for i, p in enumerate(paths):
-            params[p] = x[i]
-        result = sim.run(params, static)
-        s = Scenario(params, scenario.static, scenario.description)
-        if metric in METRICS_SCALAR:
-            j, t = objective(result, lay, s)
-            return j if metric == "objective" else t[metric]
-        m = summary.metrics(result, lay, params["drug.kill_coefficient_per_ng_h_per_1e5cells"])
-        if metric not in m or jnp.ndim(m[metric]) != 0:
-            raise ScenarioError(f"metric '{metric}' is unknown or not a scalar; allowed: "
-                                f"{', '.join(METRICS_SCALAR + tuple(k for k, v in m.items() if jnp.ndim(v) == 0))}")
-        return m[metric]
-
-    return f
-
-
 def value_and_jacfwd(f: Callable) -> Callable:
     """x ↦ (f(x), ∂f/∂x) in one forward-mode pass: the value is the primal that the tangents
     are computed with (``jax.jacfwd(..., has_aux=True)``).  ``(f(x), jax.jacfwd(f)(x))``
@@ -114,7 +91,7 @@ def value_and_gradient(scenario: Scenario, names: list[str], metric: str = "obje
     for p in paths:
         if not FIELDS_BY_PATH[p].is_param:
             check_variables({p: (0.0, 1.0)})  # raises the clear message
-    f = metric_function(scenario, paths, metric)
+    f = study.model_function(scenario, paths, metric)
     x = jnp.asarray([scenario.params[p] for p in paths])
     if mode == "auto":
         mode = "forward" if len(paths) <= FORWARD_MAX else "reverse"
@@ -139,47 +116,32 @@ class StartResult:
     history: list
 
 
-def _to_x(z, lo, hi):
-    return lo + (hi - lo) * jax.nn.sigmoid(z)
+def _to_x(z, lo, hi, bounded: bool):
+    """Design x from the search variable: x = lo + (hi − lo)·u with u ∈ [0, 1] kept by the
+    optimizer's bounds (L-BFGS-B), or u = sigmoid(z) for an unbounded optimizer (Adam)."""
+    return lo + (hi - lo) * (z if bounded else jax.nn.sigmoid(z))
 
 
-def _to_z(x, lo, hi):
-    u = np.clip((np.asarray(x) - lo) / (hi - lo), 1e-6, 1 - 1e-6)
+def _to_z(x, lo, hi, bounded: bool):
+    u = (np.asarray(x) - lo) / (hi - lo)
+    if bounded:
+        return np.clip(u, 0.0, 1.0)
+    u = np.clip(u, 1e-6, 1 - 1e-6)
     return np.log(u / (1 - u))
 
 
-def _armijo(value_and_grad, z, value, grad, direction, shrink=0.5, tries=8, c1=1e-4):
-    """Backtracking line search along ``direction`` (Armijo condition) over a compiled
-    value_and_grad; returns (z, value, grad) of the accepted step (or the smallest tried).
-
-    Written out rather than optax's zoom search: that one traces the objective inside a
-    ``while_loop``, i.e. recompiles the whole simulation inside every un-jitted update."""
-    slope = float(jnp.vdot(grad, direction))
-    if slope >= 0:  # not a descent direction: fall back to steepest descent
-        direction, slope = -grad, -float(jnp.vdot(grad, grad))
-    step = 1.0
-    for _ in range(tries):
-        z_new = z + step * direction
-        v_new, g_new = value_and_grad(z_new)
-        if float(v_new) <= float(value) + c1 * step * slope:
-            return z_new, v_new, g_new
-        step *= shrink
-    return z_new, v_new, g_new
-
-
 @functools.lru_cache(maxsize=16)
-def _value_grad_terms(structure: tuple, static: tuple, paths: tuple, forward: bool) -> Callable:
-    """Compiled (z, params, lo, hi) → (−J, d(−J)/dz, terms) at x = lo + (hi − lo)·sigmoid(z).
+def _value_grad_terms(structure: tuple, paths: tuple, forward: bool, bounded: bool
+                      ) -> Callable:
+    """Compiled (z, params, lo, hi) → (−J, d(−J)/dz, terms) at x = ``_to_x(z, lo, hi, bounded)``.
 
     The scenario's numbers are an argument, not constants of the compiled function, so every
     scenario of one structure (another tumor preset, dose or drug) reuses one compilation, and
     the terms of the final design come from the same executable as the iterations."""
+    objective_at = study.varied_function(structure, paths, objective)
 
     def loss_and_terms(z, params, lo, hi):
-        x = _to_x(z, lo, hi)
-        p = {**params, **{q: x[i] for i, q in enumerate(paths)}}
-        s = Scenario(p, static)
-        j, t = objective(sim.run(p, structure), layout(s), s)
+        j, t = objective_at(_to_x(z, lo, hi, bounded), params)
         return -j, (-j, t)
 
     def value_grad_terms(z, params, lo, hi):
@@ -193,12 +155,74 @@ def _value_grad_terms(structure: tuple, static: tuple, paths: tuple, forward: bo
     return jax.jit(value_grad_terms)
 
 
+def _gradient_norm(grad, z, bounded: bool) -> float:
+    """|∇ of −J| in the search variable; on the box (L-BFGS-B) the projected gradient: the
+    components that push a variable held at a bound further out are dropped."""
+    g, z = np.asarray(grad, float), np.asarray(z, float)
+    if bounded:
+        g = np.where(((z <= 0.0) & (g > 0)) | ((z >= 1.0) & (g < 0)), 0.0, g)
+    return float(np.linalg.norm(g))
+
+
+def _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate, record):
+    """optax Adam on the unbounded z; stops when |ΔJ| < tol·(|J| + 1e-3) for 3 iterations or
+    |∇_z J| < gtol.  Returns (z, converged)."""
+    opt = optax.adam(learning_rate)
+    state = opt.init(z)
+    value, grad = value_and_grad(z)
+    stalls, converged = 0, False
+    for it in range(1, max_iter + 1):
+        updates, state = opt.update(grad, state, z)
+        z_new = optax.apply_updates(z, updates)
+        new_value, new_grad = value_and_grad(z_new)
+        gnorm = record(it, z_new, new_value, new_grad)
+        change = abs(float(new_value) - float(value))
+        z, value, grad = z_new, new_value, new_grad
+        stalls = stalls + 1 if change < tol * (abs(float(value)) + 1e-3) else 0
+        if stalls >= 3 or gnorm < gtol:
+            converged = True
+            break
+    return z, converged
+
+
+def _lbfgsb(value_and_grad, u, max_iter, tol, gtol, record):
+    """``scipy.optimize.minimize(method="L-BFGS-B")`` on u ∈ [0, 1]ⁿ around the compiled
+    value-and-gradient (its line search and box handling); stops on a relative change of −J
+    below ``tol`` (ftol), a projected gradient below ``gtol`` or ``max_iter``.
+    Returns (u, converged)."""
+    from scipy.optimize import minimize
+
+    cache = {}
+
+    def fun(v):
+        key = v.tobytes()
+        if key not in cache:
+            value, grad = value_and_grad(jnp.asarray(v))
+            cache.clear()
+            cache[key] = (float(value), np.asarray(grad, float))
+        return cache[key]
+
+    count = [0]
+
+    def callback(intermediate_result):
+        count[0] += 1
+        v = np.asarray(intermediate_result.x, float)
+        value, grad = fun(v)
+        record(count[0], jnp.asarray(v), value, grad)
+
+    res = minimize(fun, np.asarray(u, float), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, 1.0)] * len(u), callback=callback,
+                   options={"maxiter": int(max_iter), "ftol": tol, "gtol": gtol})
+    return jnp.asarray(res.x), bool(res.success)
+
+
 def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: int = 1,
              max_iter: int = 40, tol: float = 1e-5, gtol: float = 1e-7, seed: int = 0,
              learning_rate: float = 0.3, callback: Callable | None = None) -> list[StartResult]:
     """Maximize the objective J over the box ``bounds`` ({name: (lo, hi)}), multi-start.
 
-    Returns one StartResult per start, best first."""
+    ``lbfgs``: L-BFGS-B (scipy) on the box scaled to [0, 1]ⁿ; ``adam``: optax Adam on
+    z with x = lo + (hi − lo)·sigmoid(z).  Returns one StartResult per start, best first."""
     if method not in ("adam", "lbfgs"):
         raise ScenarioError(f"--method {method!r}; allowed: 'adam', 'lbfgs'")
     if starts < 1:
@@ -210,8 +234,9 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
     paths = list(box)
     lo = jnp.asarray([box[p][0] for p in paths])
     hi = jnp.asarray([box[p][1] for p in paths])
-    value_grad_terms = _value_grad_terms(sim.structure(scenario), scenario.static,
-                                         tuple(paths), len(paths) <= FORWARD_MAX)
+    bounded = method == "lbfgs"
+    value_grad_terms = _value_grad_terms(sim.structure(scenario), tuple(paths),
+                                         len(paths) <= FORWARD_MAX, bounded)
     params = {k: jnp.asarray(v) for k, v in scenario.params.items()}
 
     def value_and_grad(z):
@@ -224,41 +249,31 @@ def optimize(scenario: Scenario, bounds: dict, method: str = "lbfgs", starts: in
 
     results = []
     for k, x0 in enumerate(starts_x):
-        z = jnp.asarray(_to_z(x0, np.asarray(lo), np.asarray(hi)))
-        if method == "adam":
-            opt = optax.adam(learning_rate)
-        else:  # L-BFGS direction; the step length comes from the Armijo search below
-            opt = optax.lbfgs(learning_rate=1.0, linesearch=None)
-        state = opt.init(z)
-        history, stalls, converged = [], 0, False
-        value, grad = value_and_grad(z)
-        for it in range(1, max_iter + 1):
-            updates, state = opt.update(grad, state, z)
-            if method == "adam":
-                z_new = optax.apply_updates(z, updates)
-                new_value, new_grad = value_and_grad(z_new)
-            else:
-                z_new, new_value, new_grad = _armijo(value_and_grad, z, value, grad, updates)
-            gnorm = float(jnp.linalg.norm(new_grad))
-            x_now = np.asarray(_to_x(z_new, lo, hi))
+        z = jnp.asarray(_to_z(x0, np.asarray(lo), np.asarray(hi), bounded))
+        history: list = []
+
+        def record(it, z_now, value, grad):
+            gnorm = _gradient_norm(grad, z_now, bounded)
+            x_now = np.asarray(_to_x(z_now, lo, hi, bounded))
             history.append({"start": k, "iteration": it,
                             "x": {p: float(v) for p, v in zip(paths, x_now)},
-                            "objective": -float(new_value), "gradient_norm": gnorm})
+                            "objective": -float(value), "gradient_norm": gnorm})
             if callback is not None:
                 callback(history[-1])
-            change = abs(float(new_value) - float(value))
-            z, value, grad = z_new, new_value, new_grad
-            stalls = stalls + 1 if change < tol * (abs(float(value)) + 1e-3) else 0
-            if stalls >= 3 or gnorm < gtol:
-                converged = True
-                break
-        x_best = _to_x(z, lo, hi)
-        neg_j, _, t = value_grad_terms(z, params, lo, hi)
+            return gnorm
+
+        if bounded:
+            z, converged = _lbfgsb(value_and_grad, z, max_iter, tol, gtol, record)
+        else:
+            z, converged = _adam(value_and_grad, z, max_iter, tol, gtol, learning_rate, record)
+        neg_j, grad, t = value_grad_terms(z, params, lo, hi)
         j = -neg_j
         results.append(StartResult(
-            x={p: float(v) for p, v in zip(paths, np.asarray(x_best))}, objective=float(j),
-            terms={n: float(v) for n, v in t.items()},
-            iterations=len(history), gradient_norm=float(jnp.linalg.norm(grad)),
+            x={p: float(v) for p, v in zip(paths, np.asarray(_to_x(z, lo, hi, bounded)))},
+            objective=float(j),
+            terms={**{n: float(v) for n, v in t.items()},  # and Σ w·Tox, named as in scans
+                   "toxicity": float(weighted_toxicity(t, scenario.params))},
+            iterations=len(history), gradient_norm=_gradient_norm(grad, z, bounded),
             converged=converged, history=history))
     return sorted(results, key=lambda r: -r.objective)
 
@@ -268,7 +283,7 @@ def objective_grid(scenario: Scenario, bounds: dict, n: int = 9, chunk: int = 32
     with vmap; returns (axis values of var 1, of var 2, J[i, j])."""
     box = check_variables(bounds)
     paths = list(box)[:2]
-    f = metric_function(scenario, paths, "objective")
+    f = study.model_function(scenario, paths, "objective")
     a = np.linspace(*box[paths[0]], n)
     b = np.linspace(*box[paths[1]], n)
     pts = np.stack(np.meshgrid(a, b, indexing="ij"), -1).reshape(-1, 2)

@@ -27,7 +27,7 @@ multiplied by any retardation factor).
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -158,11 +158,6 @@ class Transport:
     velocity: tuple | None = None
     boundaries: tuple | None = None
     source: jax.Array | None = None
-
-
-def _axis_last(x, axis, ndim):
-    """Move grid axis ``axis`` (0-based over the grid dims; leading species axis kept) last."""
-    return jnp.moveaxis(x, 1 + axis, -1) if x.ndim == ndim + 1 else x
 
 
 def _expand_to(x, n_species, grid: Grid):
@@ -385,13 +380,6 @@ def validate_transport(grid: Grid, transport: Transport, n_species: int) -> None
                             f"{[t.__name__ for t in BOUNDARY_TYPES]}")
                     if isinstance(bc, Robin) and not float(bc.h) > 0:
                         raise ValueError(f"Robin.h = {bc.h!r} on axis {a}; allowed: h > 0 m/s")
-
-
-def as_boundaries(grid: Grid, spec: Sequence | None):
-    """Default every side to zero flux."""
-    if spec is None:
-        return tuple((Flux(), Flux()) for _ in range(grid.ndim))
-    return tuple(spec)
 
 
 def face_fluxes(grid: Grid, transport: Transport, c):

@@ -278,11 +278,13 @@ def _roi_mean(image, weights):
     return jnp.sum(image * w, axis=axes) / jnp.sum(w)
 
 
-def metrics(result, im: Imaging) -> dict:
+def metrics(result, im: Imaging | None = None) -> dict:
     """Imaging readouts over the saved times (arrays of shape (n_t,)): tumor ROI mean of the
     blurred image (%ID/g, %ID/kg, kBq/mL) and %ID inside the tumor ROI; the reference ROI
     (muscle far from the tumor, whose image the PSF does not change) and the tumor-to-reference
-    ratio."""
+    ratio.  ``im``: the set-up, by default ``setup`` of the result's own scenario and layout."""
+    if im is None:
+        im = setup(result.scenario, result.layout)
     ideal = label_pct_id_per_g(result)
     tumor = _roi_mean(image_pct_id_per_g(ideal, im), im.tumor_weights)
     ref = _roi_mean(ideal, im.reference_weights)

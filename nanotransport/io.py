@@ -6,6 +6,7 @@ interrupted run never leaves a half-written file.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jax
@@ -13,10 +14,10 @@ import numpy as np
 import xarray as xr
 
 from . import imaging, outdir, pk, units
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioError
 from .simulate import Result
-from .tissue import Layout
-from .transport import drug_per_tissue_volume, payload_locations
+from .tissue import Layout, MapsFile
+from .transport import carriers_per_tissue_volume, drug_per_tissue_volume, payload_locations
 
 FIELD_DOCS = {
     "carrier": "carrier particles in the interstitium (drug-equivalent at loading)",
@@ -122,6 +123,10 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
         lambda x: fn(maps, x, result.species))(result.fields))
     data["tissue_drug"] = (("time",) + dims, per_time(drug_per_tissue_volume) * mw, {
         "units": "ug/g", "long_name": "all drug per tissue volume (every phase and pool)"})
+    data["tissue_carriers"] = (("time",) + dims, per_time(carriers_per_tissue_volume) * mw, {
+        "units": "ug/g", "long_name": "carrier particles per tissue volume, drug-equivalent "
+                                      "(vessel, interstitium, receptor-bound, internalized, "
+                                      "macrophages)"})
     tumor_w = g.volume * lay.tumor
     space = tuple(range(1, g.ndim + 1))
     where = jax.vmap(lambda x: payload_locations(maps, x, result.species))(result.fields)
@@ -168,3 +173,58 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     temporary file is removed if the write fails)."""
     with outdir.atomic_path(path) as tmp:
         ds.to_netcdf(tmp)
+
+
+def write_observations(obs, path) -> Path:
+    """Write ``calibrate.Observations`` as CSV (atomic), in hours and the observed quantity's
+    unit; ``calibrate.load_observations`` reads it back."""
+    from .calibrate import SD_SUFFIX
+
+    rows = ["time_h," + obs.quantity + ("," + obs.quantity + SD_SUFFIX if obs.sd is not None
+                                        else "")]
+    for i in range(obs.times_h.size):
+        row = f"{float(obs.times_h[i])!r},{float(obs.values[i])!r}"
+        rows.append(row + (f",{float(obs.sd[i])!r}" if obs.sd is not None else ""))
+    path = Path(path)
+    atomic_write_bytes(path, ("\n".join(rows) + "\n").encode())
+    return path
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme (http:, s3:, file:), not C:
+
+
+def read_tissue_maps(path: str) -> MapsFile:
+    """The variables and coordinates of a ``tissue.maps_file`` (a local netCDF file) as float
+    arrays, for ``tissue.layout`` (which checks them against the grid and the schema).
+
+    Checked here (ScenarioError naming the file and what is allowed): a local path (URLs and
+    other schemes are refused: reading one must not touch a network), an existing file, readable
+    as netCDF, every variable numeric."""
+    def error(msg: str) -> ScenarioError:
+        return ScenarioError(f"tissue.maps_file {path!r}: {msg}")
+
+    if _URL.match(path):
+        raise error("looks like a URL or another scheme; allowed: a local file path")
+    p = Path(path)
+    if not p.is_file():
+        raise error("is a folder; allowed: a netCDF file" if p.is_dir() else
+                    "does not exist; allowed: a local netCDF file")
+    try:
+        ds = xr.open_dataset(p).load()
+    except Exception as e:  # noqa: BLE001 - any backend's complaint about a bad file is input
+        raise error(f"cannot be read as netCDF ({type(e).__name__}: {str(e)[:200]}); allowed: "
+                    "a netCDF file") from None
+    with ds:
+        variables = []
+        for name, var in ds.data_vars.items():
+            try:
+                variables.append((str(name), np.asarray(var.values, dtype=float)))
+            except (TypeError, ValueError):
+                raise error(f"map {name!r} is not numeric ({var.dtype})") from None
+        coords = []
+        for name, c in ds.coords.items():
+            try:
+                coords.append((str(name), np.asarray(c.values, dtype=float)))
+            except (TypeError, ValueError):
+                continue  # a non-numeric coordinate names no grid axis
+    return MapsFile(path, tuple(variables), tuple(coords))

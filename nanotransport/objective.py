@@ -30,7 +30,6 @@ from . import pk, units
 from .scenario import Scenario
 from .simulate import Result, systemic_parameters
 from .summary import efficacy, metrics
-from .tissue import Layout
 
 TERMS = ("efficacy", "tox_cardiac_auc", "tox_cardiac_peak", "tox_hand_foot", "tox_thermal")
 WEIGHTS = {"tox_cardiac_auc": "objective.weight_cardiac_auc",
@@ -74,11 +73,12 @@ def free_plasma_series(scenario: Scenario, dose_mol, infusion_s, t_end_s):
     return pk.plasma_concentrations(params, y).free_total
 
 
-def terms(result: Result, lay: Layout, scenario: Scenario) -> dict:
-    """Efficacy and each normalized toxicity term (dimensionless JAX scalars)."""
+def terms(result: Result) -> dict:
+    """Efficacy and each normalized toxicity term (dimensionless JAX scalars) of a result."""
+    scenario = result.scenario
     s = scenario.params
     inp = result.inputs
-    m = metrics(result, lay, s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    m = metrics(result)
     auc_free_ref, peak_free_ref, auc_enc_ref = references(scenario, inp.dose_mol, inp.infusion_s)
     h = units.HOUR
     mw = units.DOXORUBICIN_MOLAR_MASS
@@ -87,7 +87,7 @@ def terms(result: Result, lay: Layout, scenario: Scenario) -> dict:
     scale = 0.05 * threshold
     cem = m["cem43_normal_tissue_max_min"]
     return {
-        "efficacy": efficacy(result, lay, s["drug.kill_coefficient_per_ng_h_per_1e5cells"]),
+        "efficacy": efficacy(result),
         "tox_cardiac_auc": m["plasma_auc_free_ug_h_per_ml"] * h / mw / auc_free_ref,
         "tox_cardiac_peak": smooth_peak(free_series) / peak_free_ref,
         "tox_hand_foot": m["plasma_auc_encapsulated_ug_h_per_ml"] * h / mw / auc_enc_ref,
@@ -95,13 +95,14 @@ def terms(result: Result, lay: Layout, scenario: Scenario) -> dict:
     }
 
 
-def objective(result: Result, lay: Layout, scenario: Scenario) -> tuple:
-    """(J, terms): the weighted objective and its terms."""
-    t = terms(result, lay, scenario)
-    j = t["efficacy"] - sum(scenario.params[w] * t[k] for k, w in WEIGHTS.items())
-    return j, t
+def weighted_toxicity(t: dict, params: dict):
+    """Σ weight·Tox over the toxicity terms ``t`` (weights from the scenario's ``params``), so
+    that J = efficacy − weighted toxicity; scans call it ``toxicity``."""
+    return sum(params[w] * t[k] for k, w in WEIGHTS.items())
 
 
-def toxicity_terms(metrics_dict: dict) -> dict:
-    """Unweighted toxicity proxies from summary metrics (for plots of scan results)."""
-    return {"plasma_auc_free_ug_h_per_ml": metrics_dict["plasma_auc_free_ug_h_per_ml"]}
+def objective(result: Result) -> tuple:
+    """(J, terms): the weighted objective and its terms (weights from the result's scenario)."""
+    t = terms(result)
+    return t["efficacy"] - weighted_toxicity(t, result.params), t
+

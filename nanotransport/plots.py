@@ -34,6 +34,12 @@ def tissue_drug(ds: xr.Dataset) -> xr.DataArray:
     return ds.tissue_drug.transpose("time", ...)
 
 
+def tissue_carriers(ds: xr.Dataset) -> xr.DataArray:
+    """Carriers per tissue volume in every phase (drug-equivalent µg/g), as the model computed
+    them (``transport.carriers_per_tissue_volume`` via ``io``)."""
+    return ds.tissue_carriers.transpose("time", ...)
+
+
 PAYLOAD_PLACES = ("vessel", "interstitium", "carriers_on_cells", "macrophages", "cancer_cells",
                   "nucleus")
 
@@ -81,7 +87,7 @@ def tumor_maps(ds: xr.Dataset, path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     space = [d for d in ds.region.dims]
     drug = tissue_drug(ds).isel(time=-1)
-    carriers = (MW * (ds.phi_v * ds.carrier_vessel + ds.phi_e * ds.carrier)).isel(time=-1)
+    carriers = tissue_carriers(ds).isel(time=-1)
     drug, carriers = drug.transpose(*space), carriers.transpose(*space)
     if len(space) == 3:
         mid = {space[2]: ds.sizes[space[2]] // 2}
@@ -99,13 +105,13 @@ def tumor_maps(ds: xr.Dataset, path: Path) -> Path:
 
 
 def tumor_profiles(ds: xr.Dataset, path: Path) -> Path:
-    """Radial profiles of total tissue drug and interstitial carriers at the saved times
+    """Radial profiles of total tissue drug and tissue carriers at the saved times
     (maps on 2D/3D grids)."""
     if "r" not in ds.dims or len(ds.region.dims) != 1:
         return tumor_maps(ds, path)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     drug = tissue_drug(ds)
-    carriers = (MW * (ds.phi_v * ds.carrier_vessel + ds.phi_e * ds.carrier)).transpose("time", ...)
+    carriers = tissue_carriers(ds)
     cmap = plt.get_cmap("viridis")
     n = ds.sizes["time"]
     for k in range(n):

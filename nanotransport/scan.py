@@ -75,9 +75,11 @@ manifest are skipped, so no result is lost or computed twice; a chunk that does 
 spec, other scenario, other points) is refused and nothing in it is overwritten.
 
 Dataset: every scalar summary metric (units in the names, as in ``summary.py``) over the scan
-dims; the % ID series over (scan dims..., ``time`` h); ``toxicity`` (from
-``objective.toxicity_terms`` where that module exists, else the plasma free-drug AUC) and
-``pareto_front`` (1 where no other point has both higher efficacy and lower toxicity); with
+dims; the % ID series over (scan dims..., ``time`` h); the design objective ``objective`` (J of
+``optimize``) and each of its terms (``efficacy``, ``tox_cardiac_auc``, ``tox_cardiac_peak``,
+``tox_hand_foot``, ``tox_thermal``: ``objective.py``), ``toxicity`` = Σ weight·tox_* =
+efficacy − objective, and ``pareto_front`` (1 where no other point has both higher efficacy
+and lower toxicity); with
 ``--fields`` also the final tissue drug (µg/g) and surviving fraction per grid cell; attributes
 ``scan_spec`` (JSON), ``scenario_toml`` and ``scenario_sha256``.
 """
@@ -537,35 +539,38 @@ def _mesh(devices=None):
     return Mesh(np.asarray(list(devices) if devices is not None else jax.devices()), ("batch",))
 
 
-def _one(params: dict, static: tuple, with_fields: bool) -> dict:
-    """Summary metrics (and optionally final fields) of one simulation; pure."""
-    from . import imaging, summary, simulate, tissue, units
+def _readout(result, with_fields: bool) -> dict:
+    """What a scan records of one simulation: every summary metric (imaging included), the
+    design objective J and each of its terms (``study.objective_readout``: ``objective``,
+    ``tox_*`` and ``toxicity`` = Σ w·Tox), and optionally the final fields."""
+    from . import study, summary, units
     from .transport import drug_per_tissue_volume
 
-    result = simulate.run(params, static)
-    sc = Scenario(params, tuple((k, v) for k, v in static if not k.startswith("_")))
-    lay = tissue.layout(sc)
-    omega = params["drug.kill_coefficient_per_ng_h_per_1e5cells"]
-    out = dict(summary.metrics(result, lay, omega, imaging.setup(sc, lay)))
+    out = dict(summary.metrics(result, with_imaging=True))
+    out.update(study.objective_readout(result))
     if with_fields:
         maps = result.inputs.kinetics.maps
         out["final_tissue_drug_ug_per_g"] = drug_per_tissue_volume(
             maps, result.fields[-1], result.species) * units.DOXORUBICIN_MOLAR_MASS
-        out["final_surviving_fraction"] = summary.surviving_fraction(result, omega)
+        out["final_surviving_fraction"] = summary.surviving_fraction(result)
     return out
 
 
 @functools.lru_cache(maxsize=16)
 def _batched_fn(static: tuple, with_fields: bool, mesh):
-    """jit(vmap(_one)) with the batch sharded over ``mesh`` (cached per structure and mesh)."""
+    """jit(vmap(_readout ∘ run)) with the batch sharded over ``mesh`` (cached per structure
+    and mesh)."""
     import jax
     from jax.sharding import NamedSharding, PartitionSpec as P
 
     batch = NamedSharding(mesh, P("batch"))
     repl = NamedSharding(mesh, P())
 
+    from . import study
+
     def fn(varied, fixed):
-        return jax.vmap(lambda v: _one({**fixed, **v}, static, with_fields))(varied)
+        return jax.vmap(lambda v: study.evaluate(
+            {**fixed, **v}, static, lambda r: _readout(r, with_fields)))(varied)
 
     return jax.jit(fn, in_shardings=(batch, repl), out_shardings=batch)
 
@@ -856,43 +861,16 @@ def _units(name: str) -> str:
                          ("_pct_id_per_g", "%ID/g"), ("_pct_id_per_kg", "%ID/kg"),
                          ("_pct_id", "%ID"), ("_kbq_per_ml", "kBq/mL"), ("_min", "min"),
                          ("_c", "degC"), ("_fraction", "1"), ("efficacy", "1"),
-                         ("_error", "1")):
+                         ("_error", "1"), ("objective", "1"), ("toxicity", "1")):
+        if name.startswith("tox_"):
+            return "1"
         if name.endswith(suffix):
             return unit
     return ""
 
 
-def toxicity(metrics: Mapping) -> tuple[np.ndarray, dict, str]:
-    """(toxicity, extra terms, source) for arrays of metrics over the scan points.
-
-    Uses ``nanotransport.objective.toxicity_terms`` (applied point by point with ``jax.vmap``;
-    a dict of terms is summed) when that module exists, else the plasma free-drug AUC."""
-    fallback = np.asarray(metrics["plasma_auc_free_ug_h_per_ml"])
-    try:
-        from . import objective
-
-        terms_fn = objective.toxicity_terms
-    except (ImportError, AttributeError):
-        return fallback, {}, "plasma_auc_free_ug_h_per_ml"
-    import jax
-    import jax.numpy as jnp
-
-    shape = fallback.shape
-    flat = {k: jnp.asarray(np.asarray(v).reshape((-1,) + np.asarray(v).shape[len(shape):]))
-            for k, v in metrics.items()}
-    try:
-        terms = jax.vmap(terms_fn)(flat)
-    except Exception as e:  # noqa: BLE001 - a user module: fall back, say why
-        warnings.warn(f"objective.toxicity_terms failed on the scan metrics ({e}); toxicity is "
-                      "the plasma free-drug AUC", stacklevel=2)
-        return fallback, {}, "plasma_auc_free_ug_h_per_ml"
-    if isinstance(terms, Mapping):
-        arrays = {k: np.asarray(v).reshape(shape) for k, v in terms.items()}
-        total = sum(arrays.values())
-        extra = {f"toxicity_{k}": v for k, v in arrays.items() if k not in metrics}
-        return (np.asarray(total), extra,
-                "nanotransport.objective.toxicity_terms: " + " + ".join(arrays))
-    return np.asarray(terms).reshape(shape), {}, "nanotransport.objective.toxicity_terms"
+TOXICITY_LONG_NAME = ("weighted toxicity of the design objective, efficacy - objective = "
+                      "sum of objective weight x tox_* term")
 
 
 def pareto_mask(efficacy: np.ndarray, toxicity_: np.ndarray) -> np.ndarray:
@@ -959,12 +937,9 @@ def assemble(out: Path | None, manifest: dict, spec: ScanSpec, points: dict,
         arr = np.asarray(v.values)
         extra_dims = tuple(d for d in v.dims if d != "index")
         data[k] = (dims + extra_dims, arr.reshape(shape + arr.shape[1:]), {"units": _units(k)})
-    metrics = {k: data[k][1] for k in data}
-    tox, extra, source = toxicity(metrics)
-    data["toxicity"] = (dims, tox, {"source": source})
-    for k, v in extra.items():
-        data[k] = (dims, v, {})
-    data["pareto_front"] = (dims, pareto_mask(metrics["efficacy"], tox).astype(np.int8),
+    data["toxicity"][2]["long_name"] = TOXICITY_LONG_NAME
+    data["pareto_front"] = (dims, pareto_mask(data["efficacy"][1], data["toxicity"][1])
+                            .astype(np.int8),
                             {"long_name": "1 where no other point has both higher efficacy and "
                                           "lower toxicity"})
     attrs = {"title": "nanotransport scan", "format": FORMAT,
@@ -1301,8 +1276,7 @@ def plot_distributions(ds, path: Path, metrics=("efficacy", "toxicity",
             ax.legend(fontsize=7)
         else:
             ax.hist(np.asarray(da.values).reshape(-1), bins="auto", color="C0")
-        ax.set_xlabel(m + (f" ({ds[m].attrs['source'].split(':')[0]})" if m == "toxicity"
-                           else ""), fontsize=8)
+        ax.set_xlabel(m + (" (Σ weight·tox_*)" if m == "toxicity" else ""), fontsize=8)
         ax.set_ylabel("count")
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     fig.suptitle(f"responses over {ds.sizes['sample']} samples", fontsize=9)
@@ -1324,7 +1298,7 @@ def plot_pareto(ds, path: Path) -> Path:
     order = np.argsort(t[front])
     ax.plot(t[front][order], e[front][order], "o-", color="C3", ms=5,
             label=f"Pareto front ({int(front.sum())})")
-    ax.set_xlabel(f"toxicity: {ds['toxicity'].attrs.get('source', '')}", fontsize=8)
+    ax.set_xlabel("toxicity: Σ weight·tox_* of the design objective (efficacy − J)", fontsize=8)
     ax.set_ylabel("efficacy (1 − mean SF)")
     _maybe_log(ax, t[np.isfinite(t)], "x")
     ax.legend(fontsize=8)
@@ -1343,18 +1317,19 @@ def plot_scan(ds, out: Path, metric: str = "efficacy") -> list[Path]:
 
 def check_plot_metric(scenario: Scenario, metric: str) -> None:
     """Refuse, before anything runs, a heat-map metric that a scan will not have."""
-    if metric in ("efficacy", "toxicity", "pareto_front") or metric.startswith("toxicity_"):
+    if metric in ("efficacy", "objective", "toxicity", "pareto_front"):
         return
     import jax
 
-    from . import simulate
+    from . import simulate, study
 
     static = simulate.structure(scenario)
-    shapes = jax.eval_shape(lambda p: _one(p, static, False), scenario.params)
+    shapes = jax.eval_shape(lambda p: study.evaluate(p, static, lambda r: _readout(r, False)),
+                            scenario.params)
     scalars = sorted(k for k, v in shapes.items() if v.shape == ())
     if metric not in scalars:
         raise ScanError(f"--plot-metric {metric}: not a scalar metric of this scan; allowed: "
-                        + ", ".join(scalars + ["toxicity", "pareto_front"]))
+                        + ", ".join(scalars + ["pareto_front"]))
 
 
 def _safe(name: str) -> str:

@@ -4,8 +4,9 @@ Resolution order: schema defaults ← tumor preset (``tumor_preset = "low-epr"``
 ``--set`` overrides.  Nothing runs on a half-valid scenario: every problem found is reported
 in one error that names the field, the value and what is allowed.
 
-A ``Scenario`` keeps user-facing units (``diameter_nm``); ``nanotransport.parameters`` converts
-them to SI inside the differentiated function, so gradients are per user unit.  Numeric fields
+A ``Scenario`` keeps user-facing units (``diameter_nm``); the model converts them to SI inside
+the differentiated function (``simulate.model_inputs``, ``tissue.tissue_maps``), so gradients
+are per user unit.  Numeric fields
 are float leaves of the pytree (``scenario.params``); structure (strings, grid sizes, saved
 times) is static.
 """
@@ -45,6 +46,9 @@ class Scenario:
     params: dict
     static: tuple
     description: str = ""
+    #: the contents of ``tissue.maps_file`` (``tissue.MapsFile``: arrays, read by ``load``
+    #: through ``io.read_tissue_maps``), None without one; static
+    maps: object = None
 
     def __getitem__(self, path: str):
         path = resolve_name(path)
@@ -66,8 +70,15 @@ class Scenario:
         """A copy with fields changed; keys are dotted paths or unique bare names. Values are
         validated (numbers may be tracers inside jit/grad: then only the static fields are)."""
         params, static = dict(self.params), dict(self.static)
+        maps = self.maps
         for name, value in updates.items():
             path = resolve_name(name)
+            if path == "tissue.maps_file" and value != static[path]:
+                if value:
+                    raise ScenarioError("tissue.maps_file: a maps file is read when the "
+                                        "scenario is loaded; allowed: scenario.load(..., "
+                                        "['tissue.maps_file=...']), or '' (no maps) here")
+                maps = None
             if path in params:
                 if _is_concrete_number(value):
                     _check_value(FIELDS_BY_PATH[path], value, raise_now=True)
@@ -75,7 +86,7 @@ class Scenario:
             else:
                 _check_value(FIELDS_BY_PATH[path], value, raise_now=True)
                 static[path] = _freeze(value)
-        return Scenario(params, tuple(sorted(static.items())), self.description)
+        return Scenario(params, tuple(sorted(static.items())), self.description, maps)
 
     def to_dict(self) -> dict:
         """Nested {section: {key: value}} in user units (floats for parameters)."""
@@ -100,7 +111,7 @@ class Scenario:
 
 
 jax.tree_util.register_dataclass(Scenario, data_fields=["params"],
-                                 meta_fields=["static", "description"])
+                                 meta_fields=["static", "description", "maps"])
 
 
 def _is_concrete_number(v) -> bool:
@@ -251,6 +262,12 @@ def build(file_values: dict, overrides: Iterable[tuple[str, Any]] = (),
         if saves and (sorted(saves) != list(saves) or max(saves) > values["numerics.t_end_h"]):
             problems.append(f"numerics.save_times_h = {saves!r} must increase and end at or "
                             f"before numerics.t_end_h = {values['numerics.t_end_h']!r}")
+        if (values["formulation.carrier"] == "none"
+                and values["formulation.encapsulated_fraction"] != 0.0):
+            problems.append(f"formulation.encapsulated_fraction = "
+                            f"{values['formulation.encapsulated_fraction']!r} with "
+                            "formulation.carrier = 'none' (free drug: no carrier holds any of "
+                            "the dose); allowed: 0, or another carrier")
         window = values["numerics.heating_window_min"]
         if window and (len(window) != 2 or not window[0] < window[1]):
             problems.append(f"numerics.heating_window_min = {window!r}; allowed: [] or "
@@ -433,7 +450,13 @@ def load(name_or_path: str | None = None, overrides: Iterable[str] = ()) -> Scen
     else:
         text, source = _builtin_text(name_or_path), f"'{name_or_path}'"
     parsed = [parse_override(o) for o in overrides]
-    return build(_load_toml_text(text, source), parsed, source)
+    scenario = build(_load_toml_text(text, source), parsed, source)
+    if scenario["tissue.maps_file"]:  # the maps file is read with the scenario file
+        from .io import read_tissue_maps
+
+        scenario = dataclasses.replace(scenario,
+                                       maps=read_tissue_maps(scenario["tissue.maps_file"]))
+    return scenario
 
 
 def annotated_toml(scenario: Scenario) -> str:

@@ -145,8 +145,9 @@ FIELDS: list[Field] = [
     Field("formulation.name", "doxil", "", "label used in tables and plots", kind="str"),
     Field("formulation.carrier", "liposome", "", "carrier type: picks the sourced systemic "
           "parameter set (liposome: Doxil label fit; conjugate: PK1, Thomson et al. 1999; "
-          "micelle: the liposome clearance laws with its own leakage); 'none' is free drug "
-          "(set encapsulated_fraction = 0)",
+          "micelle: the liposome clearance laws with its own leakage); 'none' is free drug: "
+          "encapsulated_fraction must be 0 (checked), so no carrier parameter acts (the "
+          "carrier's systemic set is the liposome's, unused)",
           choices=("none", "liposome", "micelle", "conjugate"), kind="str"),
     Field("formulation.diameter_nm", 90.0, "nm", "hydrodynamic diameter of the carrier (Doxil "
           "~85-100 nm; Gabizon et al. 2003 Clin Pharmacokinet 42:419)", 1.0, 2000.0),

@@ -61,7 +61,11 @@ class Inputs:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Saved output of one simulation (SI; a pytree, batched along a leading axis by vmap)."""
+    """Saved output of one simulation (SI; a pytree, batched along a leading axis by vmap).
+
+    Self-describing: it carries the scenario it ran (``params``, user units, as given to
+    ``run``, and the static ``structure``) and its tissue ``layout``, so every metric
+    (``summary.metrics``, ``objective.objective``) needs only the result."""
 
     times_s: jax.Array  # (n_t,)
     fields: jax.Array  # (n_t, len(species), *grid.shape), per-phase concentrations, mol/m³
@@ -69,16 +73,35 @@ class Result:
     systemic_carrier: jax.Array  # (n_t, 9) carrier-particle PK state, mol drug-equivalent
     accumulators: jax.Array  # (len(ACCUMULATORS),) at the end time
     inputs: Inputs
+    params: dict  # the scenario's numbers (user units), as given to ``run``
     species: tuple  # names of the species axis of ``fields`` (static)
+    structure: tuple  # ``structure(scenario)``: static fields and switches (static)
+    layout: Layout  # grid, region masks and map multipliers (static)
 
     def field(self, name: str):
         """Saved field of one species, (n_t, *grid.shape)."""
         return self.fields[:, self.species.index(name)]
 
+    @property
+    def scenario(self) -> Scenario:
+        """The scenario that ran (its numbers as given to ``run``, private switches dropped)."""
+        return Scenario(self.params, public_static(self.structure),
+                        maps=dict(self.structure).get("_maps"))
+
+    @property
+    def kill_coefficient(self):
+        """ω of the surviving fraction SF = exp(−ω ∫ n dt), per (ng/1e5 cells)·h."""
+        return self.params["drug.kill_coefficient_per_ng_h_per_1e5cells"]
+
 
 jax.tree_util.register_dataclass(
     Result, data_fields=["times_s", "fields", "systemic", "systemic_carrier", "accumulators",
-                         "inputs"], meta_fields=["species"])
+                         "inputs", "params"], meta_fields=["species", "structure", "layout"])
+
+
+def public_static(structure: tuple) -> tuple:
+    """The scenario's static fields of a ``structure`` (its private ``_`` switches dropped)."""
+    return tuple((k, v) for k, v in structure if not k.startswith("_"))
 
 
 def save_times_h(scenario: Scenario) -> np.ndarray:
@@ -407,12 +430,11 @@ def run(params: dict, static: tuple, description: str = "", progress: Callable |
     """Pure function of the scenario's numbers (``params``) for a fixed structure ``static``
     (from ``structure(scenario)``)."""
     st = dict(static)
-    scenario = Scenario(params, tuple((k, v) for k, v in static if not k.startswith("_")),
-                        description)
+    scenario = Scenario(params, public_static(static), description, st.get("_maps"))
     lay = layout(scenario)
     dtype = _dtype(scenario)
     scenario = Scenario({k: jnp.asarray(v, dtype) for k, v in params.items()}, scenario.static,
-                        description)
+                        description, scenario.maps)
     names = species_names(st["_heating"], st["_targeting"])
     # the tissue maps start from the layout's float64 arrays: cast every input to the run's
     # precision, or a float32 run computes its kinetics and transport in float64
@@ -437,7 +459,8 @@ def run(params: dict, static: tuple, description: str = "", progress: Callable |
         observe=lambda s_: (s_[0], s_[1], s_[2]), checkpoint=True, progress=progress,
         fine_windows=fine, prepare=prepare)
     y, yc, fields = saved
-    return Result(jnp.asarray(times, dtype), fields, y, yc, final[3], inp, names)
+    return Result(jnp.asarray(times, dtype), fields, y, yc, final[3], inp, dict(params), names,
+                  static, lay)
 
 
 _run_jit = jax.jit(run, static_argnums=(1, 2, 3))
@@ -470,6 +493,8 @@ def structure(scenario: Scenario) -> tuple:
                            + float(scenario["heating.cooldown_min"])) * units.MIN
             window = heating_window_s(start, end)
     extra = (("_heating", heating), ("_heating_window_s", window), ("_targeting", targeting))
+    if scenario.maps is not None:  # the maps file's arrays (static, hashed by content)
+        extra += (("_maps", scenario.maps),)
     return tuple((k, v) for k, v in scenario.static if k not in LABELS) + extra
 
 
@@ -477,8 +502,3 @@ def simulate(scenario: Scenario, progress: Callable | None = None) -> Result:
     """Run a scenario (compiled once per structure; new numbers do not recompile)."""
     _dtype(scenario)
     return _run_jit(scenario.params, structure(scenario), "", progress)
-
-
-def grid_of(scenario: Scenario):
-    """The grid a scenario runs on."""
-    return layout(scenario).grid

@@ -57,7 +57,6 @@ import numpy as np
 from . import imaging, pk, units
 from .heat import soft_quantile
 from .simulate import ACCUMULATORS, RUNNING, Result
-from .tissue import Layout
 from .transport import (carriers_per_tissue_volume, drug_per_tissue_volume,
                         encapsulated_per_tissue_volume, intracellular_per_tissue_volume,
                         payload_locations)
@@ -77,33 +76,36 @@ def _running(result: Result, name: str):
     return result.accumulators[..., len(ACCUMULATORS) + RUNNING.index(name)]
 
 
-def _kill_exponent(result: Result, omega_per_ng_h_per_1e5cells):
-    """ω ∫ n dt per cell, n the DNA-bound (nuclear) drug in ng/1e5 cells."""
+def _kill_exponent(result: Result):
+    """ω ∫ n dt per cell, n the DNA-bound (nuclear) drug in ng/1e5 cells, ω the result's
+    ``drug.kill_coefficient_per_ng_h_per_1e5cells``."""
     maps = result.inputs.kinetics.maps
     cell_volume = maps.phi_c / maps.cell_density
     to_ng_per_1e5 = MW * 1e9 * 1e5 * cell_volume  # mol/m³ of cells → ng per 1e5 cells
     auc_ng_h = result.field("nuclear_auc")[-1] * to_ng_per_1e5 / units.HOUR
-    return omega_per_ng_h_per_1e5cells * auc_ng_h
+    return result.kill_coefficient * auc_ng_h
 
 
-def surviving_fraction(result: Result, omega_per_ng_h_per_1e5cells):
+def surviving_fraction(result: Result):
     """Per-cell surviving fraction at the end, SF = exp(−ω ∫ n dt), n the DNA-bound (nuclear)
     drug in ng/1e5 cells: doxorubicin kills through DNA (topoisomerase II poisoning)."""
-    return jnp.exp(-_kill_exponent(result, omega_per_ng_h_per_1e5cells))
+    return jnp.exp(-_kill_exponent(result))
 
 
-def efficacy(result: Result, lay: Layout, omega):
+def efficacy(result: Result):
     """1 − mean SF over viable tumor cells (weighted by cell number), summed as
     mean(−expm1(−ω ∫ n dt)) so that small efficacies keep their relative precision."""
     maps = result.inputs.kinetics.maps
-    w = jnp.asarray(lay.grid.volume) * maps.cell_density * maps.viable_tumor
-    killed = -jnp.expm1(-_kill_exponent(result, omega))
+    w = jnp.asarray(result.layout.grid.volume) * maps.cell_density * maps.viable_tumor
+    killed = -jnp.expm1(-_kill_exponent(result))
     return jnp.sum(w * killed) / jnp.sum(w)
 
 
-def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = None) -> dict:
+def metrics(result: Result, with_imaging: bool = False) -> dict:
     """All summary metrics as JAX scalars (or arrays over saved times for the % ID series);
-    with an imaging set-up ``im`` (``imaging.setup``), also the imaging readouts."""
+    ``with_imaging``: also the imaging readouts (``imaging.metrics``, set up from the result's
+    scenario and layout)."""
+    lay = result.layout
     inp = result.inputs
     maps = inp.kinetics.maps
     names = result.species
@@ -185,22 +187,22 @@ def metrics(result: Result, lay: Layout, omega, im: imaging.Imaging | None = Non
         "released_in_cells_fraction": released_cells / dose,
         "carrier_renal_fraction": result.systemic_carrier[-1, pk.I_SINK_RENAL] / dose,
         "carrier_mps_fraction": result.systemic_carrier[-1, pk.I_SINK_MPS] / dose,
-        "efficacy": efficacy(result, lay, omega),
+        "efficacy": efficacy(result),
         "mass_balance_error": balance,
     }
     if "temperature" in names:
         normal = jnp.asarray(lay.normal) > 0
         out["cem43_normal_tissue_max_min"] = jnp.max(jnp.where(normal, field("cem43"), 0.0))
         out["cem43_tumor_mean_min"] = jnp.sum(field("cem43") * tumor_w) / jnp.sum(tumor_w)
-        out.update(heating_metrics(result, lay))
+        out.update(heating_metrics(result))
     else:
         out["cem43_normal_tissue_max_min"] = jnp.zeros(())
-    if im is not None:
-        out.update(imaging.metrics(result, im))
+    if with_imaging:
+        out.update(imaging.metrics(result))
     return out
 
 
-def heating_metrics(result: Result, lay: Layout) -> dict:
+def heating_metrics(result: Result) -> dict:
     """Hyperthermia metrics of a heated run (ESHO quality guidelines; ``heat``), from the running
     values updated every step inside the solver (maxima and integrals), except the T90/T50/T10
     series, which are read at the saved times.

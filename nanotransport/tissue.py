@@ -34,8 +34,7 @@ Interstitium: D_eff = D_0(d)·h_matrix(d) (Ogston fibre matrix), retardation R_F
 from __future__ import annotations
 
 import dataclasses
-import re
-from pathlib import Path
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +81,31 @@ class Layout:
                 and np.array_equal(self.necrotic, other.necrotic))
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class MapsFile:
+    """The contents of a ``tissue.maps_file`` as arrays (read at the edge: ``io.read_tissue_maps``,
+    called by ``scenario.load``): its variables and coordinates, float arrays.  Static (hashed
+    by its content), so it rides in a scenario's structure."""
+
+    source: str
+    variables: tuple  # ((name, array), ...)
+    coords: tuple  # ((name, array), ...)
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256(self.source.encode())
+        for name, arr in self.variables + self.coords:
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(arr, dtype=float).tobytes())
+        return h.hexdigest()
+
+    def __hash__(self):
+        return hash(self.digest)
+
+    def __eq__(self, other):
+        return isinstance(other, MapsFile) and self.digest == other.digest
+
+
 MAP_FIELDS = ("vascular_fraction", "interstitial_fraction", "vessel_surface_density_per_cm",
               "pore_radius_nm", "vessel_hydraulic_conductivity_cm_per_mmhg_s",
               "interstitial_hydraulic_conductivity_cm2_per_mmhg_s", "perfusion_ml_per_ml_min",
@@ -122,11 +146,13 @@ def layout(scenario: Scenario) -> Layout:
     multipliers = ()
     source = scenario["tissue.maps_file"]
     if source:
-        multipliers, tumor, necrotic = _read_maps(source, g, tumor, necrotic, scenario)
+        if scenario.maps is None or scenario.maps.source != source:
+            raise _maps_error(source, "was not read: load the scenario with scenario.load "
+                                      "(which reads it: io.read_tissue_maps)")
+        multipliers, tumor, necrotic = _apply_maps(scenario.maps, g, tumor, necrotic, scenario)
     return Layout(g, tumor, necrotic, 1.0 - tumor, multipliers, source)
 
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme (http:, s3:, file:), not C:
 _NECROTIC_SET = ("vascular_fraction", "vessel_surface_density_per_cm", "perfusion_ml_per_ml_min")
 
 
@@ -134,61 +160,44 @@ def _maps_error(path: str, msg: str) -> ScenarioError:
     return ScenarioError(f"tissue.maps_file {path!r}: {msg}")
 
 
-def _read_maps(path: str, g: grids.Grid, tumor, necrotic, scenario: Scenario | None = None):
+def _apply_maps(maps: MapsFile, g: grids.Grid, tumor, necrotic,
+                scenario: Scenario | None = None):
     """Per-cell multipliers (and optionally a ``region`` label: 0 tumor, 1 normal, 2 necrotic)
-    from a local netCDF file whose variables have the grid's shape.
+    from the arrays of a maps file, which must have the grid's shape.
 
     Checked (ScenarioError naming the map, the cell index, the value and what is allowed):
-    a local path (URLs and other schemes are refused: reading one must not touch a network),
-    a readable netCDF file, each variable's shape, coordinates named like the grid's axes equal
-    to its cell centres (mm), finite values, multipliers >= 0, and, for concrete scenario
-    values, every resulting field inside its schema range (``tissue.<region>.<field>`` lo/hi)
-    and a cell fraction 1 − φ_v − φ_e above 0.01 (``_check_map_values``)."""
-    import xarray as xr
-
-    if _URL.match(path):
-        raise _maps_error(path, "looks like a URL or another scheme; allowed: a local file path")
-    p = Path(path)
-    if not p.is_file():
-        raise _maps_error(path, "is a folder; allowed: a netCDF file" if p.is_dir() else
-                          "does not exist; allowed: a local netCDF file")
-    try:
-        ds = xr.open_dataset(p).load()
-    except Exception as e:  # noqa: BLE001 - any backend's complaint about a bad file is input
-        raise _maps_error(path, f"cannot be read as netCDF ({type(e).__name__}: "
-                                f"{str(e)[:200]}); allowed: a netCDF file") from None
-    with ds:
-        _check_map_coords(path, ds, g)
-        multipliers = []
-        for name, var in ds.data_vars.items():
-            try:
-                arr = np.asarray(var.values, dtype=float)
-            except (TypeError, ValueError):
-                raise _maps_error(path, f"map {name!r} is not numeric ({var.dtype})") from None
-            if arr.shape != g.shape:
-                raise _maps_error(path, f"map {name!r} has shape {arr.shape}; the grid "
-                                        f"({g.geometry}, numerics.cells) needs {g.shape}")
-            bad = ~np.isfinite(arr)
+    each variable's shape, coordinates named like the grid's axes equal to its cell centres
+    (mm), finite values, multipliers >= 0, and, for concrete scenario values, every resulting
+    field inside its schema range (``tissue.<region>.<field>`` lo/hi) and a cell fraction
+    1 − φ_v − φ_e above 0.01 (``check_map_values``).  The file itself (a local path, readable
+    netCDF, numeric variables) is checked where it is read, ``io.read_tissue_maps``."""
+    path = maps.source
+    _check_map_coords(path, dict(maps.coords), g)
+    multipliers = []
+    for name, arr in maps.variables:
+        if arr.shape != g.shape:
+            raise _maps_error(path, f"map {name!r} has shape {arr.shape}; the grid "
+                                    f"({g.geometry}, numerics.cells) needs {g.shape}")
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise _maps_error(path, f"map {name!r} is {arr[bad][0]} at cell {_cell(bad)}; "
+                                    "allowed: finite numbers")
+        if name == "region":
+            bad = ~np.isin(arr, (0, 1, 2))
             if bad.any():
-                raise _maps_error(path, f"map {name!r} is {arr[bad][0]} at cell "
-                                        f"{_cell(bad)}; allowed: finite numbers")
-            if name == "region":
-                bad = ~np.isin(arr, (0, 1, 2))
-                if bad.any():
-                    raise _maps_error(path, f"map 'region' is {arr[bad][0]:g} at cell "
-                                            f"{_cell(bad)}; allowed: 0 (tumor), 1 (normal) or 2 "
-                                            "(necrotic)")
-                tumor = (arr != 1).astype(float)
-                necrotic = (arr == 2).astype(float)
-            elif name in MAP_FIELDS:
-                bad = arr < 0
-                if bad.any():
-                    raise _maps_error(path, f"multiplier map {name!r} is {arr[bad][0]:g} at cell "
-                                            f"{_cell(bad)}; allowed: >= 0")
-                multipliers.append((name, arr))
-            else:
-                raise _maps_error(path, f"unknown map {name!r}; allowed: 'region' or multipliers "
-                                        f"of {', '.join(MAP_FIELDS)}")
+                raise _maps_error(path, f"map 'region' is {arr[bad][0]:g} at cell {_cell(bad)}; "
+                                        "allowed: 0 (tumor), 1 (normal) or 2 (necrotic)")
+            tumor = (arr != 1).astype(float)
+            necrotic = (arr == 2).astype(float)
+        elif name in MAP_FIELDS:
+            bad = arr < 0
+            if bad.any():
+                raise _maps_error(path, f"multiplier map {name!r} is {arr[bad][0]:g} at cell "
+                                        f"{_cell(bad)}; allowed: >= 0")
+            multipliers.append((name, arr))
+        else:
+            raise _maps_error(path, f"unknown map {name!r}; allowed: 'region' or multipliers of "
+                                    f"{', '.join(MAP_FIELDS)}")
     if scenario is not None:
         check_map_values(path, tuple(multipliers), tumor, necrotic, scenario.params)
     return tuple(multipliers), tumor, necrotic
@@ -199,12 +208,12 @@ def _cell(mask: np.ndarray) -> tuple:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
-def _check_map_coords(path: str, ds, g: grids.Grid) -> None:
+def _check_map_coords(path: str, coords: dict, g: grids.Grid) -> None:
     """Coordinates named like the grid's axes must be its cell centres (mm, as results.nc)."""
     for a, name in enumerate(g.axis_names):
-        if name not in ds.coords:
+        if name not in coords:
             continue
-        got = np.asarray(ds[name].values, dtype=float).reshape(-1)
+        got = np.asarray(coords[name], dtype=float).reshape(-1)
         want = np.asarray(g.centers[a]) / units.MM
         if got.shape != want.shape:
             raise _maps_error(path, f"coordinate {name!r} has {got.size} values; the grid has "

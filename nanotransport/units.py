@@ -12,7 +12,6 @@ MM = 1e-3  # m
 CM = 1e-2  # m
 MIN = 60.0  # s
 HOUR = 3600.0  # s
-DAY = 86400.0  # s
 LITRE = 1e-3  # m³
 ML = 1e-6  # m³
 KELVIN_OFFSET = 273.15  # K at 0 °C

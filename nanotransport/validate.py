@@ -61,17 +61,14 @@ class Runs:
         if key not in self._cache:
             import jax
 
-            from . import imaging
             from . import scenario as sc
-            from . import simulate, summary, tissue
+            from . import simulate, summary
 
             s = sc.load(name, list(sets))
             if s["numerics.precision"] == "float64" and not jax.config.jax_enable_x64:
                 raise RuntimeError("validate needs jax_enable_x64 for float64 scenarios")
-            lay = tissue.layout(s)
             result = simulate.simulate(s)
-            values = summary.metrics(result, lay, s["drug.kill_coefficient_per_ng_h_per_1e5cells"],
-                                     imaging.setup(s, lay))
+            values = summary.metrics(result, with_imaging=True)
             self._cache[key] = (s, result, summary.to_json_ready(values,
                                                                  simulate.save_times_h(s)))
         return self._cache[key]

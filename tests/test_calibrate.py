@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nanotransport import calibrate as cal, scenario as sc
+from nanotransport import calibrate as cal, io, scenario as sc
 from nanotransport.calibrate import ObservationError
 
 COARSE = ["numerics.cells=20", "numerics.max_dt_min=30"]
@@ -55,7 +55,7 @@ def test_observation_files(tmp_path):
     o = cal.load_observations(p)
     np.testing.assert_allclose(o.times_h, [24.0, 72.0])
     assert o.metric == "imaging_tumor_to_reference"
-    back = cal.load_observations(cal.write_observations(o, tmp_path / "back.csv"))
+    back = cal.load_observations(io.write_observations(o, tmp_path / "back.csv"))
     np.testing.assert_array_equal(back.values, o.values)
 
 

@@ -73,6 +73,10 @@ def test_cohort_command_end_to_end(tmp_path):
     with xr.open_dataset(out / "cohort.nc") as ds:
         assert ds.sizes["sample"] == 8 and np.all(ds.readout > 0)
         assert int(ds.selected.sum()) == rep["selection"]["patients_selected"]
+        # J and its terms per patient, under the names of optimize and scans
+        np.testing.assert_allclose(ds.objective, ds.efficacy - ds.toxicity, rtol=0, atol=1e-15)
+        assert {"tox_cardiac_auc", "tox_cardiac_peak", "tox_hand_foot", "tox_thermal"} \
+            <= set(ds.data_vars)
     with xr.open_dataset(out / "imaging" / "scan.nc") as a, \
             xr.open_dataset(out / "therapy" / "scan.nc") as b:  # the same patients
         np.testing.assert_array_equal(a["pore_radius_nm"] if "pore_radius_nm" in a else

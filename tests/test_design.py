@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nanotransport import design, objective, scenario as sc, simulate as sim, tissue
+from nanotransport import design, objective, scenario as sc, simulate as sim, study
 from nanotransport.scenario import ScenarioError
 
 SMALL = ["numerics.cells=30", "numerics.t_end_h=12", "numerics.max_dt_min=30",
@@ -28,7 +28,7 @@ def test_objective_gradient_matches_central_differences(name, extra):
     s = sc.load(name, GRADIENT_CHECK + extra)
     value, grads = design.value_and_gradient(s, NAMES)
     paths = [sc.resolve_name(n) for n in NAMES]
-    f = jax.jit(design.metric_function(s, paths))
+    f = jax.jit(study.model_function(s, paths))
     x0 = np.array([s.params[p] for p in paths])
     assert abs(float(f(jnp.asarray(x0))) - value) < 1e-12
     scale = max(abs(g * x) for g, x in zip(grads.values(), x0))
@@ -49,7 +49,7 @@ def test_objective_gradient_matches_central_differences(name, extra):
 def test_objective_terms_are_normalized_to_free_doxorubicin():
     s = sc.load("free-dox", SMALL)
     r = sim.simulate(s)
-    j, t = objective.objective(r, tissue.layout(s), s)
+    j, t = objective.objective(r)
     assert 0.95 < float(t["tox_cardiac_peak"]) < 1.01  # its own reference (smooth-peak bias ≤ 2%)
     assert float(t["tox_hand_foot"]) == 0.0
     assert float(t["tox_thermal"]) < 1e-6
@@ -58,7 +58,7 @@ def test_objective_terms_are_normalized_to_free_doxorubicin():
 def test_release_temperature_has_interior_optimum_below_heating_temperature():
     """ThermoDox heated to 42 °C: J(T_m) rises then falls, with its maximum in (37, 42)."""
     s = sc.load("thermodox", SMALL)
-    f = jax.jit(jax.vmap(design.metric_function(s, ["formulation.release_temperature_C"])))
+    f = jax.jit(jax.vmap(study.model_function(s, ["formulation.release_temperature_C"])))
     tm = np.linspace(38.0, 45.0, 15)
     j = np.asarray(f(jnp.asarray(tm)[:, None]))
     k = int(np.argmax(j))

@@ -245,9 +245,10 @@ def test_stiff_nonlinear_binding_stays_physical():
 
 
 def test_stiff_reaction_step_is_l_stable():
-    # dc/dt = −k (c − 1): the TR-BDF2 stability function R(z) → 0 as z → −∞ (L-stable), so a
-    # linear rate with k h ≫ 1 lands on its equilibrium (the trapezoidal rule alone would
-    # give R → −1, i.e. c ≈ −3 here); |R(−kh)| ≈ 5/(kh) for large kh
+    # dc/dt = −k (c − 1): the stability function of the SDIRK2 of ``solver.reaction_step``
+    # (Alexander, γ = 1 − 1/√2) has R(z) → 0 as z → −∞ (L-stable), so a linear rate with
+    # k h ≫ 1 lands on its equilibrium (the trapezoidal rule would give R → −1, i.e. c ≈ −3
+    # here); |R(−kh)| ≈ (1 − 2γ)/(γ² kh) ≈ 5/(kh) for large kh
     for kh in (1e2, 1e4, 1e6):
         f = lambda t, c, k=kh / 100.0: -k * (c - 1.0)  # noqa: E731
         out = np.asarray(solver.reaction_step(f, 0.0, jnp.full((1, 3), 5.0), 100.0))

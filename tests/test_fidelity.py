@@ -4,7 +4,6 @@ macrophages, carrier-specific PK, one pore population, plasma flow (docs/model.m
 Small grids (30 cells) keep each run to seconds; every check is against a published number, a
 closed relation of the model or the ledger, with its tolerance stated."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -21,7 +20,7 @@ SMALL = ["cells=30", "save_times_h=[0, 0.5, 1, 2, 4, 12, 24, 48, 72]", "t_end_h=
 def _run(name, *sets):
     s = scenario.load(name, SMALL + list(sets))
     r = simulate.simulate(s)
-    m = summary.metrics(r, tissue.layout(s), s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    m = summary.metrics(r)
     return s, r, summary.to_json_ready(m, simulate.save_times_h(s))
 
 

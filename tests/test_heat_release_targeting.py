@@ -18,7 +18,7 @@ SMALL = ["numerics.cells=40", "numerics.t_end_h=24", "numerics.max_dt_min=30",
 def metrics(name, *overrides):
     s = sc.load(name, SMALL + list(overrides))
     r = sim.simulate(s)
-    return r, summary.metrics(r, tissue.layout(s), s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    return r, summary.metrics(r)
 
 
 # ---------------------------------------------------------------- temperature

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nanotransport import cells, design, heat, scan, scenario as sc, simulate as sim, summary
-from nanotransport import tissue, verify
+from nanotransport import study, tissue, verify
 from nanotransport.scenario import ScenarioError
 
 OMEGA = "drug.kill_coefficient_per_ng_h_per_1e5cells"
@@ -24,8 +24,7 @@ SHORT = ["numerics.cells=30", "numerics.t_end_h=1.5", "numerics.max_dt_min=30",
 def run(name, sets):
     s = sc.load(name, list(sets))
     r = sim.simulate(s)
-    lay = tissue.layout(s)
-    return s, r, summary.metrics(r, lay, s[OMEGA])
+    return s, r, summary.metrics(r)
 
 
 def in_plateau(r):
@@ -187,7 +186,7 @@ def test_objective_gradient_through_controller_matches_central_differences():
     names = ["heating.target_temperature_C", "heating.control_integral_time_min",
              "heating.max_power_w"]
     value, grads = design.value_and_gradient(s, names)
-    f = jax.jit(design.metric_function(s, names))
+    f = jax.jit(study.model_function(s, names))
     x0 = np.array([s.params[p] for p in names])
     for i, p in enumerate(names):
         h = 1e-5 * abs(x0[i])

@@ -98,7 +98,7 @@ def test_ideal_image_matches_the_carrier_ledger(run):
     carriers in every phase plus the residue digested carriers left (a residualizing label)."""
     s, r, lay = run
     im = imaging.setup(s.replace(**{"imaging.psf_fwhm_mm": 0.0}), lay)
-    m = summary.metrics(r, lay, 0.27, im)
+    m = {**summary.metrics(r), **imaging.metrics(r, im)}
     residue = r.field("label_residue")
     tumor_w = lay.grid.volume * lay.tumor
     residue_pct = 100.0 * np.sum(np.asarray(residue) * tumor_w, axis=-1) / float(r.inputs.dose_mol)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from nanotransport import scenario as sc, simulate as sim, summary, tissue, units
+from nanotransport import scenario as sc, simulate as sim, summary, tissue
 
 SMALL = ["numerics.cells=40", "numerics.t_end_h=24", "numerics.max_dt_min=30",
          "numerics.save_times_h=[0, 1, 4, 24]"]
@@ -15,7 +15,7 @@ SMALL = ["numerics.cells=40", "numerics.t_end_h=24", "numerics.max_dt_min=30",
 def run(name="doxil", *overrides):
     s = sc.load(name, SMALL + list(overrides))
     r = sim.simulate(s)
-    m = summary.metrics(r, tissue.layout(s), s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    m = summary.metrics(r)
     return s, r, m
 
 
@@ -101,38 +101,41 @@ def test_kill_model_in_responsive_range_for_free_doxorubicin():
     """docs/model.md §7: free doxorubicin at 60 mg/m² leaves tumor-mean SF in [0.05, 0.9]."""
     s = sc.load("free-dox", ["numerics.cells=40", "numerics.max_dt_min=30"])
     r = sim.simulate(s)
-    eff = float(summary.metrics(r, tissue.layout(s), s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+    eff = float(summary.metrics(r)
                 ["efficacy"])
     assert 0.1 <= eff <= 0.95, eff
 
 
-def test_time_step_convergence_of_tumor_exposure():
-    """The tumor drug AUC converges as the step shrinks: each halving (20 → 10 → 5 → 2.5 min,
-    save times on multiples of every step) changes it by less than the one before, and by
-    < 0.2 % at the default 10-min step.  The observed order is about 1, not 2: SDIRK2 has stage
-    order 1, and the stiff vessel-transit kinetics (transit ~1 s) under a time-varying plasma
-    concentration reduce it (order reduction; README "Known limitations").  A first-order claim
-    is all this test makes."""
+def test_time_step_refinement_of_tumor_exposure():
+    """The tumor drug AUC under step halving (20 → 10 → 5 → 2.5 min, save times on multiples of
+    every step): each halving changes it by less than the one before, the observed order
+    log2(Δ_k/Δ_{k+1}) rises as the step shrinks (pre-asymptotic), and halving the default 10-min
+    step changes it by < 0.2 %.  No order of accuracy is claimed here: measured on 2026-12-06,
+    the orders are 0.10 and 0.44, below one (SDIRK2 has stage order 1, and the stiff
+    vessel-transit kinetics under a time-varying plasma concentration reduce it further; README
+    "Known limitations").  The integrator's own second order is checked where it holds, on
+    smooth problems (``tests/test_engine.py::test_strang_time_order``, ``nanotransport verify``)."""
     vals = []
     for dt in (20, 10, 5, 2.5):
         s = sc.load("doxil", ["numerics.cells=40", "numerics.t_end_h=24",
                               f"numerics.max_dt_min={dt}", "numerics.save_times_h=[0, 1, 4, 24]"])
         r = sim.simulate(s)
-        vals.append(float(summary.metrics(r, tissue.layout(s), 0.27)["tumor_drug_auc_ug_h_per_g"]))
+        vals.append(float(summary.metrics(r)["tumor_drug_auc_ug_h_per_g"]))
     diffs = np.abs(np.diff(vals))
     assert np.all(diffs[1:] < diffs[:-1]), vals
+    orders = np.log2(diffs[:-1] / diffs[1:])
+    assert orders[1] > orders[0], (vals, orders)
     assert diffs[1] / vals[2] < 2e-3, vals
 
 
 def test_gradient_through_the_model_matches_finite_differences():
     s = sc.load("doxil", SMALL)
-    lay = tissue.layout(s)
     static = sim.structure(s)
 
     def tumor_auc(d):
         params = dict(s.params, **{"formulation.diameter_nm": d})
         r = sim.run(params, static)
-        return summary.metrics(r, lay, 0.27)["tumor_drug_auc_ug_h_per_g"]
+        return summary.metrics(r)["tumor_drug_auc_ug_h_per_g"]
 
     tumor_auc = jax.jit(tumor_auc)
     _, g = jax.jit(lambda d: jax.jvp(tumor_auc, (d,), (1.0,)))(90.0)  # forward mode

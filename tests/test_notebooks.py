@@ -7,7 +7,6 @@ tiny runs; XLA's optimization passes cost more than they save there).  The kerne
 directory is a temporary folder, so whatever a notebook writes stays out of the checkout.
 """
 import json
-import os
 import time
 from pathlib import Path
 

@@ -278,8 +278,9 @@ def test_doxil_label_20mg_within_15_percent():
 
 
 def test_doxil_linear_model_10mg_row():
-    """Linear model: CL, V_ss, t½ dose-independent, AUC and C_max ∝ dose.  The documented
-    misses against the 10 mg/m² label row (CL −34 %, t½₁ +10.7 %) are checked as stated."""
+    """Linear model: CL, V_ss, t½ dose-independent, AUC and C_max ∝ dose.  Against the 10 mg/m²
+    label row: AUC and V_ss within 5 %; CL and t½₁ within the bands of the documented misses
+    (CL −34 %, t½₁ +10.7 % today), so a model closer to the label passes too."""
     p = pk.human_pegylated_liposome()
     m20, m10 = pk.liposome_label_metrics(p, 20.0), pk.liposome_label_metrics(p, 10.0)
     for key in ("cl", "v_ss", "t_half_1", "t_half_2"):
@@ -289,8 +290,8 @@ def test_doxil_linear_model_10mg_row():
     label = pk.DOXIL_LABEL[10.0]
     assert abs(float(m10["auc"]) / label["auc"] - 1) < 0.05
     assert abs(float(m10["v_ss"]) / label["v_ss"] - 1) < 0.05
-    assert -0.36 < float(m10["cl"]) / label["cl"] - 1 < -0.32
-    assert 0.09 < float(m10["t_half_1"]) / label["t_half_1"] - 1 < 0.12
+    assert abs(float(m10["cl"]) / label["cl"] - 1) < 0.36
+    assert abs(float(m10["t_half_1"]) / label["t_half_1"] - 1) < 0.12
 
 
 def test_doxil_mostly_encapsulated_first_48h():

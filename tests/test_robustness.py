@@ -251,6 +251,29 @@ def test_maps_errors_exit_2_before_anything_is_written(tmp_path, capsys):
     assert not out.exists()
 
 
+
+def test_maps_are_read_at_load_and_ride_with_the_scenario(tmp_path):
+    """The maps file is read by ``scenario.load`` (the edge, ``io.read_tissue_maps``); the model
+    takes its arrays: they change the run, travel in its structure into the Result, and a
+    scenario cannot switch to another file without loading it."""
+    from nanotransport import simulate, summary
+
+    ok = _maps(tmp_path, "ok.nc", vascular_fraction=2.0)
+    s = sc.load("doxil", TINY + [f"tissue.maps_file='{ok}'"])
+    assert s.maps is not None and s.maps.source == str(ok)
+    assert dict(tissue.layout(s).multipliers)["vascular_fraction"].shape == (12,)
+    r = simulate.simulate(s)
+    assert r.scenario.maps == s.maps
+    key = "tumor_drug_auc_ug_h_per_g"
+    plain = summary.metrics(simulate.simulate(sc.load("doxil", TINY)))[key]
+    assert float(summary.metrics(r)[key]) != float(plain)
+    with pytest.raises(sc.ScenarioError, match="read when the scenario is loaded"):
+        s.replace(**{"tissue.maps_file": str(tmp_path / "other.nc")})
+    assert s.replace(**{"tissue.maps_file": ""}).maps is None
+    with pytest.raises(sc.ScenarioError, match="was not read"):
+        tissue.layout(sc.Scenario(s.params, s.static))  # built without loading the file
+
+
 # ================================================================== (4) dose unit rule
 def test_dose_in_the_unit_the_species_does_not_use_is_refused_everywhere(tmp_path, capsys):
     """run, compare, optimize --vary, scan and the API refuse a dose in the other unit, naming
@@ -532,8 +555,7 @@ def test_fuzz_scenarios_refuse_or_run_finite(tmp_path):
             return
         ran.append(changes)
         r = simulate.simulate(s)
-        values = summary.metrics(r, tissue.layout(s),
-                                 s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+        values = summary.metrics(r)
         for k, v in values.items():
             assert np.all(np.isfinite(np.asarray(v))), (changes, k, v)
         assert float(values["mass_balance_error"]) < 1e-10, changes

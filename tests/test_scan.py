@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from nanotransport import scan, scenario as sc, simulate, summary, tissue
+from nanotransport import objective, scan, scenario as sc, simulate, summary
 from nanotransport.cli import main
 
 TINY = ["numerics.cells=12", "numerics.t_end_h=2", "numerics.max_dt_min=30",
@@ -73,12 +73,14 @@ def _env(cache: Path | None = None, devices: int | None = None) -> dict:
 
 def test_batched_equals_one_by_one(tiny, points, one_device):
     """Random points: every metric of the batch equals the single jitted run to 1e-12 relative
-    (float64); mass_balance_error, itself round-off (~1e-15), to 1e-13 absolute."""
+    (float64); mass_balance_error, itself round-off (~1e-15), to 1e-13 absolute.  The scan's
+    objective, its terms and toxicity are those of the design objective (``optimize``)."""
     for i in (0, 5):
         s = tiny.replace(**{p: float(points[p][i]) for p in VARIED})
         r = simulate.simulate(s)
-        single = summary.metrics(r, tissue.layout(s),
-                                 s["drug.kill_coefficient_per_ng_h_per_1e5cells"])
+        j, terms = objective.objective(r)
+        weighted = objective.weighted_toxicity(terms, s.params)
+        single = {**summary.metrics(r), **terms, "objective": j, "toxicity": weighted}
         assert set(single) <= set(one_device)
         for k, v in single.items():
             v, b = np.asarray(v), one_device[k][i]

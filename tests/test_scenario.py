@@ -120,3 +120,11 @@ def test_cross_field_checks():
     with pytest.raises(ScenarioError, match="vascular_fraction \\+ interstitial_fraction"):
         sc.load("doxil", ["tissue.tumor.vascular_fraction=0.5",
                           "tissue.tumor.interstitial_fraction=0.6"])
+
+
+def test_carrier_none_is_free_drug():
+    """carrier = 'none' means the whole dose is free drug: an encapsulated share is refused."""
+    assert sc.load("free-dox")["formulation.encapsulated_fraction"] == 0.0
+    with pytest.raises(ScenarioError, match="encapsulated_fraction = 0.5 with formulation.carrier"):
+        sc.load("free-dox", ["encapsulated_fraction=0.5"])
+    sc.load("doxil", ["encapsulated_fraction=0.5"])  # a carrier may hold part of the dose
