@@ -146,6 +146,24 @@ def run_batch(scenarios: Sequence[sc.Scenario], static: tuple | None = None,
     return result
 
 
+def run_grouped(scenarios: Sequence[sc.Scenario], label: str = "") -> dict:
+    """``run_batch`` for scenarios of several structures (e.g. free drug, whose carrier type is
+    structure, beside liposomes): one compiled batch per structure, results in input order."""
+    scenarios = list(scenarios)
+    groups: dict = {}
+    for i, s in enumerate(scenarios):
+        groups.setdefault(simulate.structure(s), []).append(i)
+    out: dict = {}
+    for k, (static, idx) in enumerate(groups.items()):
+        part = run_batch([scenarios[i] for i in idx], static=static,
+                         label=f"{label} ({k + 1}/{len(groups)})")
+        for name, v in part.items():
+            if name not in out:
+                out[name] = np.empty((len(scenarios),) + v.shape[1:], v.dtype)
+            out[name][idx] = v
+    return out
+
+
 def radial_grid(scenario: sc.Scenario):
     """(cell centres mm, faces mm, tumor mask, tumor radius mm) of a 1D sphere scenario."""
     lay = tissue.layout(scenario)

@@ -87,9 +87,9 @@ def main(argv=None):
     durations = (10.0, 30.0, 60.0, 90.0) if args.quick else (10.0, 20.0, 30.0, 45.0, 60.0, 90.0)
     starts = (0.0, 15.0, 60.0, 120.0) if args.quick else (0.0, 15.0, 30.0, 60.0, 120.0, 240.0)
 
-    # unheated structure: free drug, Doxil, ThermoDox without heating (one compile)
+    # unheated: free drug (its own structure: no carrier), Doxil and ThermoDox without heating
     ref_names = ("free-dox", "doxil", "thermodox-unheated")
-    ref = C.run_batch([load(n) for n in ref_names], label="free-dox, doxil, thermodox-unheated")
+    ref = C.run_grouped([load(n) for n in ref_names], label="free-dox, doxil, thermodox-unheated")
 
     # heated structure: one window covering every schedule (one compile)
     base = load("thermodox")
