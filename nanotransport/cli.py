@@ -1,4 +1,5 @@
-"""Command line: ``nanotransport run | compare | scenarios | show | verify``.
+"""Command line: ``nanotransport run | compare | scenarios | show | capillary | optimize |
+sensitivity | scan | cohort | calibrate | validate | verify`` (manuals: docs/manuals/).
 
 float64 is switched on here, at the edge, for scenarios that ask for it (the default); the
 package never switches it on at import.
@@ -622,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parameter to fit (repeat; default: the cohort's EPR parameters)")
     q.add_argument("--imaging-dose-fraction", type=float, default=0.05,
                    help="imaging dose as a share of the therapeutic dose (default 0.05)")
-    q.add_argument("--max-iter", type=int, default=30, help="Levenberg-Marquardt iterations")
+    q.add_argument("--max-iter", type=int, default=30, help="iterations of the least-squares fit (scipy trust-region)")
     q.add_argument("--no-prediction", action="store_true",
                    help="skip the therapeutic prediction")
     q.add_argument("--out", default="calibration", help="output folder (default: calibration)")

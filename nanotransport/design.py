@@ -294,9 +294,9 @@ def objective_grid(scenario: Scenario, bounds: dict, n: int = 9, chunk: int = 32
 
 
 # ------------------------------------------------------------------ sensitivity
-def sensitivities(scenario: Scenario, metric: str = "objective") -> list[dict]:
-    """d(metric)/d(p) and the elasticity (p/m)·dm/dp for every numeric parameter (reverse
-    mode, one backward pass), sorted by |elasticity|."""
+def sensitivities(scenario: Scenario, metric: str = "objective") -> tuple[float, list[dict]]:
+    """(metric value, rows): d(metric)/d(p) and the elasticity (p/m)·dm/dp for every numeric
+    parameter (reverse mode, one backward pass), rows sorted by |elasticity|."""
     paths = [p for p in scenario.params]
     value, grads = value_and_gradient(scenario, paths, metric, mode="reverse")
     rows = []
