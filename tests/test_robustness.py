@@ -468,7 +468,7 @@ def test_sigint_prints_one_line_no_traceback_exit_130(tmp_path):
     for command in (["run"], ["scan", "--grid", "diameter_nm=40:160:2"]):
         if command[0] == "scan":
             script_ = script.replace("cli.run_one = long_run",
-                                     "import nanotransport.scan as s; s._run_owned = "
+                                     "import nanotransport.scan_exec as s; s.run = "
                                      "lambda *a, **k: long_run()")
         else:
             script_ = script
