@@ -51,7 +51,7 @@ def test_concurrent_scans_into_one_folder_second_is_refused(tmp_path, capsys):
     grid_a = ["--grid", "diameter_nm=40:160:2", "--chunk", "1"]
     slow = textwrap.dedent("""
         import sys, time
-        import nanotransport.scan as s
+        import nanotransport.scan_store as s
         write = s._write_chunk
         def slow_write(*a, **k):  # a slow disk: scan A holds the folder for a while
             write(*a, **k)
