@@ -483,10 +483,38 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_scan(args) -> int:
-    """``scan``: batched grids and samples (``nanotransport.scan``; its docstring has details)."""
-    from . import scan
+    """``scan``: batched grids and samples (``scan_spec``, ``scan_exec``, ``scan_store``):
+    parse, run, write, plot, print the totals."""
+    import jax  # deferred like every command's imports: ``--help`` stays fast
 
-    return scan.cli_scan(args)
+    from . import plots, scan_exec, scan_spec, scan_store, scenario as sc
+
+    if getattr(args, "distributed", False):
+        jax.distributed.initialize()
+    scenario = sc.load(args.scenario, args.set or [])
+    if scenario["numerics.precision"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    _check_scenario(scenario)
+    axes = tuple(scan_spec.parse_grid(g) for g in (args.grid or []))
+    dists = tuple(scan_spec.parse_sample(s) for s in (args.sample or []))
+    corr = tuple((scan_spec.batchable_path(a, "--correlate"),
+                  scan_spec.batchable_path(b, "--correlate"), rho)
+                 for (a, b), rho in map(scan_spec.parse_correlation, args.correlate or []))
+    spec = scan_spec.ScanSpec(axes, dists, int(args.samples or 0), int(args.seed), args.sampler,
+                              bool(args.fields), corr)
+    if not args.no_figures:
+        scan_exec.check_plot_metric(scenario, args.plot_metric)
+    out = Path(args.out)
+    ds, stats = scan_store.run(scenario, spec, out, args.chunk, not args.quiet)
+    if ds is None:  # not process 0
+        return 0
+    figures = []
+    if scenario["outputs.figures"] and not args.no_figures:
+        figures = plots.plot_scan(ds, out, args.plot_metric)
+    print(stats.line())
+    print(f"wrote {out / scan_store.RESULT}" + (f" and {len(figures)} figure(s)" if figures
+                                                else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

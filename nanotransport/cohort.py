@@ -5,7 +5,7 @@ patients whose tumors will respond to the therapeutic dose?  Each virtual patien
 scenario's tumor with its EPR parameters drawn from a multivariate log-normal distribution
 (medians = the scenario's values, spreads and correlations in ``EPR_VARIABILITY`` and
 ``EPR_CORRELATIONS``); every patient is simulated twice with the batched, resumable scan
-machinery (``scan.run_scan``, same seed so the same patients):
+machinery (``scan_store.run_scan``, same seed so the same patients):
 
 * imaging: the same formulation at ``imaging_dose_fraction`` of the dose, no heating, read at
   ``imaging_time_h`` (tumor ROI of the PSF-blurred image, ``imaging.py``);
@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from . import outdir
-from .scan import ScanError
+from .scan_result import scalar_variables
+from .scan_spec import ScanError, batchable_path
+from .scan_store import run_scan
 from .scenario import Scenario
 
 # (path, σ of ln, why).  Spreads are modelling choices informed by the ranges cited; the
@@ -109,8 +111,6 @@ class CohortSettings:
 def distributions(scenario: Scenario, spreads: dict | None = None) -> tuple[dict, dict]:
     """({path: "lognormal(median, σ)"}, {(path_a, path_b): ρ}) of the EPR parameters, medians
     from the scenario; ``spreads`` overrides σ by path or bare name (0 drops the parameter)."""
-    from .scan import batchable_path
-
     sd = {p: s for p, s, _ in EPR_VARIABILITY}
     for name, value in (spreads or {}).items():
         path = batchable_path(name, "--spread")
@@ -233,16 +233,14 @@ def run_cohort(scenario: Scenario, settings: CohortSettings, out=None, chunk: in
     """
     import xarray as xr
 
-    from . import scan
-
     settings.check()
     samples, corr = distributions(scenario, settings.spreads)
     img_scenario = imaging_scenario(scenario, settings)
     common = dict(samples=samples, n_samples=settings.patients, seed=settings.seed,
                   sampler="random", correlation=corr, chunk=chunk, progress=progress)
     out = Path(out) if out is not None else None
-    img = scan.run_scan(img_scenario, out=out / "imaging" if out else None, **common)
-    ther = scan.run_scan(scenario, out=out / "therapy" if out else None, **common)
+    img = run_scan(img_scenario, out=out / "imaging" if out else None, **common)
+    ther = run_scan(scenario, out=out / "therapy" if out else None, **common)
     readout_name = f"imaging_{settings.readout}"
     readout = np.asarray(img[readout_name].isel(time=-1).values)
     efficacy = np.asarray(ther["efficacy"].values)
@@ -270,7 +268,7 @@ def run_cohort(scenario: Scenario, settings: CohortSettings, out=None, chunk: in
                          .astype(np.int8)),
             "responder": ("sample", (efficacy >= report["responder_efficacy_threshold"])
                           .astype(np.int8))}
-    for k in scan.scalar_variables(ther):
+    for k in scalar_variables(ther):
         data[k] = ("sample", np.asarray(ther[k].values), dict(ther[k].attrs))
     coords = {c: ther[c] for c in ther.coords if ther[c].dims == ("sample",)}
     ds = xr.Dataset(data, coords=coords, attrs={

@@ -1,6 +1,7 @@
 """Figures (matplotlib, PNG) from result Datasets; no physics here."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,8 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from . import outdir, units  # noqa: E402
+from .scan_result import scalar_variables  # noqa: E402
+from .scan_spec import ScanError  # noqa: E402
 
 MW = units.DOXORUBICIN_MOLAR_MASS
 
@@ -485,3 +488,127 @@ def heating(ds: xr.Dataset, values: dict, path: Path, release_c: float | None = 
     b.set_title(f"temperature at {t_h[k] * 60:.0f} min (plateau)", fontsize=10)
     b.legend(fontsize=8)
     return _save(fig, path)
+
+
+# ================================================================== scans (scan.nc)
+def plot_scan(ds, out: Path, metric: str = "efficacy") -> list[Path]:
+    """All scan figures into ``out``: heat map, distributions (samples), Pareto front."""
+    out = Path(out)
+    paths = [plot_heatmap(ds, metric, out / f"scan_{_safe(metric)}.png"),
+             plot_distributions(ds, out / "scan_distributions.png"),
+             plot_pareto(ds, out / "scan_pareto.png")]
+    return [p for p in paths if p is not None]
+
+
+
+def plot_heatmap(ds, metric: str, path: Path, dims: tuple | None = None) -> Path | None:
+    """Heat map of ``metric`` over two scan dimensions (others averaged); a line over one."""
+    if metric not in ds:
+        raise ScanError(f"--plot-metric {metric}: not a scan variable; allowed: "
+                        + ", ".join(scalar_variables(ds)))
+    grid_dims = [d for d in str(ds.attrs.get("dims", "")).split() if d != "sample"]
+    dims = tuple(dims or grid_dims[:2])
+    if not dims:
+        return None
+    da = ds[metric]
+    rest = [d for d in da.dims if d not in dims]
+    note = f" (mean over {', '.join(rest)})" if rest else ""
+    da = da.mean(rest) if rest else da
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    if len(dims) == 1:
+        x = ds[dims[0]]
+        ax.plot(x, da.values, "o-")
+        ax.set_xlabel(_label(ds, dims[0]))
+        ax.set_ylabel(metric)
+        _maybe_log(ax, x.values, "x")
+    else:
+        da = da.transpose(dims[1], dims[0])
+        x, y = ds[dims[0]].values, ds[dims[1]].values
+        mesh = ax.pcolormesh(_edges(x), _edges(y), da.values, shading="flat", cmap="viridis")
+        fig.colorbar(mesh, ax=ax, label=metric)
+        ax.set_xlabel(_label(ds, dims[0]))
+        ax.set_ylabel(_label(ds, dims[1]))
+        _maybe_log(ax, x, "x")
+        _maybe_log(ax, y, "y")
+    ax.set_title(f"{metric}{note}", fontsize=9)
+    return _save(fig, path)
+
+
+
+def plot_distributions(ds, path: Path, metrics=("efficacy", "toxicity",
+                                                "tumor_drug_auc_ug_h_per_g")) -> Path | None:
+    """Histograms of responses over the samples (one per grid point when there are ≤ 5)."""
+    if "sample" not in ds.dims:
+        return None
+    metrics = [m for m in metrics if m in ds]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
+    axes = np.atleast_1d(axes)
+    grid_dims = [d for d in ds["efficacy"].dims if d != "sample"]
+    n_grid = int(np.prod([ds.sizes[d] for d in grid_dims])) if grid_dims else 1
+    for ax, m in zip(axes, metrics):
+        da = ds[m]
+        if grid_dims and n_grid <= 5:
+            stacked = da.stack(point=grid_dims).transpose("point", "sample")
+            for i in range(n_grid):
+                key = np.atleast_1d(np.asarray(stacked["point"].values[i], dtype=object))
+                label = ", ".join(f"{d}={float(v):.3g}" for d, v in zip(grid_dims, key))
+                ax.hist(stacked.values[i], bins="auto", alpha=0.5, label=label)
+            ax.legend(fontsize=7)
+        else:
+            ax.hist(np.asarray(da.values).reshape(-1), bins="auto", color="C0")
+        ax.set_xlabel(m + (" (Σ weight·tox_*)" if m == "toxicity" else ""), fontsize=8)
+        ax.set_ylabel("count")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    fig.suptitle(f"responses over {ds.sizes['sample']} samples", fontsize=9)
+    return _save(fig, path)
+
+
+
+def plot_pareto(ds, path: Path) -> Path:
+    """Efficacy against toxicity of every point; the non-dominated ones highlighted."""
+    e = np.asarray(ds["efficacy"].values).reshape(-1)
+    t = np.asarray(ds["toxicity"].values).reshape(-1)
+    front = np.asarray(ds["pareto_front"].values).reshape(-1).astype(bool)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(t, e, s=8, c="0.6", label="scan points")
+    order = np.argsort(t[front])
+    ax.plot(t[front][order], e[front][order], "o-", color="C3", ms=5,
+            label=f"Pareto front ({int(front.sum())})")
+    ax.set_xlabel("toxicity: Σ weight·tox_* of the design objective (efficacy − J)", fontsize=8)
+    ax.set_ylabel("efficacy (1 − mean SF)")
+    _maybe_log(ax, t[np.isfinite(t)], "x")
+    ax.legend(fontsize=8)
+    ax.set_title("efficacy vs toxicity (higher efficacy, lower toxicity is better)", fontsize=9)
+    return _save(fig, path)
+
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+
+def _label(ds, dim: str) -> str:
+    unit = ds[dim].attrs.get("units", "")
+    return f"{dim} ({unit})" if unit and unit != "1" else dim
+
+
+
+def _edges(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, float)
+    if x.size == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5]) if x[0] == 0 else x[0] * np.array([0.9, 1.1])
+    if np.all(x > 0) and x[-1] / x[0] > 20:  # log-spaced: geometric midpoints
+        mid = np.sqrt(x[1:] * x[:-1])
+        return np.concatenate([[x[0] ** 2 / mid[0]], mid, [x[-1] ** 2 / mid[-1]]])
+    mid = 0.5 * (x[1:] + x[:-1])
+    return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
+
+
+
+def _maybe_log(ax, values, axis):
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size > 1 and np.all(v > 0) and v.max() / v.min() > 50:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+

@@ -51,7 +51,7 @@ def test_concurrent_scans_into_one_folder_second_is_refused(tmp_path, capsys):
     grid_a = ["--grid", "diameter_nm=40:160:2", "--chunk", "1"]
     slow = textwrap.dedent("""
         import sys, time
-        import nanotransport.scan as s
+        import nanotransport.scan_store as s
         write = s._write_chunk
         def slow_write(*a, **k):  # a slow disk: scan A holds the folder for a while
             write(*a, **k)
@@ -468,7 +468,7 @@ def test_sigint_prints_one_line_no_traceback_exit_130(tmp_path):
     for command in (["run"], ["scan", "--grid", "diameter_nm=40:160:2"]):
         if command[0] == "scan":
             script_ = script.replace("cli.run_one = long_run",
-                                     "import nanotransport.scan as s; s._run_owned = "
+                                     "import nanotransport.scan_exec as s; s.run = "
                                      "lambda *a, **k: long_run()")
         else:
             script_ = script

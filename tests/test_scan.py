@@ -140,7 +140,7 @@ def test_kill_and_resume(tmp_path, tiny, reference, jax_cache):
     out, cache = tmp_path / "scan", jax_cache
     slow = textwrap.dedent("""
         import sys, time
-        import nanotransport.scan as s
+        import nanotransport.scan_store as s
         write = s._write_chunk
         def slow_write(*a, **k):  # a slow disk: leaves time to kill the scan mid-way
             write(*a, **k)
