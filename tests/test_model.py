@@ -92,8 +92,9 @@ def test_liposome_delivers_more_drug_and_less_free_plasma_drug_than_free_dox():
     sets = ("numerics.t_end_h=72", "numerics.save_times_h=[0, 4, 24, 72]")
     _, _, free = run("free-dox", *sets)
     _, _, lipo = run("doxil", "dose.dose_mg_per_m2=60", *sets)
-    ratio = (np.asarray(lipo["tumor_drug_ug_per_g"]) / np.asarray(free["tumor_drug_ug_per_g"]))
-    assert 1.0 < ratio[2] < ratio[3], ratio  # 24 h, 72 h
+    ratio = (np.asarray(lipo["tumor_drug_ug_per_g"])[2:]
+             / np.asarray(free["tumor_drug_ug_per_g"])[2:])  # at 24 h and 72 h
+    assert 1.0 < ratio[0] < ratio[1], ratio
     assert float(lipo["plasma_peak_free_ug_per_ml"]) < 0.1 * float(free["plasma_peak_free_ug_per_ml"])
 
 
