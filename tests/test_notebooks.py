@@ -31,7 +31,15 @@ def test_notebook_is_stored_without_outputs(path):
                 "--clear-output --inplace)")
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+#: the longest notebooks (1-3 min each on 2 cores, mostly compilation) carry the ``slow`` marker
+#: (run with ``pytest -m slow``); what they use is tested by test_design, test_cli (optimize)
+#: and test_imaging in the default run.
+SLOW_NOTEBOOKS = {"design_optimization", "theranostics"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_NOTEBOOKS else p for p in NOTEBOOKS
+], ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path, monkeypatch, record_property):
     import nbformat
     from nbclient import NotebookClient
