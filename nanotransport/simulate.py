@@ -181,7 +181,8 @@ def _extravascular_rates(base: pk.SystemicParameters, d, d_ref: float, species: 
     delta = scale * (k_out - k_out_ref) / units.HOUR
     k12 = base.k12 + delta
     gain = jnp.maximum(delta, 0.0)
-    set_ratio = base.k12 / base.k21 if base.k21 > 0 else 0.0
+    k21_set = jnp.asarray(base.k21)
+    set_ratio = jnp.where(k21_set > 0, base.k12 / jnp.where(k21_set > 0, k21_set, 1.0), 0.0)
     volume_ratio = set_ratio + ratio * gain / (gain + base.k12 + 1e-30)
     k21 = jnp.where(k12 > 0, k12 / jnp.maximum(volume_ratio, 1e-12), 0.0)
     return k12, k21
