@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from nanotransport import io, pk, simulate, study, summary, tissue, units  # noqa: E402
 from nanotransport import scenario as sc  # noqa: E402
-from nanotransport.transport import (carriers_per_tissue_volume,  # noqa: E402
+from nanotransport.model.transport import (carriers_per_tissue_volume,  # noqa: E402
                                      drug_per_tissue_volume, encapsulated_per_tissue_volume,
                                      intracellular_per_tissue_volume)
 

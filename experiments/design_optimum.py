@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 
 from nanotransport import design, io, objective, plots, scan, scenario as sc  # noqa: E402
 from nanotransport import provenance, simulate as sim, study  # noqa: E402
-from nanotransport.scenario import Scenario  # noqa: E402
+from nanotransport.model.scenario import Scenario  # noqa: E402
 
 BOUNDS = {"diameter_nm": (20.0, 200.0), "release_temperature_C": (38.0, 45.0)}
 TUMORS = ("high-epr", "low-epr", "collagen-rich")

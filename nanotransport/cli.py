@@ -63,7 +63,7 @@ def _own(out) -> Path:
 def _check_scenario(scenario) -> None:
     """Input checks that need the resolved scenario, before any work: the grid fits this
     machine's memory; the tissue maps file (if any) is valid for the grid."""
-    from . import scenario as sc, tissue
+    from .model import scenario as sc, tissue
 
     sc.check_memory(scenario)
     if scenario["tissue.maps_file"]:
@@ -95,7 +95,7 @@ def _progress_bar(total_h: float, label: str):
 
 def run_one(scenario, label: str, show_progress: bool = True):
     """Simulate one scenario; returns (result, layout, metrics as JSON-ready dict, seconds)."""
-    from . import simulate, summary
+    from .model import simulate, summary
 
     _enable_precision(scenario)
     t0 = time.perf_counter()
@@ -120,7 +120,8 @@ def _fmt(v) -> str:
 
 
 def cmd_run(args) -> int:
-    from . import io, plots, scenario as sc
+    from . import io, plots
+    from .model import scenario as sc
 
     if args.scenario == "capillary":  # the microscale scenario has its own model and command
         return cmd_capillary(build_parser().parse_args(
@@ -160,7 +161,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from . import io, plots, scenario as sc
+    from . import io, plots
+    from .model import scenario as sc
 
     scenarios = [sc.load(name, args.set or []) for name in args.scenarios]
     for s in scenarios:
@@ -195,7 +197,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_scenarios(args) -> int:
-    from . import scenario as sc
+    from .model import scenario as sc
 
     for name in sc.builtin_names():
         print(f"{name:<22}{sc.builtin_description(name)}")
@@ -206,7 +208,7 @@ def cmd_scenarios(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from . import scenario as sc
+    from .model import scenario as sc
 
     scenario = sc.load(args.scenario, args.set or [])
     if scenario["tissue.maps_file"]:
@@ -219,7 +221,7 @@ def cmd_verify(args) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from . import verify
+    from .studies import verify
 
     rows = verify.run_cases()
     if args.json:
@@ -236,7 +238,8 @@ def cmd_validate(args) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from . import io, plots, validate
+    from . import io, plots
+    from .studies import validate
 
     selected = [t for t in validate.targets() if t.quick or not args.quick]
     progress = None if args.json else (lambda t: print(f"  {t.id} ...", file=sys.stderr))
@@ -265,7 +268,8 @@ def cmd_capillary(args) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from . import capillary as cap, io
+    from .model import capillary as cap
+    from . import io
 
     params, heated = _capillary_inputs(args)
     inlet = cap.CapillaryInlet(args.inlet, args.inlet, 0.0)
@@ -288,9 +292,9 @@ def cmd_capillary(args) -> int:
 def _capillary_inputs(args):
     """(CapillaryParameters, HeatedSegment or None) from the capillary arguments, every value
     checked (finite, in range) before anything runs; ScenarioError names the argument."""
-    from . import capillary as cap
-    from .scenario import ScenarioError
-    from .schema import FIELDS_BY_PATH
+    from .model import capillary as cap
+    from .model.scenario import ScenarioError
+    from .model.schema import FIELDS_BY_PATH
 
     d = FIELDS_BY_PATH["formulation.diameter_nm"]
     if not (math.isfinite(args.diameter_nm) and d.lo <= args.diameter_nm <= d.hi):
@@ -336,7 +340,9 @@ def _capillary_inputs(args):
 
 
 def cmd_optimize(args) -> int:
-    from . import design, io, plots, scenario as sc
+    from .studies import design
+    from . import io, plots
+    from .model import scenario as sc
 
     scenario = sc.load(args.scenario, args.set or [])
     _enable_precision(scenario)
@@ -394,7 +400,9 @@ def cmd_optimize(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from . import design, io, plots, scenario as sc
+    from .studies import design
+    from . import io, plots
+    from .model import scenario as sc
 
     scenario = sc.load(args.scenario, args.set or [])
     _enable_precision(scenario)
@@ -413,10 +421,25 @@ def cmd_sensitivity(args) -> int:
     return 0
 
 
+def _folder_scan(out: Path, chunk: int | None, progress: bool):
+    """The cohort's scan runner for the command: each scan a resumable folder ``out/part``."""
+    from . import scan_store
+
+    def scan(scenario, spec, part):
+        ds, stats = scan_store.run(scenario, spec, out / part, chunk, progress)
+        if progress and ds is not None:
+            print(stats.line(), file=sys.stderr)
+        return ds
+
+    return scan
+
+
 def cmd_cohort(args) -> int:
     import jax
 
-    from . import cohort, io, plots, scenario as sc
+    from .studies import cohort
+    from . import io, outdir, plots
+    from .model import scenario as sc
 
     scenario = sc.load(args.scenario, args.set or [])
     _enable_precision(scenario)
@@ -435,8 +458,10 @@ def cmd_cohort(args) -> int:
         spreads=spreads)
     _check_scenario(scenario)
     out = _own(args.out)
-    report, ds = cohort.run_cohort(scenario, settings, out, args.chunk, not args.quiet)
+    report, ds = cohort.run_cohort(scenario, settings,
+                                   scan=_folder_scan(out, args.chunk, not args.quiet))
     io.write_json(out / "cohort.json", report)
+    ds.attrs["report"] = outdir.strict_json(report, "cohort.nc report")
     io.write_netcdf(ds, out / "cohort.nc")
     plots.cohort(ds, report, out / "cohort.png")
     print("\n".join(cohort.summary_lines(report)))
@@ -446,7 +471,9 @@ def cmd_cohort(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from . import calibrate as cal, cohort, io, plots, scenario as sc
+    from .studies import calibrate as cal, cohort
+    from . import io, plots
+    from .model import scenario as sc
 
     scenario = sc.load(args.scenario, args.set or [])
     _enable_precision(scenario)
@@ -487,7 +514,9 @@ def cmd_scan(args) -> int:
     parse, run, write, plot, print the totals."""
     import jax  # deferred like every command's imports: ``--help`` stays fast
 
-    from . import plots, scan_exec, scan_spec, scan_store, scenario as sc
+    from . import plots, scan_store
+    from .studies import scan_exec, scan_spec
+    from .model import scenario as sc
 
     if getattr(args, "distributed", False):
         jax.distributed.initialize()
@@ -668,6 +697,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("verify", help="run the closed-form verification problems")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.set_defaults(func=cmd_verify)
+    for q in sub.choices.values():  # every command compiles: the persistent cache is for all
+        q.add_argument("--compile-cache", metavar="DIR", default=None,
+                       help="folder of JAX's persistent compilation cache (default: "
+                            "$NANOTRANSPORT_COMPILE_CACHE, else ~/.cache/nanotransport/jax)")
+        q.add_argument("--no-compile-cache", action="store_true",
+                       help="do not read or write the persistent compilation cache")
     return p
 
 
@@ -700,7 +735,7 @@ def check_arguments(args) -> None:
     read-only) before any work; ScenarioError names the argument, the value and what is
     allowed."""
     from . import outdir
-    from .scenario import ScenarioError
+    from .model.scenario import ScenarioError
 
     for name, (ok, allowed) in ARG_RULES.items():
         if hasattr(args, name):
@@ -735,8 +770,8 @@ def main(argv=None) -> int:
     """Run a command.  Exit status: 0 done; 2 bad input or refused (the message names the
     file, field or argument, the value and what is allowed; nothing written); 130
     interrupted (Ctrl-C); 1 an internal error (a bug: traceback)."""
-    from . import outdir
-    from .scenario import ScenarioError
+    from . import compile_cache, outdir
+    from .model.scenario import ScenarioError
 
     args = build_parser().parse_args(argv)
     _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
@@ -751,6 +786,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             check_arguments(args)
+            compile_cache.enable(args.compile_cache, args.no_compile_cache)
             rc = args.func(args)
         return rc
     except ScenarioError as e:

@@ -6,18 +6,19 @@ interrupted run never leaves a half-written file.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import jax
 import numpy as np
 import xarray as xr
 
-from . import imaging, outdir, pk, units
-from .scenario import Scenario, ScenarioError
-from .simulate import Result
-from .tissue import Layout, MapsFile
-from .transport import carriers_per_tissue_volume, drug_per_tissue_volume, payload_locations
+from .model import imaging, pk
+from . import outdir
+from .engine import units
+from .model.scenario import Scenario, ScenarioError
+from .model.simulate import Result
+from .model.tissue import Layout
+from .model.transport import carriers_per_tissue_volume, drug_per_tissue_volume, payload_locations
 
 FIELD_DOCS = {
     "carrier": "carrier particles in the interstitium (drug-equivalent at loading)",
@@ -178,7 +179,7 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> None:
 def write_observations(obs, path) -> Path:
     """Write ``calibrate.Observations`` as CSV (atomic), in hours and the observed quantity's
     unit; ``calibrate.load_observations`` reads it back."""
-    from .calibrate import SD_SUFFIX
+    from .studies.calibrate import SD_SUFFIX
 
     rows = ["time_h," + obs.quantity + ("," + obs.quantity + SD_SUFFIX if obs.sd is not None
                                         else "")]
@@ -188,43 +189,3 @@ def write_observations(obs, path) -> Path:
     path = Path(path)
     atomic_write_bytes(path, ("\n".join(rows) + "\n").encode())
     return path
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme (http:, s3:, file:), not C:
-
-
-def read_tissue_maps(path: str) -> MapsFile:
-    """The variables and coordinates of a ``tissue.maps_file`` (a local netCDF file) as float
-    arrays, for ``tissue.layout`` (which checks them against the grid and the schema).
-
-    Checked here (ScenarioError naming the file and what is allowed): a local path (URLs and
-    other schemes are refused: reading one must not touch a network), an existing file, readable
-    as netCDF, every variable numeric."""
-    def error(msg: str) -> ScenarioError:
-        return ScenarioError(f"tissue.maps_file {path!r}: {msg}")
-
-    if _URL.match(path):
-        raise error("looks like a URL or another scheme; allowed: a local file path")
-    p = Path(path)
-    if not p.is_file():
-        raise error("is a folder; allowed: a netCDF file" if p.is_dir() else
-                    "does not exist; allowed: a local netCDF file")
-    try:
-        ds = xr.open_dataset(p).load()
-    except Exception as e:  # noqa: BLE001 - any backend's complaint about a bad file is input
-        raise error(f"cannot be read as netCDF ({type(e).__name__}: {str(e)[:200]}); allowed: "
-                    "a netCDF file") from None
-    with ds:
-        variables = []
-        for name, var in ds.data_vars.items():
-            try:
-                variables.append((str(name), np.asarray(var.values, dtype=float)))
-            except (TypeError, ValueError):
-                raise error(f"map {name!r} is not numeric ({var.dtype})") from None
-        coords = []
-        for name, c in ds.coords.items():
-            try:
-                coords.append((str(name), np.asarray(c.values, dtype=float)))
-            except (TypeError, ValueError):
-                continue  # a non-numeric coordinate names no grid axis
-    return MapsFile(path, tuple(variables), tuple(coords))

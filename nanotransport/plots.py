@@ -11,9 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from . import outdir, units  # noqa: E402
-from .scan_result import scalar_variables  # noqa: E402
-from .scan_spec import ScanError  # noqa: E402
+from . import outdir
+from .engine import units  # noqa: E402
+from .studies.scan_result import scalar_variables  # noqa: E402
+from .studies.scan_spec import ScanError  # noqa: E402
 
 MW = units.DOXORUBICIN_MOLAR_MASS
 

@@ -7,11 +7,11 @@ figures are in ``plots`` and the command in ``cli``.  Package modules import the
 """
 from __future__ import annotations
 
-from .scan_exec import (SAFETY, BatchRunner, ScanStats, auto_chunk, batched_metrics,
+from .studies.scan_exec import (SAFETY, BatchRunner, ScanStats, auto_chunk, batched_metrics,
                         bytes_per_simulation, check_plot_metric)
-from .scan_result import (FORMAT, pareto_mask, points_hash, scalar_variables,
+from .studies.scan_result import (FORMAT, pareto_mask, points_hash, scalar_variables,
                           warn_undefined)
-from .scan_spec import (Axis, Distribution, ScanError, ScanSpec, batchable_path, check_points,
+from .studies.scan_spec import (Axis, Distribution, ScanError, ScanSpec, batchable_path, check_points,
                         cover_heating_window, dim_name, make_axis, make_sample, make_spec,
                         parse_correlation, parse_grid, parse_sample)
 from .scan_store import (CHUNK_DIR, MANIFEST, RESULT, ChunkStore, assemble, file_sha256,

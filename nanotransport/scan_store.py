@@ -19,10 +19,11 @@ from typing import Mapping
 import jax
 import xarray as xr
 
-from . import io, outdir, scan_exec, scan_result
-from .scan_result import FORMAT
-from .scan_spec import ScanError, ScanSpec, make_spec
-from .scenario import Scenario, load
+from . import io, outdir
+from .studies import scan_exec, scan_result
+from .studies.scan_result import FORMAT
+from .studies.scan_spec import ScanError, ScanSpec, make_spec
+from .model.scenario import Scenario, load
 
 MANIFEST = "scan.json"
 RESULT = "scan.nc"

@@ -1,97 +1,132 @@
 """The package's layers: engine → model → studies → edge, imports only downward.
 
-Every module of ``nanotransport/`` is assigned to one layer below; a module may import from
-its own layer and the layers beneath it, never from a layer above.  Imports are read from the
-source (``ast``), function-local ones included.  ``LAYERS`` is the plan of the subpackages
-(``nanotransport/engine/``, ``model/``, ``studies/``, edge at the top): moving the files into
-them is a rename per entry.
+A module's layer is its subpackage: ``nanotransport/engine/``, ``model/``, ``studies/``; the
+edge (command line, result files, output folders, the scan's folder, figures, provenance) is
+the package's top.  A module may import from its own layer and the layers beneath it, never
+from a layer above.  Imports are read from the source (``ast``), function-local ones included,
+relative and absolute.
 """
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "nanotransport"
+import nanotransport
+
+PACKAGE = Path(nanotransport.__file__).resolve().parent
 ORDER = ("engine", "model", "studies", "edge")
-LAYERS = {
-    # grids, fluxes and boundary conditions, linear solvers, time integration (no physiology)
-    "engine": ("grid", "fv", "fdm", "linalg", "multigrid", "solver", "units"),
-    # the physiology and ``simulate``; the scenario pytree and its schema are the model's
-    # parameter set (user units, validated), which every model function takes
-    "model": ("schema", "scenario", "properties", "cells", "pk", "tissue", "fluid", "heat",
-              "transport", "simulate", "capillary", "imaging", "summary", "objective"),
-    # what is done with the model: the one adapter, design, scans, cohorts, calibration,
-    # validation and verification
-    "studies": ("study", "design", "scan_spec", "scan_exec", "scan_result", "cohort",
-                "calibrate", "validate", "validate_heating", "verify"),
-    # command line, results and files, output folders (the scan's resumable chunk store),
-    # figures, provenance; ``scan`` is the public face of the scan parts, store included
-    "edge": ("__init__", "cli", "io", "outdir", "scan_store", "scan", "plots", "provenance"),
-}
-LAYER_OF = {m: layer for layer, mods in LAYERS.items() for m in mods}
-#: upward imports that remain, each with the step that removes it: (importer, imported) → why.
-#: Checked both ways: a new upward import fails, and so does an entry no longer needed.
-KNOWN_UPWARD = {
-    ("cohort", "scan_store"): "the cohort's two scans are resumable folders (run_scan with "
-                              "out): the cohort's folder output moves to the edge with its "
-                              "report in the package split",
-    ("cohort", "outdir"): "the report is sanitized for netCDF attributes with outdir.strict_json",
-    ("scenario", "io"): "scenario.load reads the maps file a scenario file names (io): the "
-                        "Scenario type (model) and its file loader (edge) part in the package "
-                        "split",
-}
+SUBPACKAGES = ORDER[:-1]
 
 
-def imports_of(path: Path) -> set[str]:
-    """Modules of the package that ``path`` imports (relative or absolute, at any depth)."""
+def module_name(path: Path) -> str:
+    """Dotted name inside the package: ``model.simulate``, ``cli`` (``__init__`` → the package)."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> str:
+    head = module.split(".")[0]
+    return head if head in SUBPACKAGES else "edge"
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _resolve(name: str, known: set[str]) -> str | None:
+    """The package module that the dotted ``name`` (inside the package) denotes, or None."""
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name if name in known else None
+
+
+def imports_of(path: Path, importer: str, known: set[str]) -> set[str]:
+    """Modules of the package that ``path`` (module ``importer``) imports, at any depth."""
+    is_package = path.name == "__init__.py"
+    package = importer.split(".") if is_package else importer.split(".")[:-1]
+    package = [p for p in package if p]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        targets = []
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 or (node.level == 0 and node.module
-                                   and node.module.split(".")[0] == "nanotransport"):
-                parts = (node.module or "").split(".")
-                if node.level == 0:
-                    parts = parts[1:]
-                if parts and parts[0]:
-                    found.add(parts[0])
-                else:  # ``from . import a, b`` / ``from nanotransport import a``
-                    found.update(a.name for a in node.names)
-        elif isinstance(node, ast.Import):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                stem = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "nanotransport":
+                stem = node.module.split(".")[1:]
+            else:
+                continue
+            # ``from pkg import a`` may name a submodule ``pkg.a`` or an attribute of ``pkg``
             for a in node.names:
-                parts = a.name.split(".")
-                if parts[0] == "nanotransport" and len(parts) > 1:
-                    found.add(parts[1])
-    return found & set(LAYER_OF)
+                full = ".".join(stem + [a.name])
+                targets.append(full if full in known else ".".join(stem))
+        elif isinstance(node, ast.Import):
+            targets = [".".join(a.name.split(".")[1:]) for a in node.names
+                       if a.name.split(".")[0] == "nanotransport"]
+        for t in targets:
+            module = _resolve(t, known)
+            if module is not None and module != "":
+                found.add(module)
+    return found
 
 
-def upward_imports(modules: dict[str, set[str]]) -> set[tuple[str, str]]:
-    """(importer, imported) pairs where the imported module sits in a higher layer."""
-    rank = {m: ORDER.index(layer) for m, layer in LAYER_OF.items()}
-    return {(m, dep) for m, deps in modules.items() for dep in deps if rank[dep] > rank[m]}
+def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) pairs where the imported module sits in a higher layer (the
+    subpackages' own ``__init__`` modules are their layer's; the top package's is the edge)."""
+    rank = lambda m: ORDER.index(layer_of(m))  # noqa: E731
+    return {(m, d) for m, deps in graph.items() for d in deps
+            if d not in SUBPACKAGES and rank(d) > rank(m)}
 
 
-def test_every_module_has_a_layer():
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
-    assert modules - set(LAYER_OF) == set(), "give each new module a layer in LAYERS"
-    assert set(LAYER_OF) - modules == set(), "LAYERS names a module that does not exist"
-    assert sum(map(len, LAYERS.values())) == len(LAYER_OF), "a module is in two layers"
+def import_graph() -> dict[str, set[str]]:
+    modules = all_modules()
+    known = set(modules) - {""}
+    return {m: imports_of(p, m, known) for m, p in modules.items()}
+
+
+def test_the_package_is_layered():
+    """Every module sits in one of the three subpackages or at the top (the edge); no other
+    subpackage, and the subpackages' ``__init__`` import nothing (each module is imported on
+    its own)."""
+    modules = all_modules()
+    heads = {m.split(".")[0] for m in modules if "." in m}
+    assert heads <= set(SUBPACKAGES), f"unexpected subpackages: {heads - set(SUBPACKAGES)}"
+    assert all(m.count(".") <= 1 for m in modules), "modules nest at most one level"
+    for sub in SUBPACKAGES:
+        assert import_graph()[sub] == set(), f"{sub}/__init__.py imports package modules"
 
 
 def test_imports_only_downward():
-    modules = {p.stem: imports_of(p) for p in PACKAGE.glob("*.py")}
-    upward = upward_imports(modules)
-    new = sorted(upward - set(KNOWN_UPWARD))
-    assert not new, "upward imports (importer → imported, layers " + " → ".join(ORDER) + "): " \
-        + ", ".join(f"{a} ({LAYER_OF[a]}) → {b} ({LAYER_OF[b]})" for a, b in new)
-    stale = sorted(set(KNOWN_UPWARD) - upward)
-    assert not stale, f"KNOWN_UPWARD entries no longer needed (remove them): {stale}"
+    upward = sorted(upward_imports(import_graph()))
+    assert not upward, "upward imports (importer → imported, layers " + " → ".join(ORDER) \
+        + "): " + ", ".join(f"{a} ({layer_of(a)}) → {b} ({layer_of(b)})" for a, b in upward)
 
 
-def test_the_checker_sees_an_upward_import(tmp_path):
-    """A model module importing a study (here ``from .design import ...`` inside a function)
-    is reported."""
+def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
+    """A model module importing a study and the edge, in every spelling, is reported; its
+    downward and same-layer imports are not."""
     src = tmp_path / "summary.py"
-    src.write_text("def f():\n    from .design import optimize\n    import nanotransport.cli\n")
-    assert imports_of(src) == {"design", "cli"}
-    assert upward_imports({"summary": imports_of(src)}) == {("summary", "design"),
-                                                             ("summary", "cli")}
+    src.write_text("from . import pk\nfrom ..engine import units\n"
+                   "def f():\n    from ..studies.design import optimize\n"
+                   "    from .. import cli\n    import nanotransport.studies.scan_exec\n")
+    known = set(all_modules()) - {""}
+    found = imports_of(src, "model.summary", known)
+    assert found == {"model.pk", "engine.units", "studies.design", "cli", "studies.scan_exec"}
+    assert upward_imports({"model.summary": found}) == {
+        ("model.summary", "studies.design"), ("model.summary", "cli"),
+        ("model.summary", "studies.scan_exec")}
+
+
+def test_public_modules_are_reexported_at_the_top():
+    """``from nanotransport import simulate`` gives ``nanotransport.model.simulate``: every module
+    of a subpackage is in the top package's table, under its own layer, and nothing else is."""
+    in_subpackages = {m for m in all_modules() if "." in m}
+    table = {f"{layer}.{name}" for name, layer in nanotransport._MODULES.items()}
+    assert table == in_subpackages
+    from nanotransport import simulate, study
+
+    assert simulate.__name__ == "nanotransport.model.simulate"
+    assert study.__name__ == "nanotransport.studies.study"
+    assert nanotransport.load is nanotransport.scenario.load

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nanotransport import calibrate as cal, io, scenario as sc
-from nanotransport.calibrate import ObservationError
+from nanotransport.studies.calibrate import ObservationError
 
 COARSE = ["numerics.cells=20", "numerics.max_dt_min=30"]
 PORE = "tissue.tumor.pore_radius_nm"

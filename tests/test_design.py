@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nanotransport import design, objective, scenario as sc, simulate as sim, study
-from nanotransport.scenario import ScenarioError
+from nanotransport.model.scenario import ScenarioError
 
 SMALL = ["numerics.cells=30", "numerics.t_end_h=12", "numerics.max_dt_min=30",
          "numerics.save_times_h=[0, 1, 4, 12]"]

@@ -9,8 +9,8 @@ import pytest
 
 from nanotransport import pk, scenario, simulate, summary, tissue, units, validate
 from nanotransport import properties as props
-from nanotransport.schema import FIELDS_BY_PATH
-from nanotransport.scenario import ScenarioError
+from nanotransport.model.schema import FIELDS_BY_PATH
+from nanotransport.model.scenario import ScenarioError
 
 jax.config.update("jax_enable_x64", True)
 
@@ -74,7 +74,7 @@ def test_conjugate_releases_inside_cells_and_has_its_own_pk():
 
 
 def _maps_and_centre_pressure(*sets):
-    from nanotransport.fluid import solve_pressure
+    from nanotransport.model.fluid import solve_pressure
 
     s = scenario.load("doxil", ["cells=60", *sets])
     lay = tissue.layout(s)

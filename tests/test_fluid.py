@@ -4,7 +4,7 @@ import pytest
 from scipy.special import i0  # noqa: F401  (cylinder closed form lives in test_verify)
 
 from nanotransport import grid as grids, units
-from nanotransport.fluid import solve_pressure
+from nanotransport.model.fluid import solve_pressure
 
 
 def embedded_sphere_closed_form(r, R, Ro, Kt, Kn, at, an, pet, p_inf):

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 from nanotransport import cells, fv, grid as grids, heat, linalg, properties as props
 from nanotransport import scenario as sc
 from nanotransport import simulate as sim, solver, summary, tissue
-from nanotransport.scenario import ScenarioError
+from nanotransport.model.scenario import ScenarioError
 
 SMALL = ["numerics.cells=40", "numerics.t_end_h=24", "numerics.max_dt_min=30",
          "numerics.save_times_h=[0, 1, 4, 24]"]

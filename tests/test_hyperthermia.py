@@ -10,7 +10,7 @@ import pytest
 
 from nanotransport import cells, design, heat, scan, scenario as sc, simulate as sim, summary
 from nanotransport import study, tissue, verify
-from nanotransport.scenario import ScenarioError
+from nanotransport.model.scenario import ScenarioError
 
 OMEGA = "drug.kill_coefficient_per_ng_h_per_1e5cells"
 # heating 15 → 75 min (5-min ramp): saved every 5 min through the plateau [20, 75] min

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nanotransport import grid as grids, imaging, scenario as sc, simulate, summary, tissue
-from nanotransport.scenario import ScenarioError
+from nanotransport.model.scenario import ScenarioError
 
 FWHM = 0.004  # m
 SIGMA = FWHM / imaging.FWHM_PER_SIGMA

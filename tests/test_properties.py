@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nanotransport import properties as p
-from nanotransport.units import NM
+from nanotransport.engine.units import NM
 
 
 # The solver calls these laws under jit, and so do the heavier tests: one compilation per shape

@@ -253,7 +253,7 @@ def test_maps_errors_exit_2_before_anything_is_written(tmp_path, capsys):
 
 
 def test_maps_are_read_at_load_and_ride_with_the_scenario(tmp_path):
-    """The maps file is read by ``scenario.load`` (the edge, ``io.read_tissue_maps``); the model
+    """The maps file is read by ``scenario.load`` (``scenario.read_tissue_maps``); the model
     takes its arrays: they change the run, travel in its structure into the Result, and a
     scenario cannot switch to another file without loading it."""
     from nanotransport import simulate, summary
@@ -468,7 +468,7 @@ def test_sigint_prints_one_line_no_traceback_exit_130(tmp_path):
     for command in (["run"], ["scan", "--grid", "diameter_nm=40:160:2"]):
         if command[0] == "scan":
             script_ = script.replace("cli.run_one = long_run",
-                                     "import nanotransport.scan_exec as s; s.run = "
+                                     "import nanotransport.studies.scan_exec as s; s.run = "
                                      "lambda *a, **k: long_run()")
         else:
             script_ = script

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from nanotransport import scenario as sc
-from nanotransport.scenario import ScenarioError
+from nanotransport.model.scenario import ScenarioError
 
 
 def write(tmp_path, text):

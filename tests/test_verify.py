@@ -1,5 +1,5 @@
 """Closed-form verification cases (docs/model.md §11) as tests: every row of ``nanotransport verify``
-must pass (error ≤ tolerance and observed order ≥ expected − 0.3; see nanotransport/verify.py)."""
+must pass (error ≤ tolerance and observed order ≥ expected − 0.3; see nanotransport/studies/verify.py)."""
 import json
 
 import jax

@@ -34,16 +34,15 @@ Interstitium: D_eff = D_0(d)·h_matrix(d) (Ogston fibre matrix), retardation R_F
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import grid as grids
+from ..engine import grid as grids
 from . import properties as props
-from . import units
-from .scenario import Scenario, ScenarioError
+from ..engine import units
+from .scenario import MapsFile, Scenario, ScenarioError
 
 AVOGADRO = 6.02214076e23  # 1/mol
 #: (median radius nm, log-sd) of the pores whose hydraulic conductivity the scenario's L_p is:
@@ -79,31 +78,6 @@ class Layout:
         return (isinstance(other, Layout) and self.grid == other.grid
                 and self.source == other.source and np.array_equal(self.tumor, other.tumor)
                 and np.array_equal(self.necrotic, other.necrotic))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class MapsFile:
-    """The contents of a ``tissue.maps_file`` as arrays (read at the edge: ``io.read_tissue_maps``,
-    called by ``scenario.load``): its variables and coordinates, float arrays.  Static (hashed
-    by its content), so it rides in a scenario's structure."""
-
-    source: str
-    variables: tuple  # ((name, array), ...)
-    coords: tuple  # ((name, array), ...)
-
-    @property
-    def digest(self) -> str:
-        h = hashlib.sha256(self.source.encode())
-        for name, arr in self.variables + self.coords:
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(arr, dtype=float).tobytes())
-        return h.hexdigest()
-
-    def __hash__(self):
-        return hash(self.digest)
-
-    def __eq__(self, other):
-        return isinstance(other, MapsFile) and self.digest == other.digest
 
 
 MAP_FIELDS = ("vascular_fraction", "interstitial_fraction", "vessel_surface_density_per_cm",
@@ -148,7 +122,7 @@ def layout(scenario: Scenario) -> Layout:
     if source:
         if scenario.maps is None or scenario.maps.source != source:
             raise _maps_error(source, "was not read: load the scenario with scenario.load "
-                                      "(which reads it: io.read_tissue_maps)")
+                                      "(which reads it: scenario.read_tissue_maps)")
         multipliers, tumor, necrotic = _apply_maps(scenario.maps, g, tumor, necrotic, scenario)
     return Layout(g, tumor, necrotic, 1.0 - tumor, multipliers, source)
 
@@ -170,7 +144,7 @@ def _apply_maps(maps: MapsFile, g: grids.Grid, tumor, necrotic,
     (mm), finite values, multipliers >= 0, and, for concrete scenario values, every resulting
     field inside its schema range (``tissue.<region>.<field>`` lo/hi) and a cell fraction
     1 − φ_v − φ_e above 0.01 (``check_map_values``).  The file itself (a local path, readable
-    netCDF, numeric variables) is checked where it is read, ``io.read_tissue_maps``."""
+    netCDF, numeric variables) is checked where it is read, ``scenario.read_tissue_maps``."""
     path = maps.source
     _check_map_coords(path, dict(maps.coords), g)
     multipliers = []

@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
 
-from . import simulate, summary
-from .objective import TERMS, objective, weighted_toxicity
-from .scenario import Scenario, ScenarioError, resolve_name
+from ..model import simulate, summary
+from ..model.objective import TERMS, objective, weighted_toxicity
+from ..model.scenario import Scenario, ScenarioError, resolve_name
 
 #: readout names besides the scalar summary metrics: J and each of its terms
 OBJECTIVE_READOUTS = ("objective",) + TERMS

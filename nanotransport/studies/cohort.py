@@ -4,8 +4,8 @@ Question: does an image of the labelled carrier, taken after a small imaging dos
 patients whose tumors will respond to the therapeutic dose?  Each virtual patient is the
 scenario's tumor with its EPR parameters drawn from a multivariate log-normal distribution
 (medians = the scenario's values, spreads and correlations in ``EPR_VARIABILITY`` and
-``EPR_CORRELATIONS``); every patient is simulated twice with the batched, resumable scan
-machinery (``scan_store.run_scan``, same seed so the same patients):
+``EPR_CORRELATIONS``); every patient is simulated twice with the batched scan machinery
+(``scan_exec``; the command runs them as resumable folders, same seed so the same patients):
 
 * imaging: the same formulation at ``imaging_dose_fraction`` of the dose, no heating, read at
   ``imaging_time_h`` (tumor ROI of the PSF-blurred image, ``imaging.py``);
@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
+import sys
 
 import numpy as np
 
-from . import outdir
+from . import scan_exec
 from .scan_result import scalar_variables
-from .scan_spec import ScanError, batchable_path
-from .scan_store import run_scan
-from .scenario import Scenario
+from .scan_spec import ScanError, ScanSpec, batchable_path, make_spec
+from ..model.scenario import Scenario
 
 # (path, σ of ln, why).  Spreads are modelling choices informed by the ranges cited; the
 # cohort's uptake spread is checked against imaging studies in experiments/.
@@ -222,25 +221,40 @@ def analyse(readout: np.ndarray, efficacy: np.ndarray, settings: CohortSettings)
 
 
 # ------------------------------------------------------------------ the study
-def run_cohort(scenario: Scenario, settings: CohortSettings, out=None, chunk: int | None = None,
-               progress: bool = True):
+def in_memory_scan(chunk: int | None = None, progress: bool = True):
+    """The cohort's default scan runner: ``scan(scenario, spec, part) -> Dataset`` in memory
+    (``scan_exec``); ``part`` ("imaging" or "therapy") names the scan."""
+    def scan(scenario: Scenario, spec: ScanSpec, part: str):
+        scenario, points = scan_exec.prepare(scenario, spec, chunk)
+        ds, stats = scan_exec.run(scenario, spec, points, None, chunk, progress)
+        if progress:
+            print(stats.line(), file=sys.stderr)
+        return ds
+
+    return scan
+
+
+def run_cohort(scenario: Scenario, settings: CohortSettings, chunk: int | None = None,
+               progress: bool = True, scan=None):
     """Simulate the cohort (imaging and therapy) and analyse it.
 
     Returns (report dict, xarray Dataset with one row per patient: EPR parameters, imaging
-    readouts at the imaging time, efficacy and the other therapy metrics).  With ``out``, the
-    two scans are resumable folders ``out/imaging`` and ``out/therapy``.  Float64 scenarios
-    need ``jax.config.update("jax_enable_x64", True)`` first.
+    readouts at the imaging time, efficacy and the other therapy metrics).  ``scan(scenario,
+    spec, part) -> Dataset`` runs each of the two scans (default: ``in_memory_scan``; the
+    ``cohort`` command passes one that keeps them as resumable folders ``DIR/imaging`` and
+    ``DIR/therapy``).  Float64 scenarios need ``jax.config.update("jax_enable_x64", True)``
+    first.
     """
     import xarray as xr
 
     settings.check()
     samples, corr = distributions(scenario, settings.spreads)
     img_scenario = imaging_scenario(scenario, settings)
-    common = dict(samples=samples, n_samples=settings.patients, seed=settings.seed,
-                  sampler="random", correlation=corr, chunk=chunk, progress=progress)
-    out = Path(out) if out is not None else None
-    img = run_scan(img_scenario, out=out / "imaging" if out else None, **common)
-    ther = run_scan(scenario, out=out / "therapy" if out else None, **common)
+    scan = scan or in_memory_scan(chunk, progress)
+    spec = make_spec(samples=samples, n_samples=settings.patients, seed=settings.seed,
+                     sampler="random", correlation=corr)
+    img = scan(img_scenario, spec, "imaging")
+    ther = scan(scenario, spec, "therapy")
     readout_name = f"imaging_{settings.readout}"
     readout = np.asarray(img[readout_name].isel(time=-1).values)
     efficacy = np.asarray(ther["efficacy"].values)
@@ -271,8 +285,7 @@ def run_cohort(scenario: Scenario, settings: CohortSettings, out=None, chunk: in
     for k in scalar_variables(ther):
         data[k] = ("sample", np.asarray(ther[k].values), dict(ther[k].attrs))
     coords = {c: ther[c] for c in ther.coords if ther[c].dims == ("sample",)}
-    ds = xr.Dataset(data, coords=coords, attrs={
-        "title": "nanotransport virtual cohort", "report": outdir.strict_json(report, "cohort.nc report")})
+    ds = xr.Dataset(data, coords=coords, attrs={"title": "nanotransport virtual cohort"})
     return report, ds
 
 

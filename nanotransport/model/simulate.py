@@ -19,6 +19,7 @@ float leaf, so ``jax.grad``/``jax.vmap`` over ``scenario.params`` work without c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable
 
@@ -26,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, fv, heat, pk, properties as props, solver, units
+from . import cells, heat, pk, properties as props
+from ..engine import fv, solver, units
 from .fluid import FluidState, solve_pressure
 from .scenario import Scenario
 from .tissue import Layout, layout, tissue_maps
@@ -426,10 +428,9 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
     return step, prepare
 
 
-def run(params: dict, static: tuple, description: str = "", progress: Callable | None = None
-        ) -> Result:
-    """Pure function of the scenario's numbers (``params``) for a fixed structure ``static``
-    (from ``structure(scenario)``)."""
+def _prepare(params: dict, static: tuple, description: str = ""):
+    """(scenario, layout, species names, Inputs, initial state) of a run: the scenario rebuilt
+    from its numbers and structure, every input cast to the run's precision."""
     st = dict(static)
     scenario = Scenario(params, public_static(static), description, st.get("_maps"))
     lay = layout(scenario)
@@ -442,29 +443,84 @@ def run(params: dict, static: tuple, description: str = "", progress: Callable |
     inp = jax.tree.map(lambda a: a.astype(dtype) if isinstance(a, (jax.Array, np.ndarray))
                        and jnp.issubdtype(a.dtype, jnp.floating) else a,
                        model_inputs(scenario, lay, names))
-    times = save_times_h(scenario) * units.HOUR
     x0 = jnp.zeros((len(names),) + lay.grid.shape, dtype)
     if "temperature" in names:
         x0 = x0.at[names.index("temperature")].set(inp.heating.arterial_c)
     state0 = (jnp.zeros(pk.N_STATE, dtype), jnp.zeros(pk.N_STATE, dtype), x0,
               jnp.zeros(len(ACCUMULATORS) + len(RUNNING), dtype))
+    return scenario, lay, names, inp, state0
+
+
+def _step_of(scenario: Scenario, lay: Layout, names: tuple, inp: Inputs):
+    """(step, prepare) of ``make_step`` for the scenario's heating settings."""
     probe = heat.probe_index(lay.grid, float(scenario["heating.probe_offset_mm"]) * units.MM)
-    step, prepare = make_step(inp, lay, names, scenario["heating.source"], probe,
-                              readout_mode=scenario["heating.control_readout"])
+    return make_step(inp, lay, names, scenario["heating.source"], probe,
+                     readout_mode=scenario["heating.control_readout"])
+
+
+def _schedule(scenario: Scenario, static: tuple) -> dict:
+    """The time grid of ``solver.integrate``: saved times (s), largest step, refined windows."""
+    window = dict(static)["_heating_window_s"]
     fine = ()
-    if st["_heating_window_s"] is not None:
-        a, b = st["_heating_window_s"]
-        fine = ((a, b, float(scenario["numerics.heating_max_dt_min"]) * units.MIN),)
-    final, saved = solver.integrate(
-        step, state0, times, max_dt=float(scenario["numerics.max_dt_min"]) * units.MIN,
-        observe=lambda s_: (s_[0], s_[1], s_[2]), checkpoint=True, progress=progress,
-        fine_windows=fine, prepare=prepare)
+    if window is not None:
+        fine = ((window[0], window[1], float(scenario["numerics.heating_max_dt_min"]) * units.MIN),)
+    return dict(save_times=save_times_h(scenario) * units.HOUR,
+                max_dt=float(scenario["numerics.max_dt_min"]) * units.MIN, fine_windows=fine)
+
+
+def _observe(state):
+    return state[0], state[1], state[2]
+
+
+def run(params: dict, static: tuple, description: str = "", progress: Callable | None = None
+        ) -> Result:
+    """Pure function of the scenario's numbers (``params``) for a fixed structure ``static``
+    (from ``structure(scenario)``).  ``progress(t_seconds)``, if given, is called from inside
+    the loop (``jax.debug.callback``); ``simulate`` reports progress from the host instead."""
+    scenario, lay, names, inp, state0 = _prepare(params, static, description)
+    step, prepare = _step_of(scenario, lay, names, inp)
+    sched = _schedule(scenario, static)
+    final, saved = solver.integrate(step, state0, observe=_observe, checkpoint=True,
+                                    progress=progress, prepare=prepare, **sched)
     y, yc, fields = saved
-    return Result(jnp.asarray(times, dtype), fields, y, yc, final[3], inp, dict(params), names,
-                  static, lay)
+    return Result(jnp.asarray(sched["save_times"], state0[0].dtype), fields, y, yc, final[3],
+                  inp, dict(params), names, static, lay)
 
 
-_run_jit = jax.jit(run, static_argnums=(1, 2, 3))
+@functools.partial(jax.jit, static_argnums=(1,))
+def _prepare_jit(params: dict, static: tuple):
+    return _prepare(params, static)[3:]
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _advance_jit(inp: Inputs, state, t, length, static: tuple, n_sub: int):
+    """One macro-interval of the run of structure ``static`` (``solver.macro_interval``)."""
+    st = dict(static)
+    scenario = Scenario({}, public_static(static), "", st.get("_maps"))
+    lay = layout(scenario)
+    names = species_names(st["_heating"], st["_targeting"])
+    step, prepare = _step_of(scenario, lay, names, inp)
+    return solver.macro_interval(step, (state, t), length, n_sub, prepare)
+
+
+def run_with_progress(params: dict, static: tuple, progress: Callable) -> Result:
+    """``run`` with the loop over macro-intervals on the host (``solver.integrate_on_host``):
+    ``progress(t_seconds)`` after each; the compiled pieces (inputs, one macro-interval) hold
+    no host callback, so they are compiled once per structure whatever the progress function
+    and can be kept by JAX's persistent compilation cache.  Forward only."""
+    st = dict(static)
+    scenario = Scenario(params, public_static(static), "", st.get("_maps"))
+    inp, state0 = _prepare_jit(params, static)
+    final, saved = solver.integrate_on_host(
+        lambda state, t, length, n_sub: _advance_jit(inp, state, t, length, static, n_sub),
+        state0, observe=_observe, progress=progress, **_schedule(scenario, static))
+    y, yc, fields = saved
+    return Result(jnp.asarray(_schedule(scenario, static)["save_times"], state0[0].dtype),
+                  fields, y, yc, final[3], inp, dict(params), species_names(
+                      st["_heating"], st["_targeting"]), static, layout(scenario))
+
+
+_run_jit = jax.jit(run, static_argnums=(1, 2))
 LABELS = {"formulation.name", "drug.name", "outputs.figures"}
 
 
@@ -500,6 +556,11 @@ def structure(scenario: Scenario) -> tuple:
 
 
 def simulate(scenario: Scenario, progress: Callable | None = None) -> Result:
-    """Run a scenario (compiled once per structure; new numbers do not recompile)."""
+    """Run a scenario (compiled once per structure; new numbers do not recompile).
+
+    ``progress(t_seconds)``, if given, is called on the host after each macro-interval
+    (``run_with_progress``); it changes nothing that is compiled."""
     _dtype(scenario)
-    return _run_jit(scenario.params, structure(scenario), "", progress)
+    if progress is not None:
+        return run_with_progress(scenario.params, structure(scenario), progress)
+    return _run_jit(scenario.params, structure(scenario), "")

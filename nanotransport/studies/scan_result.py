@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import summary
+from ..model import summary
 from .scan_spec import ScanError, ScanSpec, dim_name
-from .scenario import Scenario
-from .schema import FIELDS_BY_PATH
+from ..model.scenario import Scenario
+from ..model.schema import FIELDS_BY_PATH
 
 FORMAT = "nanotransport-scan/1"
 TOXICITY_LONG_NAME = ("weighted toxicity of the design objective, efficacy - objective = "

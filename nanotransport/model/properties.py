@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from nanotransport.units import BOLTZMANN, NM, celsius_to_kelvin
+from ..engine.units import BOLTZMANN, NM, celsius_to_kelvin
 
 BODY_TEMPERATURE_K = celsius_to_kelvin(37.0)  # 310.15 K
 WATER_VISCOSITY_37C_PA_S = 6.92e-4  # water at 37 °C (docs/model.md §5)

@@ -22,10 +22,12 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from . import scan_result, simulate, solver, study, summary, tissue, units
+from . import scan_result, study
+from ..model import simulate, summary, tissue
+from ..engine import solver, units
 from .scan_spec import ScanError, ScanSpec, batchable_path, check_points, cover_heating_window
-from .scenario import Scenario
-from .transport import drug_per_tissue_volume, n_state, species_names
+from ..model.scenario import Scenario
+from ..model.transport import drug_per_tissue_volume, n_state, species_names
 
 CPU_MAX_PER_DEVICE = 32
 CPU_CACHE_BYTES = 8 << 20  # per-device working set (estimate without safety) of a CPU chunk

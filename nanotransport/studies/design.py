@@ -27,10 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import simulate as sim, study
-from .objective import objective, weighted_toxicity
-from .scenario import Scenario, ScenarioError, check_dose_unit, resolve_name
-from .schema import FIELDS_BY_PATH
+from ..model import simulate as sim
+from . import study
+from ..model.objective import objective, weighted_toxicity
+from ..model.scenario import Scenario, ScenarioError, check_dose_unit, resolve_name
+from ..model.schema import FIELDS_BY_PATH
 
 FORWARD_MAX = 6
 

@@ -20,9 +20,10 @@ import numpy as np
 from scipy import stats
 from scipy.stats import qmc
 
-from . import simulate, tissue, units
-from .scenario import BARE_NAMES, Scenario, ScenarioError, dose_unit_error, resolve_name
-from .schema import FIELDS_BY_PATH
+from ..model import simulate, tissue
+from ..engine import units
+from ..model.scenario import BARE_NAMES, Scenario, ScenarioError, dose_unit_error, resolve_name
+from ..model.schema import FIELDS_BY_PATH
 
 MAX_POINTS = 100_000_000
 DISTRIBUTIONS = ("uniform", "loguniform", "lognormal", "normal")

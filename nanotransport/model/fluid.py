@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import jax
 
-from . import fv, linalg
-from .grid import Grid
+from ..engine import fv, linalg
+from ..engine.grid import Grid
 
 
 class FluidState(NamedTuple):

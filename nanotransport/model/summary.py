@@ -54,7 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import imaging, pk, units
+from . import imaging, pk
+from ..engine import units
 from .heat import soft_quantile
 from .simulate import ACCUMULATORS, RUNNING, Result
 from .transport import (carriers_per_tissue_volume, drug_per_tissue_volume,

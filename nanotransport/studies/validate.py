@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import pk, units
+from ..model import pk
+from ..engine import units
 
 GROUPS = ("pk", "delivery", "retention", "distribution", "release", "heating")
 
@@ -61,8 +62,8 @@ class Runs:
         if key not in self._cache:
             import jax
 
-            from . import scenario as sc
-            from . import simulate, summary
+            from ..model import scenario as sc
+            from ..model import simulate, summary
 
             s = sc.load(name, list(sets))
             if s["numerics.precision"] == "float64" and not jax.config.jax_enable_x64:
@@ -86,8 +87,8 @@ class Runs:
 
 def _pk(name: str):
     """Systemic parameters and dose (mol) of a built-in scenario, as ``simulate`` builds them."""
-    from . import scenario as sc
-    from . import simulate
+    from ..model import scenario as sc
+    from ..model import simulate
 
     return simulate.systemic_parameters(sc.load(name, []))
 
@@ -115,7 +116,7 @@ def _carrier_half_life(name: str, which: int) -> float:
 
 def _encapsulated_share(name: str, at_h: float) -> float:
     """Share of plasma drug inside carriers at ``at_h`` after the scenario's infusion."""
-    from . import scenario as sc
+    from ..model import scenario as sc
 
     s = sc.load(name, [])
     params, dose = _pk(name)
@@ -207,9 +208,9 @@ def _sphere_radius_mm(volume_cm3: float) -> float:
 def _pressure_profile(name: str = "doxil"):
     """(r in m, IFP in Pa, tumor radius in m) of a scenario's tumor (fluid problem only, on a
     fine radial grid)."""
-    from . import scenario as sc
-    from .fluid import solve_pressure
-    from .tissue import layout, tissue_maps
+    from ..model import scenario as sc
+    from ..model.fluid import solve_pressure
+    from ..model.tissue import layout, tissue_maps
 
     s = sc.load(name, ["cells=400"])
     lay = layout(s)

@@ -98,8 +98,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import units
-from .linalg import small_solve
+from ..engine import units
+from ..engine.linalg import small_solve
 
 # --------------------------------------------------------------------------------------
 # State layout

@@ -83,9 +83,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import fv, linalg
+from ..engine import fv, linalg
 from .cells import cem43_rate
-from .grid import Grid
+from ..engine.grid import Grid
 
 SOURCES = ("none", "ultrasound", "protocol", "controlled", "regional")
 CONTROLLED = ("controlled", "regional")

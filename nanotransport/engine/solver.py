@@ -61,10 +61,21 @@ def _axis_sweep(coef: fv.AxisCoefficients, c_last, h, method):
     L-stable and second order; positivity is guaranteed only by ``method='euler'``."""
     if method == "euler":
         return solve_lines(coef.lower, coef.diag, coef.upper, c_last + h * coef.source, h)
-    y1 = solve_lines(coef.lower, coef.diag, coef.upper, c_last + (GAMMA * h) * coef.source,
-                     GAMMA * h)
-    rhs2 = (1.0 - W) * c_last + W * y1 + (GAMMA * h) * coef.source
-    return solve_lines(coef.lower, coef.diag, coef.upper, rhs2, GAMMA * h)
+    return line_stages(coef.lower, coef.diag, coef.upper, coef.source, c_last, h)[1]
+
+
+def line_stages(lower, diag, upper, source, c, h):
+    """Both stages (Y₁, Y₂) of the SDIRK2 step of dc/dt = M c + s over h, M tridiagonal along
+    the last axis (sub-, main and super-diagonal ``lower``, ``diag``, ``upper``), s constant:
+
+        (I − γhM) Y₁ = c + γh s,   (I − γhM) Y₂ = c + w (Y₁ − c) + γh s,   w = (1 − γ)/γ.
+
+    Y₂ is the new value.  The stages are returned so that a caller can integrate what crosses
+    a boundary during the step with the scheme's own quadrature, h Σ b_i F(Y_i) with the
+    Butcher weights b = (1 − γ, γ): exact for the discrete balance (``capillary`` does)."""
+    y1 = solve_lines(lower, diag, upper, c + (GAMMA * h) * source, GAMMA * h)
+    rhs2 = (1.0 - W) * c + W * y1 + (GAMMA * h) * source
+    return y1, solve_lines(lower, diag, upper, rhs2, GAMMA * h)
 
 
 def axis_order(ndim: int) -> list[tuple[int, float]]:
@@ -393,6 +404,22 @@ def macro_schedule(save_times, t0: float, max_dt: float, steps_per_macro: int | 
     return np.asarray(pieces), save_index, steps_per_macro
 
 
+def macro_interval(step: Callable, carry, length, n_sub: int, prepare: Callable | None = None):
+    """One macro-interval of ``integrate``: ``n_sub`` equal steps of length/n_sub from
+    carry = (state, t); returns (state, t)."""
+    state, t = carry
+    h = length / n_sub
+    data = prepare(h) if prepare is not None else None
+
+    def body(c2, _):
+        s, tt = c2
+        new = step(tt, h, s) if prepare is None else step(tt, h, s, data)
+        return (new, tt + h), None
+
+    (state, t), _ = jax.lax.scan(body, (state, t), None, length=n_sub)
+    return state, t
+
+
 def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0,
               observe: Callable | None = None, checkpoint: bool = False,
               steps_per_macro: int | None = None, progress: Callable | None = None,
@@ -422,16 +449,7 @@ def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0
     dtype = jax.tree_util.tree_leaves(state0)[0].dtype
 
     def macro(carry, length):
-        state, t = carry
-        h = length / n_sub
-        data = prepare(h) if prepare is not None else None
-
-        def body(c2, _):
-            s, tt = c2
-            new = step(tt, h, s) if prepare is None else step(tt, h, s, data)
-            return (new, tt + h), None
-
-        (state, t), _ = jax.lax.scan(body, (state, t), None, length=n_sub)
+        state, t = macro_interval(step, carry, length, n_sub, prepare)
         if progress is not None:
             jax.debug.callback(progress, t)
         return (state, t), observe(state)
@@ -443,4 +461,33 @@ def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0
     obs = jax.tree_util.tree_map(lambda first, rest: jnp.concatenate([first[None], rest]),
                                  observe(state0), obs)
     saved = jax.tree_util.tree_map(lambda x: x[save_index], obs)
+    return state, saved
+
+
+def integrate_on_host(advance: Callable, state0, save_times, max_dt: float, t0: float = 0.0,
+                      observe: Callable | None = None, steps_per_macro: int | None = None,
+                      progress: Callable | None = None, fine_windows=()):
+    """``integrate`` with the loop over macro-intervals on the host, for progress reports.
+
+    ``advance(state, t, length, n_sub) -> (state, t)`` is one macro-interval
+    (``macro_interval`` under ``jax.jit``, with ``n_sub`` static): it is compiled once and
+    called once per macro-interval, and ``progress(t_seconds)`` runs on the host between
+    calls.  Nothing inside the compiled code calls back to Python, so JAX's persistent
+    compilation cache can keep it (executables with host callbacks are never written there),
+    and the progress function is no part of what is compiled: a new progress bar compiles
+    nothing.  Same schedule, same steps and same results as ``integrate`` (forward only: for
+    gradients use ``integrate``, whose macro-intervals are checkpointed)."""
+    observe = observe or (lambda s: s)
+    lengths, save_index, n_sub = macro_schedule(save_times, t0, max_dt, steps_per_macro,
+                                                fine_windows)
+    dtype = jax.tree_util.tree_leaves(state0)[0].dtype
+    state, t = state0, jnp.asarray(t0, dtype)
+    observed = [observe(state0)]
+    for length in np.asarray(lengths):
+        state, t = advance(state, t, jnp.asarray(length, dtype), n_sub)
+        observed.append(observe(state))
+        if progress is not None:
+            progress(t)
+    keep = [observed[i] for i in np.asarray(save_index)]
+    saved = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *keep)
     return state, saved

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from . import units
+from ..engine import units
 from .validate import Target
 
 SCENARIO = "thermodox-mouse"
@@ -48,9 +48,9 @@ def _heated(minutes: float) -> tuple:
 def tumor_drug_ug_per_g(runs, sets: tuple, at_min: float) -> float:
     """Tumor-mean drug (every phase, µg/g; 1 g/mL) of ``thermodox-mouse`` with ``sets`` at the
     saved time nearest ``at_min``."""
-    from .simulate import save_times_h
-    from .tissue import layout
-    from .transport import drug_per_tissue_volume
+    from ..model.simulate import save_times_h
+    from ..model.tissue import layout
+    from ..model.transport import drug_per_tissue_volume
 
     s, result, _ = runs.run(SCENARIO, sets)
     times = save_times_h(s) * 60.0
@@ -71,8 +71,8 @@ def _ratio(runs, minutes: float) -> float:
 
 
 def _released_in_20_s(runs) -> float:
-    from . import properties as props
-    from . import scenario as sc
+    from ..model import properties as props
+    from ..model import scenario as sc
 
     s = sc.load(SCENARIO, [])
     k = props.release_rate(42.0, s["formulation.release_temperature_C"],

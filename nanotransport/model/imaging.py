@@ -52,8 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from . import units
-from .grid import Grid
+from ..engine import units
+from ..engine.grid import Grid
 from .scenario import Scenario, ScenarioError
 from .tissue import Layout
 from .transport import label_per_tissue_volume

@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import interpolate, linalg as sla, special
 
-from . import fv, grid as grids, linalg, solver
-from .units import MMHG_PA
+from ..engine import fv, grid as grids, linalg, solver
+from ..engine.units import MMHG_PA
 
 
 # ------------------------------------------------------------------ helpers
@@ -497,7 +497,7 @@ def pennes_far_field():
     A held boundary θ(R) = 0 at R = 1.25a is off by about θ(a) instead (shown in the checks).
     error = max over R of max(|θ₀ − θ(0)|, ‖θ − exact‖∞)/θ(0) at each spacing; order 2."""
     _require_x64()
-    from . import heat
+    from ..model import heat
 
     Q0, W, k, a = 1e5, 1800.0, 0.5, 1e-2
     m = math.sqrt(W / k)

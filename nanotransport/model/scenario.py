@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import math
 import os
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 import jax
+import numpy as np
 
 from .schema import FIELDS, FIELDS_BY_PATH, Field, is_number_ok
 
@@ -46,8 +49,8 @@ class Scenario:
     params: dict
     static: tuple
     description: str = ""
-    #: the contents of ``tissue.maps_file`` (``tissue.MapsFile``: arrays, read by ``load``
-    #: through ``io.read_tissue_maps``), None without one; static
+    #: the contents of ``tissue.maps_file`` (``MapsFile``: arrays, read by ``load``
+    #: through ``read_tissue_maps``), None without one; static
     maps: object = None
 
     def __getitem__(self, path: str):
@@ -435,6 +438,74 @@ def read_text_file(path, what: str = "file") -> str:
                             ) from None
 
 
+# ------------------------------------------------------------------ the maps file
+@dataclasses.dataclass(frozen=True, eq=False)
+class MapsFile:
+    """The contents of a ``tissue.maps_file`` as arrays (read by ``read_tissue_maps``,
+    called by ``load``): its variables and coordinates, float arrays.  Static (hashed
+    by its content), so it rides in a scenario's structure."""
+
+    source: str
+    variables: tuple  # ((name, array), ...)
+    coords: tuple  # ((name, array), ...)
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256(self.source.encode())
+        for name, arr in self.variables + self.coords:
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(arr, dtype=float).tobytes())
+        return h.hexdigest()
+
+    def __hash__(self):
+        return hash(self.digest)
+
+    def __eq__(self, other):
+        return isinstance(other, MapsFile) and self.digest == other.digest
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme (http:, s3:, file:), not C:
+
+
+def read_tissue_maps(path: str) -> MapsFile:
+    """The variables and coordinates of a ``tissue.maps_file`` (a local netCDF file) as float
+    arrays, for ``tissue.layout`` (which checks them against the grid and the schema).
+
+    Checked here (ScenarioError naming the file and what is allowed): a local path (URLs and
+    other schemes are refused: reading one must not touch a network), an existing file, readable
+    as netCDF, every variable numeric."""
+    import xarray as xr
+
+    def error(msg: str) -> ScenarioError:
+        return ScenarioError(f"tissue.maps_file {path!r}: {msg}")
+
+    if _URL.match(path):
+        raise error("looks like a URL or another scheme; allowed: a local file path")
+    p = Path(path)
+    if not p.is_file():
+        raise error("is a folder; allowed: a netCDF file" if p.is_dir() else
+                    "does not exist; allowed: a local netCDF file")
+    try:
+        ds = xr.open_dataset(p).load()
+    except Exception as e:  # noqa: BLE001 - any backend's complaint about a bad file is input
+        raise error(f"cannot be read as netCDF ({type(e).__name__}: {str(e)[:200]}); allowed: "
+                    "a netCDF file") from None
+    with ds:
+        variables = []
+        for name, var in ds.data_vars.items():
+            try:
+                variables.append((str(name), np.asarray(var.values, dtype=float)))
+            except (TypeError, ValueError):
+                raise error(f"map {name!r} is not numeric ({var.dtype})") from None
+        coords = []
+        for name, c in ds.coords.items():
+            try:
+                coords.append((str(name), np.asarray(c.values, dtype=float)))
+            except (TypeError, ValueError):
+                continue  # a non-numeric coordinate names no grid axis
+    return MapsFile(path, tuple(variables), tuple(coords))
+
+
 DEFAULT_SCENARIO = "doxil"
 
 
@@ -452,8 +523,6 @@ def load(name_or_path: str | None = None, overrides: Iterable[str] = ()) -> Scen
     parsed = [parse_override(o) for o in overrides]
     scenario = build(_load_toml_text(text, source), parsed, source)
     if scenario["tissue.maps_file"]:  # the maps file is read with the scenario file
-        from .io import read_tissue_maps
-
         scenario = dataclasses.replace(scenario,
                                        maps=read_tissue_maps(scenario["tissue.maps_file"]))
     return scenario

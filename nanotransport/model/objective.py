@@ -26,7 +26,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from . import pk, units
+from . import pk
+from ..engine import units
 from .scenario import Scenario
 from .simulate import Result, systemic_parameters
 from .summary import efficacy, metrics

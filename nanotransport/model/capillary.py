@@ -61,21 +61,23 @@ The temperature T(z) is prescribed along z only, the same in lumen and tissue: 3
 Numerics and the ledger
 -----------------------
 One step of length h is Strang-split, R(h/2) T(h) R(h/2), with the transport itself direction-
-split, T(h) = X_r(h/2) X_z(h) X_r(h/2).  Every piece uses the two-stage, L-stable, stiffly
-accurate SDIRK of Alexander (γ = 1 − 1/√2), the scheme of ``solver``:
+split, T(h) = X_r(h/2) X_z(h) X_r(h/2).  Every piece is a step of the engine (``solver``): the
+two-stage, L-stable, stiffly accurate SDIRK of Alexander (γ = 1 − 1/√2).  What is this module's
+own is the geometry and how the lumen, the wall and the tissue are assembled into the lines:
 
 * X_r, radial sweep: for every z and species the line (lumen cell, tissue cells 0 … n_r − 1) is
-  one tridiagonal system — radial diffusion (``fv.axis_coefficients``, zero flux at R_k) plus the
+  one tridiagonal system (``solver.line_stages``) — radial diffusion (``fv.axis_coefficients``, zero flux at R_k) plus the
   wall exchange, which is linear: the lumen row loses (A_w/(A_l Δz))·Φ and the first tissue row
   gains (A_w/(V φ_e))·Φ, the same Φ·A_w (mol/s).  Exchange and radial diffusion are implicit
   *together*: splitting them (exchange in the local step) lets the thin wall cell fill up while
   it is cut off from the tissue behind it, which under-predicted delivery by ~20 % at h = 0.2 s.
-* X_z, axial sweep: tissue axial diffusion (zero flux at z = 0, L) and lumen convection,
-  first-order upwind (``fv.axis_coefficients`` with ``Inflow``/``Outflow``).
-* R, local (per cell, SDIRK2 with Newton, as ``solver.reaction_step``): interstitial release,
-  breakdown, degradation and the nonlinear uptake; the 4 × 4 Newton systems are solved in closed
-  form by blocks (``_solve_local``; a batched LAPACK call per cell costs 20× more).  Lumen release
-  is linear and integrated exactly (e_l e^{−k h}).
+* X_z, axial sweep (``solver.line_stages``): tissue axial diffusion (zero flux at z = 0, L)
+  and lumen convection, first-order upwind (``fv.axis_coefficients`` with
+  ``Inflow``/``Outflow``).
+* R, local (per cell, ``solver.reaction_step``: SDIRK2, Newton on the exact per-cell
+  Jacobian, backward Euler where a cell would turn negative): interstitial release, breakdown,
+  degradation and the nonlinear uptake, with the degraded and broken-down amounts as counter
+  species.  Lumen release is linear and integrated exactly (e_l e^{−k h}).
 * The amounts through z = 0, z = L and the wall are integrated from the stage values with the
   Butcher weights (1 − γ, γ), i.e. with the quadrature the scheme itself uses, so each is exact
   for the discrete balance; every sweep conserves Σ (volume × concentration) to round-off (the
@@ -126,25 +128,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import fv, solver, units
+from ..engine import fv, solver, units
 from . import properties as props
-from .grid import Grid, axis_faces
-from .linalg import solve_lines
+from ..engine.grid import Grid, axis_faces
 
 BODY_TEMPERATURE_C = 37.0
 
 TISSUE = ("carrier", "payload", "free", "intracellular")  # result.tissue species
 LUMEN = ("carrier", "encapsulated", "free")  # result.lumen species
 _I_C, _I_E, _I_F, _I_A = range(4)
-
-# Time scheme of every piece (the same as ``solver``): the two-stage, L-stable, stiffly accurate
-# SDIRK of Alexander (1977), γ = 1 − 1/√2, Butcher weights b = (1 − γ, γ):
-#   Y₁ − γh f(Y₁) = y,   Y₂ − γh f(Y₂) = (1 − w) y + w Y₁ = y + (1 − γ) h f(Y₁),   y_new = Y₂,
-# w = (1 − γ)/γ.  Defined here, not imported, so that the ledger formulas below (which use the
-# Butcher weights) always match the scheme this module runs.
-SDIRK_GAMMA = 1.0 - 1.0 / math.sqrt(2.0)
-SDIRK_W = (1.0 - SDIRK_GAMMA) / SDIRK_GAMMA
-
 
 def _register(cls, meta=()):
     data = [f.name for f in dataclasses.fields(cls) if f.name not in meta]
@@ -431,48 +423,21 @@ def _tissue_kinetics(params: CapillaryParameters, k_rel_z):
     return rates, counters
 
 
-def _solve_local(m, r):
-    """Solve the local Newton systems m x = r per cell: m (..., 4, 4), r (..., 4).
-
-    The tissue kinetics are block lower triangular in the order c → e → (f, a): carriers only
-    break down, the payload only feeds the free drug, and uptake couples f and a.  So the system
-    is solved by two divisions and one 2×2 block (Cramer), keeping every coupling of the lower
-    triangle.  Exact for the model's Jacobian structure (the ledger test fails if it is broken)
-    and, unlike one batched LAPACK call per cell, cheap to compile and to run."""
-    e = lambda i, j: m[..., i, j]  # noqa: E731
-    x_c = r[..., _I_C] / e(_I_C, _I_C)
-    x_e = (r[..., _I_E] - e(_I_E, _I_C) * x_c) / e(_I_E, _I_E)
-    r_f = r[..., _I_F] - e(_I_F, _I_C) * x_c - e(_I_F, _I_E) * x_e
-    r_a = r[..., _I_A] - e(_I_A, _I_C) * x_c - e(_I_A, _I_E) * x_e
-    det = e(_I_F, _I_F) * e(_I_A, _I_A) - e(_I_F, _I_A) * e(_I_A, _I_F)
-    x_f = (r_f * e(_I_A, _I_A) - e(_I_F, _I_A) * r_a) / det
-    x_a = (e(_I_F, _I_F) * r_a - e(_I_A, _I_F) * r_f) / det
-    return jnp.stack([x_c, x_e, x_f, x_a], axis=-1)
-
-
 def _local_step(rates, counter_rates, t, y, counters, h, newton_iterations):
-    """SDIRK2 step of the tissue kinetics over h, with the counters (linear in the state, feeding
-    nothing back) advanced by the same stage formulas, exactly.  Each stage is solved by
-    ``newton_iterations`` Newton iterations with the Jacobian at the stage's initial guess.
-    Mass is a linear invariant (the weighted rates sum to the counters' rates, an affine function),
-    so every Newton iteration keeps it exactly: the ledger closes to round-off whatever the
-    Newton residual of the nonlinear uptake."""
-    gh = SDIRK_GAMMA * h
+    """The tissue kinetics over h: ``solver.reaction_step`` (SDIRK2, Newton on the exact
+    per-cell Jacobian) on the state (c, e, f, a) with the counters (degraded, broken)
+    appended as counter species (advanced by the same stage formulas, outside Newton).  Mass is
+    a linear invariant of the kinetics (the weighted rates sum to the counters' rates), so every
+    Newton iteration keeps it: the ledger closes to round-off whatever the Newton residual of
+    the nonlinear uptake."""
+    n = y.shape[0]
 
-    def stage(tt, rhs, guess):
-        jac = solver.cell_jacobian(rates, tt, guess)
-        mat = jnp.eye(y.shape[0], dtype=y.dtype) - gh * jac
-        z = guess
-        for _ in range(newton_iterations):
-            resid = z - gh * rates(tt, z) - rhs
-            z = z - jnp.moveaxis(_solve_local(mat, jnp.moveaxis(resid, 0, -1)), -1, 0)
-        return z
+    def with_counters(tt, x):
+        return jnp.concatenate([rates(tt, x[:n]), counter_rates(x[:n])])
 
-    y1 = stage(t + gh, y, y)
-    k1 = counters + gh * counter_rates(y1)
-    y2 = stage(t + h, (1.0 - SDIRK_W) * y + SDIRK_W * y1, y1)
-    k2 = (1.0 - SDIRK_W) * counters + SDIRK_W * k1 + gh * counter_rates(y2)
-    return y2, k2
+    out = solver.reaction_step(with_counters, t, jnp.concatenate([y, counters]), h,
+                               newton_iterations, n_state=n)
+    return out[:n], out[n:]
 
 
 def _lumen_release(k_rel_z, lumen, h):
@@ -480,14 +445,6 @@ def _lumen_release(k_rel_z, lumen, h):
     unchanged: release empties it without removing it)."""
     e = lumen[1] * jnp.exp(-k_rel_z * h)
     return jnp.stack([lumen[0], e, lumen[2] + (lumen[1] - e)])
-
-
-def _sdirk_lines(lower, diag, upper, source, c, h):
-    """SDIRK2 step of dc/dt = M c + s, M tridiagonal along the last axis; returns (Y₁, Y₂)."""
-    gh = SDIRK_GAMMA * h
-    y1 = solve_lines(lower, diag, upper, c + gh * source, gh)
-    y2 = solve_lines(lower, diag, upper, (1.0 - SDIRK_W) * c + SDIRK_W * y1 + gh * source, gh)
-    return y1, y2
 
 
 def _radial_sweep(coef_r: fv.AxisCoefficients, wall: WallCoefficients, geo: _Geometry, phi_e,
@@ -514,13 +471,13 @@ def _radial_sweep(coef_r: fv.AxisCoefficients, wall: WallCoefficients, geo: _Geo
     upper = jnp.concatenate([jnp.broadcast_to((s_l * b_back)[..., None], zero.shape), upper],
                             axis=-1)
     y = jnp.concatenate([lumen[..., None], jnp.moveaxis(tissue, 1, -1)], axis=-1)
-    y1, y2 = _sdirk_lines(lower, diag, upper, jnp.zeros_like(y), y, h)
+    y1, y2 = solver.line_stages(lower, diag, upper, jnp.zeros_like(y), y, h)
 
     def flux(v):
         return a_in * v[..., 0] - b_back * v[..., 1]
 
-    crossed = h * jnp.asarray(geo.wall_area) * ((1.0 - SDIRK_GAMMA) * flux(y1)
-                                                + SDIRK_GAMMA * flux(y2))
+    crossed = h * jnp.asarray(geo.wall_area) * ((1.0 - solver.GAMMA) * flux(y1)
+                                                + solver.GAMMA * flux(y2))
     return jnp.moveaxis(y2[..., 1:], -1, 1), y2[..., 0], crossed
 
 
@@ -536,9 +493,9 @@ def _lumen_convection(lumen_grid: Grid, velocity, c_in, c, h):
                              capacity=1.0, velocity=(velocity,),
                              boundaries=(([fv.Inflow(c_in[s]) for s in range(ns)], fv.Outflow()),))
     coef = fv.axis_coefficients(lumen_grid, transport, 0, ns, c.dtype)
-    y1, y2 = _sdirk_lines(coef.lower, coef.diag, coef.upper, coef.source, c, h)
+    y1, y2 = solver.line_stages(coef.lower, coef.diag, coef.upper, coef.source, c, h)
     inflow = h * velocity * c_in
-    outflow = h * velocity * ((1.0 - SDIRK_GAMMA) * y1[:, -1] + SDIRK_GAMMA * y2[:, -1])
+    outflow = h * velocity * ((1.0 - solver.GAMMA) * y1[:, -1] + solver.GAMMA * y2[:, -1])
     return y2, inflow, outflow
 
 
@@ -683,8 +640,8 @@ def _run(params, inlet, heated, lumen0, tissue0, *, grid, save_times, max_dt, in
 
     def axial(t, h, state):
         tissue, lumen, counters, crossed, io = state
-        _, moved = _sdirk_lines(coef_z.lower, coef_z.diag, coef_z.upper, coef_z.source,
-                                tissue[:3], h)
+        _, moved = solver.line_stages(coef_z.lower, coef_z.diag, coef_z.upper, coef_z.source,
+                                      tissue[:3], h)
         lumen, inflow, outflow = _lumen_convection(lumen_grid, params.plasma_velocity_m_per_s,
                                                    inlet_at(t + 0.5 * h), lumen, h)
         io = io + area_l * jnp.stack([inflow, outflow])
@@ -1004,5 +961,5 @@ def to_dataset(result: CapillaryResult):
     params = {f.name: float(getattr(result.params, f.name))
               for f in dataclasses.fields(CapillaryParameters)}
     return xr.Dataset(data, coords=coords,
-                      attrs={"model": "nanotransport.capillary (resolved Krogh cylinder)",
+                      attrs={"model": "nanotransport.model.capillary (resolved Krogh cylinder)",
                              **{f"param_{k}": v for k, v in params.items()}})

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenario import Scenario, ScenarioError, resolve_name
-from .schema import FIELDS_BY_PATH
+from ..model.scenario import Scenario, ScenarioError, resolve_name
+from ..model.schema import FIELDS_BY_PATH
 
 TIME_COLUMNS = {"time_s": 1.0 / 3600.0, "time_min": 1.0 / 60.0, "time_h": 1.0, "time_d": 24.0}
 QUANTITIES = {  # observed column → simulated imaging metric
@@ -155,7 +155,7 @@ def load_observations(path) -> Observations:
     Columns: one time column (time_s, time_min, time_h or time_d), one observed quantity
     (tumor_pct_id_per_g, tumor_pct_id_per_kg, tumor_kbq_per_ml or tumor_to_reference) and
     optionally its standard deviation (the quantity's name + '_sd')."""
-    from .scenario import read_text_file
+    from ..model.scenario import read_text_file
 
     path = Path(path)
     if path.suffix.lower() not in (".json", ".csv") and path.is_file():
@@ -233,7 +233,8 @@ def model_function(scenario: Scenario, paths, metric: str, times_h, dose_fractio
     """θ ↦ simulated ``metric`` at ``times_h`` of the imaging study, p = p₀ exp(θ)."""
     import jax.numpy as jnp
 
-    from . import imaging, study
+    from ..model import imaging
+    from . import study
 
     g = study.model_function(imaging_study(scenario, times_h, dose_fraction), paths,
                              lambda r: imaging.metrics(r)[metric][1:])
@@ -393,7 +394,8 @@ def predict(scenario: Scenario, result: Fit) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from . import cohort, design, study, summary
+    from . import cohort, design, study
+    from ..model import summary
 
     paths = result.paths
     p0 = jnp.asarray([result.initial[p] for p in paths])
