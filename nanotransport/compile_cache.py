@@ -35,10 +35,15 @@ def default_dir() -> Path:
     return Path(base) / "nanotransport" / "jax"
 
 
-def resolve(path: str | os.PathLike | None = None, disabled: bool = False) -> Path | None:
-    """The folder the cache will use (None: off), by the rules of the module docstring."""
+def _jax_folder() -> str | None:
+    """The folder JAX was given (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``), if any."""
     import jax
 
+    return jax.config.jax_compilation_cache_dir
+
+
+def resolve(path: str | os.PathLike | None = None, disabled: bool = False) -> Path | None:
+    """The folder the cache will use (None: off), by the rules of the module docstring."""
     if disabled:
         return None
     if path is not None:
@@ -46,7 +51,7 @@ def resolve(path: str | os.PathLike | None = None, disabled: bool = False) -> Pa
     env = os.environ.get(ENV)
     if env is not None:
         return None if env.strip().lower() in OFF else Path(env).expanduser()
-    given = jax.config.jax_compilation_cache_dir
+    given = _jax_folder()
     return Path(given) if given else default_dir()
 
 

@@ -1,6 +1,7 @@
-"""Tests of the numerics layer: grid.py, fv.py, linalg.py, solver.py (DESIGN.md "Numerics we
-expect"; docs/model.md §11).  float64 unless a test says otherwise (tests/conftest.py).  Tolerances are
+"""Tests of the numerics layer: grid.py, fv.py, linalg.py, solver.py (docs/architecture.md "The engine
+on its own"; docs/model.md §11).  float64 unless a test says otherwise (tests/conftest.py).  Tolerances are
 stated per test."""
+import functools
 import math
 
 import jax
@@ -617,3 +618,28 @@ def test_prepare_runs_once_per_macro_interval_and_matches_per_step_work():
     np.testing.assert_allclose(np.asarray(got), exact, rtol=1e-12)
     lengths, _, steps_per_macro = solver.macro_schedule(times, 0.0, 60.0)
     assert len(calls) == len(lengths) < len(lengths) * steps_per_macro  # not once per step
+
+
+def test_integrate_on_host_is_integrate_with_the_loop_outside():
+    """``integrate_on_host`` (one compiled macro-interval per call, progress on the host) gives
+    the saved states of ``integrate`` (round-off: the same steps), reports every macro-interval
+    in order up to the last time, and a new progress function compiles nothing."""
+    g = grid.slab(1.0, 30)
+    tr = fv.Transport(diffusivity=jnp.full((1, 30), 1e-2), source=jnp.full((1, 30), 0.5))
+    step = solver.strang_step(g, tr, lambda t, c: -0.3 * c * c)
+    c0 = jnp.asarray(np.linspace(0.0, 1.0, 30))[None]
+    save = [0.5, 2.0, 7.0]
+    _, ref = solver.integrate(step, c0, save, max_dt=0.25)
+
+    @functools.partial(jax.jit, static_argnums=3)
+    def advance(state, t, length, n_sub):
+        return solver.macro_interval(step, (state, t), length, n_sub)
+
+    for _ in range(2):
+        seen = []
+        _, out = solver.integrate_on_host(advance, c0, save, max_dt=0.25,
+                                          progress=lambda t: seen.append(float(t)))
+        np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-13, atol=1e-15)
+        assert seen == sorted(seen) and seen[-1] == pytest.approx(7.0, rel=1e-12)
+        assert len(seen) == len(solver.macro_schedule(save, 0.0, 0.25)[0])
+    assert advance._cache_size() == 1

@@ -170,3 +170,24 @@ def test_float32_runs_compute_in_float32(name):
     s = sc.load(name, ["numerics.precision=float32", "numerics.cells=8", "numerics.t_end_h=2"])
     jaxpr = jax.make_jaxpr(lambda p: sim.run(p, sim.structure(s)).fields)(s.params)
     assert _float64_ops_in_loops(jaxpr.jaxpr) == []
+
+
+def test_progress_changes_nothing_compiled():
+    """``simulate(s, progress=f)`` reports from the host between compiled macro-intervals: the
+    same metrics as without progress (1e-12), times increasing to t_end, no host callback in
+    the compiled step (so the persistent cache can keep it), and another progress function
+    or new numbers compile nothing new."""
+    s = sc.load("doxil", SMALL)
+    plain = summary.metrics(sim.simulate(s))
+    seen = []
+    r = sim.simulate(s, progress=lambda t: seen.append(float(t)))
+    for k, v in summary.metrics(r).items():
+        np.testing.assert_allclose(np.asarray(v), np.asarray(plain[k]), rtol=1e-12, atol=1e-300,
+                                   err_msg=k)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(24 * 3600.0, rel=1e-12)
+    before = sim._advance_jit._cache_size()
+    sim.simulate(s.replace(**{"formulation.diameter_nm": 70.0}), progress=lambda t: None)
+    assert sim._advance_jit._cache_size() == before
+    inp, state0 = sim._prepare_jit(s.params, sim.structure(s))
+    hlo = sim._advance_jit.lower(inp, state0, 0.0, 60.0, sim.structure(s), 2).as_text()
+    assert "callback" not in hlo.lower()
