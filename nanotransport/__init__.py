@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 #: module name → its subpackage (modules of the edge are plain submodules of this package)
 _MODULES = {
-    **{m: "engine" for m in ("grid", "fv", "fdm", "linalg", "multigrid", "solver", "units")},
+    **{m: "engine" for m in ("grid", "fv", "fdm", "linalg", "multigrid", "solver", "units",
+                                 "regions")},
     **{m: "model" for m in ("schema", "scenario", "properties", "cells", "pk", "tissue",
                             "fluid", "heat", "transport", "simulate", "capillary", "imaging",
                             "summary", "objective")},

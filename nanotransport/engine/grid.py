@@ -259,19 +259,38 @@ def sphere(radius_m: float, n: int, **graded) -> Grid:
     return Grid("sphere", (axis_faces(radius_m, n, **graded),))
 
 
-def cartesian2d(lengths_m: tuple[float, float], shape: tuple[int, int]) -> Grid:
-    """2D Cartesian box [0, Lx] × [0, Ly], per metre of depth."""
-    return Grid("cartesian2d", tuple(axis_faces(l, n) for l, n in zip(lengths_m, shape)))
+def _origin(origin_m, n_axes: int, name: str) -> tuple[float, ...]:
+    """``origin_m`` as n_axes finite floats, or a ValueError naming ``name`` and the value."""
+    origin = tuple(float(x) for x in np.atleast_1d(np.asarray(origin_m, dtype=float)))
+    if len(origin) != n_axes or not all(np.isfinite(origin)):
+        raise ValueError(f"{name} = {origin_m!r}; allowed: {n_axes} finite coordinates (m)")
+    return origin
+
+
+def cartesian2d(lengths_m: tuple[float, float], shape: tuple[int, int],
+                origin_m: tuple[float, float] = (0.0, 0.0)) -> Grid:
+    """2D Cartesian box [x₀, x₀ + Lx] × [y₀, y₀ + Ly], per metre of depth, with
+    (x₀, y₀) = ``origin_m`` (m): e.g. ``origin_m=(-Lx/2, -Ly/2)`` centres the box on 0."""
+    origin = _origin(origin_m, 2, "origin_m")
+    return Grid("cartesian2d", tuple(axis_faces(l, n, start_m=o)
+                                     for l, n, o in zip(lengths_m, shape, origin)))
 
 
 def axisymmetric(radius_m: float, length_m: float, shape: tuple[int, int],
-                 inner_radius_m: float = 0.0) -> Grid:
-    """2D axisymmetric (r, z) grid: r ∈ [r_in, R], z ∈ [0, L]."""
+                 inner_radius_m: float = 0.0, z_origin_m: float = 0.0) -> Grid:
+    """2D axisymmetric (r, z) grid: r ∈ [r_in, R], z ∈ [z₀, z₀ + L] with z₀ = ``z_origin_m``
+    (m; the radial origin is the axis, r_in = ``inner_radius_m``)."""
+    (z0,) = _origin(z_origin_m, 1, "z_origin_m")
     return Grid("axisymmetric", (axis_faces(radius_m - inner_radius_m, shape[0],
                                             start_m=inner_radius_m),
-                                 axis_faces(length_m, shape[1])))
+                                 axis_faces(length_m, shape[1], start_m=z0)))
 
 
-def cartesian3d(lengths_m: tuple[float, float, float], shape: tuple[int, int, int]) -> Grid:
-    """3D Cartesian box."""
-    return Grid("cartesian3d", tuple(axis_faces(l, n) for l, n in zip(lengths_m, shape)))
+def cartesian3d(lengths_m: tuple[float, float, float], shape: tuple[int, int, int],
+                origin_m: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Grid:
+    """3D Cartesian box [x₀, x₀ + Lx] × [y₀, y₀ + Ly] × [z₀, z₀ + Lz] with (x₀, y₀, z₀) =
+    ``origin_m`` (m): ``cartesian3d((L, L, L), (n, n, n), origin_m=(-L/2,) * 3)`` is
+    [−L/2, L/2]³."""
+    origin = _origin(origin_m, 3, "origin_m")
+    return Grid("cartesian3d", tuple(axis_faces(l, n, start_m=o)
+                                     for l, n, o in zip(lengths_m, shape, origin)))

@@ -33,12 +33,15 @@ Scheme (second order in time, L-stable pieces; the step is set by accuracy, not 
 ``integrate`` runs any step function under ``lax.scan``: the saved times are split into
 macro-intervals of ``steps_per_macro`` equal steps; each macro-interval can be wrapped in
 ``jax.checkpoint`` so reverse-mode memory grows like (n_macro + steps_per_macro) states, i.e.
-like √(number of steps) with the default choice, instead of linearly.
+like √(number of steps) with the default choice, instead of linearly.  Every interval between
+saved times holds whole macro-intervals, so saved times closer than steps_per_macro · max_dt
+make the steps smaller than max_dt; ``StepWarning`` when that more than doubles their number.
 """
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Callable
 
 import jax
@@ -360,6 +363,12 @@ def explicit_stable_dt(grid: Grid, transport: fv.Transport, n_species: int) -> f
 
 
 # ------------------------------------------------------------------ time loop
+class StepWarning(UserWarning):
+    """``integrate`` takes more than twice the steps that ``max_dt`` and the saved times need,
+    because every interval between saved times gets whole macro-intervals of
+    ``steps_per_macro`` steps (see ``integrate``: pass ``steps_per_macro``)."""
+
+
 def macro_schedule(save_times, t0: float, max_dt: float, steps_per_macro: int | None = None,
                    fine_windows=()):
     """Split [t0, save_times[-1]] into macro-intervals of ``steps_per_macro`` equal steps.
@@ -370,7 +379,19 @@ def macro_schedule(save_times, t0: float, max_dt: float, steps_per_macro: int | 
     macro-intervals, for each saved time the number of macro-intervals completed by then (0:
     the initial state), and the number of steps in each.  Steps never exceed the local largest
     step; saved times are hit exactly.
+
+    Each interval between consecutive breakpoints (t0, saved times, window edges) of length L
+    and largest step Δt is split into m = ⌈L/(n Δt)⌉ macro-intervals of n = ``steps_per_macro``
+    steps, so its step is h = L/(m n) ≤ Δt.  The default n = round(√N), N = Σ ⌈L/Δt⌉ the fewest
+    steps that hit every breakpoint, keeps reverse-mode memory ~ √N; but an interval shorter
+    than n Δt then takes n steps of h = L/n, possibly far below Δt (``StepWarning``).
     """
+    return _schedule(save_times, t0, max_dt, steps_per_macro, fine_windows)[:3]
+
+
+def _schedule(save_times, t0, max_dt, steps_per_macro, fine_windows):
+    """``macro_schedule``'s three results, then the largest step allowed in each
+    macro-interval (s) and the fewest steps N = Σ ⌈L/Δt⌉ that hit every breakpoint."""
     save_times = np.asarray(save_times, dtype=float)
     if save_times.ndim != 1 or save_times.size == 0:
         raise ValueError("save_times must be a non-empty 1D sequence of times (s)")
@@ -395,13 +416,35 @@ def macro_schedule(save_times, t0: float, max_dt: float, steps_per_macro: int | 
     total_steps = max(1.0, float(np.sum(np.ceil(lengths / dts))))
     if steps_per_macro is None:
         steps_per_macro = max(1, int(round(math.sqrt(total_steps))))
-    pieces, completed_at = [], {float(t0): 0}
+    pieces, allowed, completed_at = [], [], {float(t0): 0}
     for b, length, dt in zip(edges[1:], lengths, dts):
         m = max(1, int(math.ceil(length / (steps_per_macro * dt) - 1e-12)))
         pieces.extend([length / m] * m)
+        allowed.extend([dt] * m)
         completed_at[float(b)] = len(pieces)
     save_index = np.asarray([completed_at[float(t)] for t in save_times])
-    return np.asarray(pieces), save_index, steps_per_macro
+    fewest = int(np.sum(np.maximum(1.0, np.ceil(lengths / dts - 1e-12))))
+    return np.asarray(pieces), save_index, steps_per_macro, np.asarray(allowed), fewest
+
+
+def _warn_if_split(lengths, n_sub: int, allowed, fewest: int) -> None:
+    """``StepWarning`` when the schedule takes more than 2 N steps, N the fewest that hit every
+    breakpoint with steps ≤ the largest allowed (then somewhere h < Δt/2).  The normal case,
+    every step within a factor 2 of its largest allowed step, takes at most 2 N and is silent;
+    so is a schedule whose small steps are few (the default model's first saved times, 15 and
+    30 min at 10-min steps, make 609 steps where 433 would do: 1.4 N)."""
+    taken = len(lengths) * n_sub
+    if taken <= 2 * fewest:
+        return
+    ratio = lengths / n_sub / allowed
+    k = int(np.argmin(ratio))
+    warnings.warn(
+        f"integrate takes {taken} steps where the saved times and max_dt need {fewest}: "
+        f"steps_per_macro = {n_sub} steps in every macro-interval, and each interval between "
+        f"saved times holds whole macro-intervals, so steps go down to {lengths[k] / n_sub:.4g} s "
+        f"where {allowed[k]:.4g} s are allowed.  Pass steps_per_macro=1 for exactly the fewest "
+        "steps (reverse-mode memory then grows with the number of steps), or save less often.",
+        StepWarning, stacklevel=3)
 
 
 def macro_interval(step: Callable, carry, length, n_sub: int, prepare: Callable | None = None):
@@ -434,6 +477,14 @@ def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0
         state0: initial state pytree.
         save_times: increasing times (s) at which ``observe(state)`` is recorded (static).
         max_dt: largest step (s).  Steps are equal within each macro-interval.
+        steps_per_macro: steps per macro-interval (default round(√N), N the fewest steps
+            that hit every saved time with steps ≤ max_dt).  Every interval between saved
+            times takes at least this many steps, so saved times closer than
+            steps_per_macro · max_dt make steps smaller than max_dt and more of them
+            (``StepWarning`` past twice the fewest): ``steps_per_macro=1`` takes exactly the
+            fewest steps (each interval L in ⌈L/max_dt⌉ equal steps) at the cost of
+            reverse-mode memory growing with their number; larger values trade steps for
+            memory (``macro_schedule``).
         fine_windows: (start, end, max_dt) triples (s) where a smaller step is needed.
         observe: maps a state to what is saved (default: the state itself).
         checkpoint: wrap each macro-interval in ``jax.checkpoint`` (reverse-mode memory
@@ -444,8 +495,9 @@ def integrate(step: Callable, state0, save_times, max_dt: float, t0: float = 0.0
         (final state, saved observations stacked along a leading time axis).
     """
     observe = observe or (lambda s: s)
-    lengths, save_index, n_sub = macro_schedule(save_times, t0, max_dt, steps_per_macro,
-                                                fine_windows)
+    lengths, save_index, n_sub, allowed, fewest = _schedule(save_times, t0, max_dt,
+                                                            steps_per_macro, fine_windows)
+    _warn_if_split(lengths, n_sub, allowed, fewest)
     dtype = jax.tree_util.tree_leaves(state0)[0].dtype
 
     def macro(carry, length):
@@ -478,8 +530,9 @@ def integrate_on_host(advance: Callable, state0, save_times, max_dt: float, t0: 
     nothing.  Same schedule, same steps and same results as ``integrate`` (forward only: for
     gradients use ``integrate``, whose macro-intervals are checkpointed)."""
     observe = observe or (lambda s: s)
-    lengths, save_index, n_sub = macro_schedule(save_times, t0, max_dt, steps_per_macro,
-                                                fine_windows)
+    lengths, save_index, n_sub, allowed, fewest = _schedule(save_times, t0, max_dt,
+                                                            steps_per_macro, fine_windows)
+    _warn_if_split(lengths, n_sub, allowed, fewest)
     dtype = jax.tree_util.tree_leaves(state0)[0].dtype
     state, t = state0, jnp.asarray(t0, dtype)
     observed = [observe(state0)]
