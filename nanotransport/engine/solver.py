@@ -67,17 +67,19 @@ def _axis_sweep(coef: fv.AxisCoefficients, c_last, h, method):
     return line_stages(coef.lower, coef.diag, coef.upper, coef.source, c_last, h)[1]
 
 
-def line_stages(lower, diag, upper, source, c, h):
+def line_stages(lower, diag, upper, source, c, h, source_end=None):
     """Both stages (Y₁, Y₂) of the SDIRK2 step of dc/dt = M c + s over h, M tridiagonal along
-    the last axis (sub-, main and super-diagonal ``lower``, ``diag``, ``upper``), s constant:
+    the last axis (sub-, main and super-diagonal ``lower``, ``diag``, ``upper``); s is
+    ``source`` at the first stage's time t + γh and ``source_end`` (default: the same) at t + h:
 
-        (I − γhM) Y₁ = c + γh s,   (I − γhM) Y₂ = c + w (Y₁ − c) + γh s,   w = (1 − γ)/γ.
+        (I − γhM) Y₁ = c + γh s₁,   (I − γhM) Y₂ = c + w (Y₁ − c) + γh s₂,   w = (1 − γ)/γ.
 
     Y₂ is the new value.  The stages are returned so that a caller can integrate what crosses
     a boundary during the step with the scheme's own quadrature, h Σ b_i F(Y_i) with the
     Butcher weights b = (1 − γ, γ): exact for the discrete balance (``capillary`` does)."""
     y1 = solve_lines(lower, diag, upper, c + (GAMMA * h) * source, GAMMA * h)
-    rhs2 = (1.0 - W) * c + W * y1 + (GAMMA * h) * source
+    source_end = source if source_end is None else source_end
+    rhs2 = (1.0 - W) * c + W * y1 + (GAMMA * h) * source_end
     return y1, solve_lines(lower, diag, upper, rhs2, GAMMA * h)
 
 
@@ -142,12 +144,21 @@ def _separable(grid: Grid, transport: fv.Transport, decay) -> bool:
     return all(fdm.uniform(x, grid.ndim) for x in leaves)
 
 
-def implicit_step(grid: Grid, transport: fv.Transport, c, h, decay=0.0, tol: float | None = None,
-                  maxiter: int = 500):
+def implicit_step(grid: Grid, transport: fv.Transport | Callable, c, h, decay=0.0,
+                  tol: float | None = None, maxiter: int = 500, t=0.0):
     """Unsplit SDIRK2 step of  φ ∂c/∂t = −∇·F(c) − φ k c + s  (transport, first-order decay
     ``decay`` = k in 1/s, and the sources of ``transport``) over h, every direction at once:
 
-        (I − γh(L − k)) Y₁ = c + γh S,   (I − γh(L − k)) Y₂ = c + w (Y₁ − c) + γh S.
+        (I − γh(L − k)) Y₁ = c + γh S(t + γh),   (I − γh(L − k)) Y₂ = c + w (Y₁ − c) + γh S(t + h).
+
+    S holds the sources of ``transport`` and the boundary values (``Value``, ``Robin``,
+    ``Inflow``).  ``transport`` may be a function of time, ``transport(t) -> Transport``, for
+    sources and boundary values that change with time (a plasma concentration driving
+    exchange, a heated boundary): S is then taken at each stage's own time, t + γh and t + h.
+    That is the SDIRK2 tableau exactly (Y₁ − c = γh F(t + γh, Y₁), so the second stage's
+    w (Y₁ − c) is (1 − γ)h F(t + γh, Y₁)), second order in time (tested against a
+    manufactured solution).  The operator itself (diffusivity, capacity, velocity, the
+    coefficients of the boundary conditions) is taken at t + γh and must not change with t.
 
     Second order in time with no splitting error (the direction-split ``transport_step`` has
     an O(h) error around sharp sources at large steps).  1D: tridiagonal direct solves; 2D/3D:
@@ -160,14 +171,20 @@ def implicit_step(grid: Grid, transport: fv.Transport, c, h, decay=0.0, tol: flo
 
     ns = c.shape[0]
     dtype = c.dtype
+    a_h = GAMMA * h
+    if callable(transport):
+        transport, at_end = transport(t + a_h), transport(t + h)
+    else:
+        at_end = None
     coefs = [fv.axis_coefficients(grid, transport, a, ns, dtype) for a in range(grid.ndim)]
     k = jnp.broadcast_to(jnp.asarray(decay, dtype), c.shape)
     src = sum(jnp.moveaxis(cf.source, -1, 1 + a) for a, cf in enumerate(coefs))
-    a_h = GAMMA * h
+    src_end = src if at_end is None else sum(
+        jnp.moveaxis(fv.axis_coefficients(grid, at_end, a, ns, dtype).source, -1, 1 + a)
+        for a in range(grid.ndim))
     if grid.ndim == 1:
         cf = coefs[0]
-        cf = cf._replace(diag=cf.diag - k)
-        return _axis_sweep(cf, c, h, "sdirk2")
+        return line_stages(cf.lower, cf.diag - k, cf.upper, src, c, h, source_end=src_end)[1]
     weight = jnp.asarray(grid.volume, dtype)[None] * jnp.broadcast_to(
         jnp.asarray(transport.capacity, dtype), c.shape)
     level = _stage_level(grid, coefs, weight, a_h, k)
@@ -178,8 +195,8 @@ def implicit_step(grid: Grid, transport: fv.Transport, c, h, decay=0.0, tol: flo
         inverse = fdm.stage_inverse(coefs, a_h, decay)
         precond = lambda r: inverse(r / weight)  # noqa: E731  (W B)⁻¹, exact
 
-    def stage(_, y):  # stage 1 from y = c (then W (y − c) = 0), stage 2 from y = Y₁
-        rhs = c + W * (y - c) + a_h * src
+    def stage(i, y):  # stage 1 from y = c (then W (y − c) = 0), stage 2 from y = Y₁
+        rhs = c + W * (y - c) + a_h * jnp.where(i == 0, src, src_end)
         return multigrid.solve(level, weight * rhs, symmetric, tol, maxiter, x0=y,
                                preconditioner=precond).solution
 
