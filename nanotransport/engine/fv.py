@@ -13,7 +13,10 @@ multiplied by any retardation factor).
   (tumor margin) and second-order on smooth grids.
 * Convection: first-order upwind (an M-matrix for any cell Péclet number, so unconditionally
   positive in an implicit step), or a limited second-order MUSCL face value (van Leer limiter,
-  TVD, positive for Courant number ≤ 1/2 in explicit steps).
+  TVD, positive for Courant number ≤ 1/2 in explicit steps).  Implicit steps use the limited
+  scheme by deferred correction: the upwind matrix stays on the left and the anti-diffusive
+  flows (``anti_diffusive_flux``) enter the right-hand side, limited (``bounded_correction``)
+  so that they create no new local extremum there (``solver.transport_step``).
 * Boundary conditions are small pytrees, chosen per domain side and per species: ``Value``,
   ``Flux`` (zero by default: the symmetry condition at r = 0 and walls), ``Robin``
   (inward flux h (c_ext − c)), ``Outflow`` (zero diffusive flux, convective outflow) and
@@ -286,7 +289,8 @@ def divergence(grid: Grid, transport: Transport, c, scheme: str = "upwind"):
         r = apply_axis(coef, c_last)
         if scheme == "limited" and transport.velocity is not None \
                 and transport.velocity[axis] is not None:
-            r = r + _limiter_correction(grid, transport, c, axis)
+            faces = convection_faces(grid, transport, axis, ns, c.dtype)
+            r = r + flux_rate(anti_diffusive_flux(faces, c_last), faces.vol_phi)
         rate = rate + jnp.moveaxis(r, -1, 1 + axis)
     return rate
 
@@ -296,36 +300,96 @@ def van_leer(r):
     return (r + jnp.abs(r)) / (1.0 + jnp.abs(r))
 
 
-def _limiter_correction(grid: Grid, transport: Transport, c, axis):
-    """Rate from the anti-diffusive flux A u ψ(r)(c_D − c_U)/2 on interior faces (axis last)."""
-    ns = c.shape[0]
-    dtype = c.dtype
-    c_last = jnp.moveaxis(c, 1 + axis, -1)
+class ConvectionFaces(NamedTuple):
+    """What the limited convection correction needs along one axis, that axis last: the
+    volumetric flows A u⁺ and A u⁻ (m³/s, u⁺ = max(u, 0), u⁻ = max(−u, 0)) through the n − 1
+    interior faces and the cell capacities V φ (m³)."""
+
+    flow_pos: jax.Array
+    flow_neg: jax.Array
+    vol_phi: jax.Array
+
+
+def convection_faces(grid: Grid, transport: Transport, axis: int, n_species: int,
+                     dtype=None) -> ConvectionFaces:
+    """``ConvectionFaces`` of ``axis`` (time-invariant: compute once outside a time loop)."""
+    dtype = dtype or jnp.result_type(transport.diffusivity)
     area = jnp.moveaxis(jnp.asarray(grid.face_area(axis), dtype)[None], 1 + axis, -1)
-    u = jnp.moveaxis(face_velocity(grid, transport, axis, ns, dtype), 1 + axis, -1)
+    u = jnp.moveaxis(face_velocity(grid, transport, axis, n_species, dtype), 1 + axis, -1)
     vol_phi = jnp.moveaxis(jnp.asarray(grid.volume, dtype)[None]
-                           * _expand_to(transport.capacity, ns, grid).astype(dtype), 1 + axis, -1)
-    # interior faces j+1/2 between cells j and j+1, j = 0..n−2; slopes need j−1 and j+2
+                           * _expand_to(transport.capacity, n_species, grid).astype(dtype),
+                           1 + axis, -1)
+    flow = area[..., 1:-1] * u[..., 1:-1]
+    return ConvectionFaces(jnp.maximum(flow, 0.0), jnp.maximum(-flow, 0.0), vol_phi)
+
+
+def anti_diffusive_flux(faces: ConvectionFaces, c_last):
+    """Anti-diffusive flows (mol/s, positive along the axis) on all n + 1 faces of fields
+    ``c_last`` (axis last): the van Leer MUSCL face value minus the upwind one, times the flow,
+
+        G_{j+½} = A u⁺ ψ(r⁺) (c_{j+1} − c_j)/2 + A u⁻ ψ(r⁻) (c_{j+1} − c_j)/2,
+        r⁺ = (c_j − c_{j−1})/(c_{j+1} − c_j),   r⁻ = (c_{j+2} − c_{j+1})/(c_{j+1} − c_j),
+
+    zero on boundary faces and on the upwind side of faces next to them (no second upstream
+    cell there: first order).  Upwind flux + G is second order where the data are smooth and
+    monotone (ψ(1) = 1) and TVD (0 ≤ ψ ≤ 2, ψ(r)/r ≤ 2)."""
+    dtype = c_last.dtype
     cL, cR = c_last[..., :-1], c_last[..., 1:]
     dc = cR - cL
     pad = jnp.zeros_like(c_last[..., :1])
     cLL = jnp.concatenate([pad, c_last[..., :-2]], axis=-1)  # upstream of L for u > 0
     cRR = jnp.concatenate([c_last[..., 2:], pad], axis=-1)  # upstream of R for u < 0
     tiny = jnp.finfo(dtype).tiny
-    safe = jnp.where(jnp.abs(dc) > tiny, dc, tiny)
-    r_pos = jnp.where(jnp.abs(dc) > tiny, (cL - cLL) / safe, 0.0)
-    r_neg = jnp.where(jnp.abs(dc) > tiny, (cRR - cR) / safe, 0.0)
-    # first-order at faces next to the boundary (no upstream-upstream cell)
+    nonzero = jnp.abs(dc) > tiny
+    safe = jnp.where(nonzero, dc, tiny)
+    r_pos = jnp.where(nonzero, (cL - cLL) / safe, 0.0)
+    r_neg = jnp.where(nonzero, (cRR - cR) / safe, 0.0)
     n = c_last.shape[-1]
     j = jnp.arange(n - 1)
     psi_pos = jnp.where(j >= 1, van_leer(r_pos), 0.0)
     psi_neg = jnp.where(j <= n - 3, van_leer(r_neg), 0.0)
-    u_int, a_int = u[..., 1:-1], area[..., 1:-1]
-    corr_flux = a_int * (jnp.maximum(u_int, 0.0) * 0.5 * psi_pos * dc
-                         + jnp.maximum(-u_int, 0.0) * 0.5 * psi_neg * dc)
-    zero = jnp.zeros_like(corr_flux[..., :1])
-    f = jnp.concatenate([zero, corr_flux, zero], axis=-1)
-    return -(f[..., 1:] - f[..., :-1]) / vol_phi
+    g = 0.5 * dc * (faces.flow_pos * psi_pos + faces.flow_neg * psi_neg)
+    zero = jnp.zeros_like(g[..., :1])
+    return jnp.concatenate([zero, g, zero], axis=-1)
+
+
+def flux_rate(flux, vol_phi):
+    """Rate −(G_{i+½} − G_{i−½})/(V φ)_i (mol/(m³·s)) of face flows G (n + 1 faces, axis last)."""
+    return -(flux[..., 1:] - flux[..., :-1]) / vol_phi
+
+
+def bounded_correction(q, flux, vol_phi):
+    """q − (G_{i+½} − G_{i−½})/(V φ)_i with the face amounts G (mol, n + 1 faces, axis last)
+    scaled face by face so that the result stays within the local bounds of q,
+
+        min(q_{i−1}, q_i, q_{i+1}) ≤ result_i ≤ max(q_{i−1}, q_i, q_{i+1}),
+
+    by Zalesak's (1979) flux-corrected-transport limiter: per cell, P⁺ and P⁻ are the amounts
+    the faces would bring in and take out, Q⁺ = max − q and Q⁻ = q − min the room left,
+    R^± = min(1, Q^±/P^±); a face is scaled by min(R⁺ of the cell it enters, R⁻ of the cell it
+    leaves).  Conservative (every face keeps one amount), the identity where the bounds are
+    not reached (smooth data), and the result is non-negative wherever the neighbourhood of q
+    is."""
+    edge = lambda x: (jnp.concatenate([x[..., :1], x[..., :-1]], axis=-1),  # noqa: E731
+                      jnp.concatenate([x[..., 1:], x[..., -1:]], axis=-1))
+    q_prev, q_next = edge(q)
+    hi = jnp.maximum(jnp.maximum(q_prev, q), q_next)
+    lo = jnp.minimum(jnp.minimum(q_prev, q), q_next)
+    left, right = flux[..., :-1], flux[..., 1:]  # faces i−½ and i+½ of cell i
+    p_in = (jnp.maximum(left, 0.0) - jnp.minimum(right, 0.0)) / vol_phi
+    p_out = (jnp.maximum(right, 0.0) - jnp.minimum(left, 0.0)) / vol_phi
+
+    def ratio(room, amount):
+        return jnp.where(amount > room, room / jnp.where(amount > 0, amount, 1.0), 1.0)
+
+    r_in, r_out = ratio(hi - q, p_in), ratio(q - lo, p_out)
+    # interior face j+½ between cells j (left) and j+1 (right)
+    g = flux[..., 1:-1]
+    scale = jnp.where(g >= 0, jnp.minimum(r_in[..., 1:], r_out[..., :-1]),
+                      jnp.minimum(r_in[..., :-1], r_out[..., 1:]))
+    zero = jnp.zeros_like(g[..., :1])
+    limited = jnp.concatenate([zero, scale * g, zero], axis=-1)
+    return q + flux_rate(limited, vol_phi)
 
 
 def validate_transport(grid: Grid, transport: Transport, n_species: int) -> None:

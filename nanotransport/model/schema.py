@@ -370,6 +370,10 @@ FIELDS: list[Field] = [
           0.0, 2000.0, kind="list"),
     Field("numerics.precision", "float64", "", "floating-point precision",
           choices=("float64", "float32"), kind="str"),
+    Field("numerics.convection", "upwind", "", "convection scheme of the interstitial "
+          "transport: 'upwind' (first order) or 'limited' (second-order van Leer MUSCL by "
+          "deferred correction, positive; solver.transport_step)",
+          choices=("upwind", "limited"), kind="str"),
     # ------------------------------------------------------------ objective
     Field("objective.weight_cardiac_auc", 0.1, "1", "weight of the cardiac term: free-drug "
           "plasma AUC relative to free doxorubicin at the same dose (docs/model.md §10)", 0.0, 100.0),

@@ -329,8 +329,8 @@ def _plasma(inp: Inputs, y, yc):
 
 
 def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none",
-              probe: tuple = (0,), newton_iterations: int = 2, readout_mode: str = "probe"
-              ) -> tuple[Callable, Callable]:
+              probe: tuple = (0,), newton_iterations: int = 2, readout_mode: str = "probe",
+              convection: str = "upwind") -> tuple[Callable, Callable]:
     """(step, prepare) of the coupled model for ``solver.integrate``:
     ``step(t, h, state, propagators)``, state = (y_payload, y_carrier, fields, accumulators);
     the accumulators are ``ACCUMULATORS`` then ``RUNNING`` (the heating controller's integrator
@@ -338,7 +338,9 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
     maximum),
     and ``prepare(h)`` → the exact systemic propagators (Φ, γ) over h (``pk.propagator``) of
     payload and carrier, computed once per macro-interval (a matrix exponential per step was a
-    large share of a batched GPU step: under ``vmap`` every squaring of its loop runs)."""
+    large share of a batched GPU step: under ``vmap`` every squaring of its loop runs).
+    ``convection``: the scheme of the interstitial transport, 'upwind' or 'limited'
+    (``solver.transport_step``; the scenario's ``numerics.convection``)."""
     grid = lay.grid
     dtype = inp.kinetics.filtration.dtype  # the run's precision (inputs are cast to it)
     tumor_w = (jnp.asarray(lay.tumor) * jnp.asarray(grid.volume)).astype(dtype)
@@ -359,6 +361,8 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
 
     # time-invariant: computed once, outside the time loop (and so are their tangents)
     transport_coefs = solver.transport_coefficients(grid, inp.transport, n_tr, dtype)
+    faces = (solver.convection_faces(grid, inp.transport, n_tr, dtype)
+             if convection == "limited" else None)
 
     def prepare(h):
         return (pk.propagator(inp.pk_payload, h, b_payload),
@@ -387,8 +391,9 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
             return local_rates(inp.kinetics, xx, sys, names, q)
 
         def transport(xx):
-            return xx.at[:n_tr].set(solver.transport_step(grid, inp.transport, xx[:n_tr], h,
-                                                          coefficients=transport_coefs))
+            return xx.at[:n_tr].set(solver.transport_step(
+                grid, inp.transport, xx[:n_tr], h, coefficients=transport_coefs,
+                convection=convection, faces=faces))
 
         def half(xx, k):  # R(h/2), then T(h) after the first half only (traced once)
             xx = solver.reaction_step(rates, t + 0.5 * h * k, xx, 0.5 * h, newton_iterations,
@@ -455,7 +460,8 @@ def _step_of(scenario: Scenario, lay: Layout, names: tuple, inp: Inputs):
     """(step, prepare) of ``make_step`` for the scenario's heating settings."""
     probe = heat.probe_index(lay.grid, float(scenario["heating.probe_offset_mm"]) * units.MM)
     return make_step(inp, lay, names, scenario["heating.source"], probe,
-                     readout_mode=scenario["heating.control_readout"])
+                     readout_mode=scenario["heating.control_readout"],
+                     convection=scenario["numerics.convection"])
 
 
 def _schedule(scenario: Scenario, static: tuple) -> dict:
