@@ -16,7 +16,9 @@ X_a⁻¹ = Q_aᵀ D_a from ``eigh(S_a)``, and the SDIRK stage operator B = (1 + 
     B⁻¹ r = (⊗_a X_a) · [ r̂ / ((1 + a k) − a Σ_a λ_a) ] ,   r̂ = (⊗_a X_a⁻¹) r,
 
 one small dense product along each axis and back: O(N · Σ_a n_a) work per application, no
-iteration.  Preconditioned CG then converges in one or two iterations.  Why hand-written: no
+iteration.  Preconditioned CG then converges in one or two iterations.  For coefficients
+that vary in space, ``averaged_inverse`` applies the same inverse to the operator of averaged
+coefficients, optionally rescaled by the diagonal (an approximate inverse, for CG/BiCGStab).  Why hand-written: no
 library offers it for JAX; it is a few ``einsum`` calls around ``jnp.linalg.eigh`` of
 n_a × n_a matrices.
 """
@@ -91,3 +93,63 @@ def stage_inverse(coefs, a_h, decay):
         return r
 
     return apply
+
+
+def _spatial_mean(x, ndim: int, geometric: bool = False):
+    """Mean of ``x`` over its trailing ``ndim`` (spatial) axes, kept with length 1: arithmetic,
+    or geometric over the positive cells (exp of the mean log; zero if no cell is positive)."""
+    x = jnp.asarray(x)
+    axes = tuple(range(max(0, x.ndim - ndim), x.ndim))
+    if not geometric:
+        return jnp.mean(x, axis=axes, keepdims=True)
+    positive = x > 0
+    logs = jnp.where(positive, jnp.log(jnp.where(positive, x, 1.0)), 0.0)
+    count = jnp.sum(positive, axis=axes, keepdims=True)
+    mean_log = jnp.sum(logs, axis=axes, keepdims=True) / jnp.maximum(count, 1)
+    return jnp.where(count > 0, jnp.exp(mean_log), 0.0)
+
+
+def averaged_transport(transport: fv.Transport, decay, ndim: int):
+    """(transport, decay) of the separable operator nearest a heterogeneous one, for
+    ``averaged_inverse``: per species the geometric mean diffusivity over the cells (better than
+    the arithmetic mean across jumps, where the face value is a harmonic mean), the arithmetic
+    mean capacity, decay and boundary parameters; no velocity (the preconditioner approximates
+    the symmetric, diffusive part) and no source."""
+    mean = lambda x: _spatial_mean(x, ndim)  # noqa: E731
+    boundaries = jax.tree_util.tree_map(mean, transport.boundaries)
+    averaged = fv.Transport(diffusivity=_spatial_mean(transport.diffusivity, ndim, True),
+                            capacity=mean(transport.capacity), boundaries=boundaries)
+    return averaged, mean(decay)
+
+
+def averaged_inverse(grid, transport: fv.Transport, decay, a_h, diag, scaled: bool = True):
+    """An SPD approximate inverse of the volume-weighted stage matrix A = W B (W = V φ,
+    B = (1 + a_h k) − a_h L; ``diag`` its diagonal, shape (ns, *grid.shape)) for CG/BiCGStab
+    when the coefficients vary in space: the exact inverse of the separable Ā = W̄ B̄ built from
+    ``averaged_transport`` (fast diagonalization, ``stage_inverse``),
+
+        P⁻¹ r = B̄⁻¹ (r / W̄)                             (scaled=False),
+        P⁻¹ r = S⁻¹ B̄⁻¹ (S⁻¹ r / W̄),  S = (diag A / diag Ā)^½   (scaled=True),
+
+    i.e. P = S Ā S, with Ā's cell-by-cell couplings rescaled by the geometric mean √(s_i s_j) of
+    the local-to-average ratios: where D, φ or k are larger than average, P is too, so for
+    piecewise-smooth coefficients P⁻¹A differs from the identity mainly at coefficient jumps
+    (the CG iterations then grow with the jump, not with the grid).  Both are symmetric
+    positive definite (Ā is), as CG needs."""
+    ns = diag.shape[0]
+    dtype = diag.dtype
+    nd = grid.ndim
+    tr_bar, k_bar = averaged_transport(transport, decay, nd)
+    coefs = [fv.axis_coefficients(grid, tr_bar, a, ns, dtype) for a in range(nd)]
+    w_bar = jnp.asarray(grid.volume, dtype)[None] * jnp.broadcast_to(
+        jnp.asarray(tr_bar.capacity, dtype), (ns,) + (1,) * nd)
+    w_bar = jnp.broadcast_to(w_bar, diag.shape)
+    k_bar = jnp.broadcast_to(jnp.asarray(k_bar, dtype), (ns,) + (1,) * nd)
+    inverse = stage_inverse(coefs, a_h, k_bar)
+    if not scaled:
+        return lambda r: inverse(r / w_bar)
+    diag_bar = w_bar * (1.0 + a_h * k_bar)
+    for axis, cf in enumerate(coefs):
+        diag_bar = diag_bar - a_h * w_bar * jnp.moveaxis(cf.diag, -1, 1 + axis)
+    s_inv = jnp.sqrt(diag_bar / diag)
+    return lambda r: s_inv * inverse(s_inv * r / w_bar)

@@ -227,8 +227,68 @@ def _separable(grid: Grid, transport: fv.Transport, decay) -> bool:
     return all(fdm.uniform(x, grid.ndim) for x in leaves)
 
 
+PRECONDITIONERS = ("auto", "fdm", "scaled-fdm", "averaged-fdm", "multigrid")
+
+
+def stage_system(grid: Grid, transport: fv.Transport, c, h, decay=0.0,
+                 preconditioner: str = "auto"):
+    """The linear system of ``implicit_step``'s stages (2D/3D): (level, weight, source,
+    symmetric, precond) with ``level`` the volume-weighted stage matrix A = W B
+    (``multigrid.Level``, W = V φ, B = I − γh(L − k)), ``source`` S (per V φ, as in the
+    right-hand side c + γh S), ``symmetric`` False with convection, and ``precond``
+    r ↦ ≈ A⁻¹ r:
+
+    * 'fdm': fast diagonalization, the exact A⁻¹ (``fdm.stage_inverse``); only for separable
+      symmetric problems (uniform diffusivity, capacity, decay and boundaries, no velocity).
+    * 'scaled-fdm': P = S Ā S, Ā the separable operator of the averaged coefficients (geometric
+      mean D, mean φ, k, boundaries; no velocity), S = (diag A / diag Ā)^½
+      (``fdm.averaged_inverse``).
+    * 'averaged-fdm': P = Ā, no diagonal scaling.
+    * 'multigrid': a geometric multigrid V-cycle of A's symmetric part (``multigrid.py``).
+    * 'auto': 'fdm' where it applies, else 'multigrid', the fastest by measurement
+      (benchmarks/heterogeneous.py, RESULTS.md: 64³ DR3D with a 10× diffusivity jump and a
+      10×-range decay map, CG to 1e-10 needs 13-17 V-cycles per stage against 29-31
+      applications of 'scaled-fdm' and 22-34 of 'averaged-fdm', each about half a V-cycle's
+      cost: the V-cycle run took 0.86× the wall time of 'averaged-fdm', 0.71× of
+      'scaled-fdm')."""
+    from . import multigrid
+
+    if preconditioner not in PRECONDITIONERS:
+        raise ValueError(f"preconditioner = {preconditioner!r}; allowed: {PRECONDITIONERS}")
+    ns = c.shape[0]
+    dtype = c.dtype
+    coefs = [fv.axis_coefficients(grid, transport, a, ns, dtype) for a in range(grid.ndim)]
+    k = jnp.broadcast_to(jnp.asarray(decay, dtype), c.shape)
+    src = sum(jnp.moveaxis(cf.source, -1, 1 + a) for a, cf in enumerate(coefs))
+    a_h = GAMMA * h
+    weight = jnp.asarray(grid.volume, dtype)[None] * jnp.broadcast_to(
+        jnp.asarray(transport.capacity, dtype), c.shape)
+    level = _stage_level(grid, coefs, weight, a_h, k)
+    symmetric = transport.velocity is None or all(v is None for v in transport.velocity)
+    exact = symmetric and _separable(grid, transport, decay)
+    kind = preconditioner
+    if kind == "auto":
+        kind = "fdm" if exact else "multigrid"
+    if kind == "fdm":
+        if not exact:
+            raise ValueError(
+                "preconditioner = 'fdm' needs uniform diffusivity, capacity, decay and boundary "
+                "conditions and no velocity; this problem has not; allowed here: 'auto', "
+                "'scaled-fdm', 'averaged-fdm', 'multigrid'")
+        inverse = fdm.stage_inverse(coefs, a_h, decay)
+        precond = lambda r: inverse(r / weight)  # noqa: E731  (W B)⁻¹, exact
+    elif kind == "multigrid":
+        levels = multigrid.hierarchy(multigrid.symmetric_part(level))
+        precond = lambda r: multigrid.v_cycle(levels, r)  # noqa: E731
+    else:
+        precond = fdm.averaged_inverse(grid, transport, k, a_h, level.diag,
+                                       scaled=kind == "scaled-fdm")
+    return level, weight, src, symmetric, precond
+
+
 def implicit_step(grid: Grid, transport: fv.Transport | Callable, c, h, decay=0.0,
-                  tol: float | None = None, maxiter: int = 500, t=0.0):
+                  tol: float | None = None, maxiter: int = 500, t=0.0,
+                  preconditioner: str = "auto"):
     """Unsplit SDIRK2 step of  φ ∂c/∂t = −∇·F(c) − φ k c + s  (transport, first-order decay
     ``decay`` = k in 1/s, and the sources of ``transport``) over h, every direction at once:
 
@@ -247,9 +307,11 @@ def implicit_step(grid: Grid, transport: fv.Transport | Callable, c, h, decay=0.
     an O(h) error around sharp sources at large steps).  1D: tridiagonal direct solves; 2D/3D:
     each stage is a Krylov solve of the volume-weighted system (CG when there is no convection,
     BiCGStab otherwise) to a relative residual ``tol`` (default 1e-10 in float64, 1e-5 in
-    float32), preconditioned by fast diagonalization (``fdm.py``: the exact inverse, so CG
-    stops after one iteration) when diffusion has uniform coefficients, else by a geometric
-    multigrid V-cycle (``multigrid.py``)."""
+    float32), preconditioned as ``preconditioner`` says (``stage_system``): by default fast
+    diagonalization (``fdm.py``: the exact inverse, so CG stops after one iteration) when the
+    coefficients are uniform and there is no convection, else a geometric multigrid V-cycle
+    (``multigrid.py``); fast diagonalization of the coefficient-averaged operator ('scaled-fdm',
+    'averaged-fdm') is the alternative for variable coefficients."""
     from . import multigrid
 
     ns = c.shape[0]
@@ -259,24 +321,21 @@ def implicit_step(grid: Grid, transport: fv.Transport | Callable, c, h, decay=0.
         transport, at_end = transport(t + a_h), transport(t + h)
     else:
         at_end = None
-    coefs = [fv.axis_coefficients(grid, transport, a, ns, dtype) for a in range(grid.ndim)]
-    k = jnp.broadcast_to(jnp.asarray(decay, dtype), c.shape)
-    src = sum(jnp.moveaxis(cf.source, -1, 1 + a) for a, cf in enumerate(coefs))
-    src_end = src if at_end is None else sum(
-        jnp.moveaxis(fv.axis_coefficients(grid, at_end, a, ns, dtype).source, -1, 1 + a)
-        for a in range(grid.ndim))
+
+    def sources(tr):
+        return sum(jnp.moveaxis(fv.axis_coefficients(grid, tr, a, ns, dtype).source, -1, 1 + a)
+                   for a in range(grid.ndim))
+
     if grid.ndim == 1:
-        cf = coefs[0]
-        return line_stages(cf.lower, cf.diag - k, cf.upper, src, c, h, source_end=src_end)[1]
-    weight = jnp.asarray(grid.volume, dtype)[None] * jnp.broadcast_to(
-        jnp.asarray(transport.capacity, dtype), c.shape)
-    level = _stage_level(grid, coefs, weight, a_h, k)
-    symmetric = transport.velocity is None or all(v is None for v in transport.velocity)
+        cf = fv.axis_coefficients(grid, transport, 0, ns, dtype)
+        k = jnp.broadcast_to(jnp.asarray(decay, dtype), c.shape)
+        src_end = cf.source if at_end is None else sources(at_end)
+        return line_stages(cf.lower, cf.diag - k, cf.upper, cf.source, c, h,
+                           source_end=src_end)[1]
+    level, weight, src, symmetric, precond = stage_system(grid, transport, c, h, decay,
+                                                          preconditioner)
+    src_end = src if at_end is None else sources(at_end)
     tol = tol if tol is not None else (1e-10 if dtype == jnp.float64 else 1e-5)
-    precond = None
-    if symmetric and _separable(grid, transport, decay):
-        inverse = fdm.stage_inverse(coefs, a_h, decay)
-        precond = lambda r: inverse(r / weight)  # noqa: E731  (W B)⁻¹, exact
 
     def stage(i, y):  # stage 1 from y = c (then W (y − c) = 0), stage 2 from y = Y₁
         rhs = c + W * (y - c) + a_h * jnp.where(i == 0, src, src_end)
