@@ -18,9 +18,9 @@ X_a⁻¹ = Q_aᵀ D_a from ``eigh(S_a)``, and the SDIRK stage operator B = (1 + 
 one small dense product along each axis and back: O(N · Σ_a n_a) work per application, no
 iteration.  Preconditioned CG then converges in one or two iterations.  For coefficients
 that vary in space, ``averaged_inverse`` applies the same inverse to the operator of averaged
-coefficients, optionally rescaled by the diagonal (an approximate inverse, for CG/BiCGStab).  Why hand-written: no
-library offers it for JAX; it is a few ``einsum`` calls around ``jnp.linalg.eigh`` of
-n_a × n_a matrices.
+coefficients, optionally rescaled by the diagonal (an approximate inverse, for CG/BiCGStab).
+Why hand-written: no library offers it for JAX; it is a few ``einsum`` calls around
+``jnp.linalg.eigh`` of n_a × n_a matrices.
 """
 from __future__ import annotations
 

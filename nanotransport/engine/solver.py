@@ -249,8 +249,8 @@ def stage_system(grid: Grid, transport: fv.Transport, c, h, decay=0.0,
       (benchmarks/heterogeneous.py, RESULTS.md: 64³ DR3D with a 10× diffusivity jump and a
       10×-range decay map, CG to 1e-10 needs 13-17 V-cycles per stage against 29-31
       applications of 'scaled-fdm' and 22-34 of 'averaged-fdm', each about half a V-cycle's
-      cost: the V-cycle run took 0.86× the wall time of 'averaged-fdm', 0.71× of
-      'scaled-fdm')."""
+      cost: the V-cycle run took 0.70-0.86× the wall time of 'averaged-fdm' and 0.71× that
+      of 'scaled-fdm' in two runs)."""
     from . import multigrid
 
     if preconditioner not in PRECONDITIONERS:
