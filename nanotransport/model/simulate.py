@@ -517,13 +517,14 @@ def run_with_progress(params: dict, static: tuple, progress: Callable) -> Result
     st = dict(static)
     scenario = Scenario(params, public_static(static), "", st.get("_maps"))
     inp, state0 = _prepare_jit(params, static)
+    sched = _schedule(scenario, static)
     final, saved = solver.integrate_on_host(
         lambda state, t, length, n_sub: _advance_jit(inp, state, t, length, static, n_sub),
-        state0, observe=_observe, progress=progress, **_schedule(scenario, static))
+        state0, observe=_observe, progress=progress, **sched)
     y, yc, fields = saved
-    return Result(jnp.asarray(_schedule(scenario, static)["save_times"], state0[0].dtype),
-                  fields, y, yc, final[3], inp, dict(params), species_names(
-                      st["_heating"], st["_targeting"]), static, layout(scenario))
+    return Result(jnp.asarray(sched["save_times"], state0[0].dtype), fields, y, yc, final[3],
+                  inp, dict(params), species_names(st["_heating"], st["_targeting"]), static,
+                  layout(scenario))
 
 
 _run_jit = jax.jit(run, static_argnums=(1, 2))
