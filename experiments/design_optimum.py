@@ -12,7 +12,10 @@ temperature (42 °C).
 
 writes `design_optimum.json` (both optima and their terms, the relative gap, every start's
 path, the whole grid of J, the efficacy–toxicity Pareto front of the grid) and
-`design_optimum.png` (J over the grid with the optimizer's paths).
+`design_optimum.png` (J over the grid with the optimizer's paths).  The toxicities read organ
+exposure (the default organ model, docs/organs.md); `--systemic-model compartments` uses the
+compartmental plasma proxies instead (issue #18: how the optimum moved) and adds the suffix
+`_compartments` to the files.
 
 Part 2 (issue #8), `--tumors`: the optimal diameter and release temperature per tumor type, with
 the efficacy–toxicity Pareto front.  ThermoDox in each tumor preset (high-epr, low-epr,
@@ -234,9 +237,14 @@ def diameter_profile(s: Scenario, release_temperature_C: float, n: int, chunk: i
             "best_is_interior": bool(0 < k < n - 1)}
 
 
+def _systemic(args) -> list[str]:
+    """The systemic-model override: none for the default organ model."""
+    return [] if args.systemic_model == "organs" else [f"systemic_model={args.systemic_model}"]
+
+
 # ------------------------------------------------------------------ part 1
 def part_design(args, out: Path, suffix: str) -> int:
-    overrides = QUICK_NUMERICS if args.quick else []
+    overrides = (QUICK_NUMERICS if args.quick else []) + _systemic(args)
     n = 11 if args.quick else args.n
     s = sc.load("thermodox", overrides)
     cache_dir = out / ".design_optimum_cache"
@@ -448,6 +456,9 @@ def main(argv=None):
     p.add_argument("--tumor-n", type=int, default=21, help="grid points per axis (part 2)")
     p.add_argument("--starts", type=int, default=3, help="optimizer starts (part 2)")
     p.add_argument("--chunk", type=int, default=8, help="grid points per batched call")
+    p.add_argument("--systemic-model", choices=("organs", "compartments"), default="organs",
+                   help="toxicities from organ exposure (default) or the compartmental plasma "
+                        "proxies (part 1; its files get the suffix _compartments)")
     p.add_argument("--out", default="experiments/results",
                    help="output folder; --quick writes to its subfolder quick/ (git-ignored)")
     args = p.parse_args(argv)
@@ -456,7 +467,8 @@ def main(argv=None):
     out = Path(args.out)
     if args.quick and out.name != "quick":  # smoke runs never touch the tracked results
         out = out / "quick"
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_compartments" if args.systemic_model == "compartments" else "") \
+        + ("_quick" if args.quick else "")
     return part_tumors(args, out, suffix) if args.tumors else part_design(args, out, suffix)
 
 

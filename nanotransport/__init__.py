@@ -25,12 +25,12 @@ __version__ = "0.1.0"
 _MODULES = {
     **{m: "engine" for m in ("grid", "fv", "fdm", "linalg", "multigrid", "solver", "units",
                                  "regions")},
-    **{m: "model" for m in ("schema", "scenario", "properties", "cells", "pk", "tissue",
+    **{m: "model" for m in ("schema", "scenario", "properties", "cells", "pk", "organs", "tissue",
                             "fluid", "heat", "transport", "simulate", "capillary", "imaging",
                             "summary", "objective")},
     **{m: "studies" for m in ("study", "design", "scan_spec", "scan_exec", "scan_result",
                               "cohort", "calibrate", "validate", "validate_heating",
-                              "verify")},
+                              "verify", "observations", "fit")},
 }
 #: public name → (module path, attribute)
 _NAMES = {

@@ -1,5 +1,5 @@
 """Command line: ``nanotransport run | compare | scenarios | show | capillary | optimize |
-sensitivity | scan | cohort | calibrate | validate | verify`` (manuals: docs/manuals/).
+sensitivity | scan | cohort | calibrate | fit | validate | verify`` (manuals: docs/manuals/).
 
 float64 is switched on here, at the edge, for scenarios that ask for it (the default); the
 package never switches it on at import.
@@ -509,6 +509,54 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    from . import outdir, plots
+    from .model import scenario as sc
+    from .studies import fit as fitmod, observations
+
+    scenario = sc.load(args.scenario, args.set or [])
+    _enable_precision(scenario)
+    obs = observations.load(args.data, float(scenario["numerics.t_end_h"]))
+    if not args.param:
+        raise sc.ScenarioError("--param: no parameters to fit; allowed: one or more scenario "
+                               "parameters by dotted path or unique bare name (repeat --param)")
+    problem = fitmod.Problem(scenario, obs, args.param, error_model=args.error_model)
+    out = _own(args.out)
+    print(f"fit: {len(problem.paths)} parameter(s) of {scenario.name} to {len(obs)} "
+          f"observation(s) ({args.error_model} error model; compiling the model and its "
+          "Jacobian) ...", file=sys.stderr)
+    result = fitmod.fit(scenario, obs, args.param, profile=not args.no_profile, problem=problem)
+    rep = fitmod.report(scenario, obs, result)
+    fitted = fitmod.fitted_scenario(scenario, result)
+    outdir.write_json(out / "fit.json", rep)
+    toml = (f"# fitted by: nanotransport {' '.join(_ARGV)}\n"
+            f"# to {obs.path}; see fit.json for intervals and warnings\n" + fitted.to_toml())
+    outdir.atomic_write_bytes(out / "fitted.toml", toml.encode())
+    written = ["fit.json", "fitted.toml"]
+    if scenario["outputs.figures"]:
+        written += plots.fit_figures(rep, fitmod.curves(fitted, obs, problem.model), out)
+    g = rep["goodness_of_fit"]["overall"]
+    print(f"{scenario.name}: chi2 = {result.chi2:.4g} on {result.dof} degree(s) of freedom "
+          f"({'converged' if result.converged else 'NOT converged'}); AAFE "
+          + (f"{g['aafe']:.3g}, {100 * g['within_2_fold']:.0f} % within 2-fold" if g["aafe"]
+             else "undefined"))
+    fmt = lambda ci: ("open" if ci is None else  # noqa: E731
+                      f"{'-inf' if ci[0] is None else f'{ci[0]:.4g}'} to "
+                      f"{'inf' if ci[1] is None else f'{ci[1]:.4g}'}")
+    print(f"  {'parameter':<44}{'value':>11}  {'95% CI (Fisher)':<24}95% CI (profile)")
+    for p, v in rep["parameters"].items():
+        prof = "skipped" if v["ci95_profile"] is None else fmt(v["ci95_profile"])
+        print(f"  {p:<44}{v['value']:>11.4g}  {fmt(v['ci95_wald']):<24}{prof}"
+              + ("" if v["identifiable"] else "  (not identifiable)"))
+    for name, gg in rep["goodness_of_fit"]["by_group"].items():
+        if gg["aafe"] is not None:
+            print(f"  AAFE {name:<30}{gg['aafe']:.3g} ({gg['n']} rows)")
+    for w in result.warnings:
+        print(f"  warning: {w}")
+    print(f"wrote {out / written[0]}, " + ", ".join(written[1:]))
+    return 0
+
+
 def cmd_scan(args) -> int:
     """``scan``: batched grids and samples (``scan_spec``, ``scan_exec``, ``scan_store``):
     parse, run, write, plot, print the totals."""
@@ -686,6 +734,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="calibration", help="output folder (default: calibration)")
     q.add_argument("--quiet", action="store_true", help="no progress lines")
     q.set_defaults(func=cmd_calibrate)
+
+    q = sub.add_parser("fit", help="fit scenario parameters to a tidy study CSV (time_h, "
+                       "tissue, analyte, value, unit[, sd, n, subject]); write fitted.toml")
+    q.add_argument("scenario", help="built-in name or TOML file")
+    q.add_argument("data", help="tidy CSV file of observations (docs/manuals/fit.md)")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a field, by dotted path or unique bare name")
+    q.add_argument("--param", action="append", metavar="NAME",
+                   help="parameter to fit, dotted path or unique bare name (repeat)")
+    q.add_argument("--error-model", choices=("log", "proportional", "additive"), default="log",
+                   help="residuals: log (default), proportional or additive")
+    q.add_argument("--no-profile", action="store_true",
+                   help="skip the profile-likelihood intervals (Fisher intervals only)")
+    q.add_argument("--out", default="fit", help="output folder (default: fit)")
+    q.set_defaults(func=cmd_fit)
 
     q = sub.add_parser("validate", help="the model against published numbers (targets with "
                        "sources; DIR/validation.json, DIR/validation.png)")

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from .model import imaging, pk
+from .model import imaging, organs, pk
 from . import outdir
 from .engine import units
 from .model.scenario import Scenario, ScenarioError
@@ -102,9 +102,16 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
     data["plasma_carrier"] = ("time", np.asarray(result.systemic_carrier)[:, pk.I_ENC_CENTRAL]
                               / vp * mw, {"units": "ug/mL",
                                           "long_name": "carriers in plasma (drug-equivalent)"})
-    for j, name in enumerate(pk.STATE_NAMES):
+    for j, name in enumerate(inp.pk_payload.state_names):
         data[f"systemic_{name}"] = ("time", y[:, j], {"units": "mol",
                                                       "long_name": f"systemic state {name}"})
+    if isinstance(inp.pk_payload, organs.OrganParameters):
+        conc = organs.concentrations(inp.pk_payload, y, np.asarray(result.systemic_carrier))
+        for (tissue, analyte), c in conc.items():
+            if tissue != "plasma":
+                data[f"organ_{tissue}_{analyte}"] = (
+                    "time", np.asarray(c) * mw, {"units": "ug/g", "long_name":
+                                                 f"{analyte.replace('_', ' ')} in {tissue}"})
     fl = inp.fluid
     data["pressure"] = (dims, np.asarray(fl.pressure) / units.MMHG_PA,
                         {"units": "mmHg", "long_name": "interstitial fluid pressure"})

@@ -1,6 +1,7 @@
 """Figures (matplotlib, PNG) from result Datasets; no physics here."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import xarray as xr  # noqa: E402
 
 from . import outdir
 from .engine import units  # noqa: E402
+from .studies.observations import UNITS  # noqa: E402
 from .studies.scan_result import scalar_variables  # noqa: E402
 from .studies.scan_spec import ScanError  # noqa: E402
 
@@ -613,3 +615,71 @@ def _maybe_log(ax, values, axis):
     if v.size > 1 and np.all(v > 0) and v.max() / v.min() > 50:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
+
+
+def fit_figures(rep: dict, curves: dict, out: Path) -> list[str]:
+    """fit_observed_vs_predicted.png (log-log, 1:1 and 2-fold lines, coloured by tissue) and
+    fit_time_courses.png (one panel per tissue × analyte: data ± sd and the fitted model) of a
+    ``nanotransport fit`` report ``rep`` and its model ``curves``."""
+    rows = rep["rows"]
+    tissues = list(dict.fromkeys(r["tissue"] for r in rows))
+    colors = {t: f"C{i % 10}" for i, t in enumerate(tissues)}
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    # in mol/m³, so every unit shares the axes
+    obs = np.array([r["observed_mol_per_m3"] for r in rows])
+    pred = np.array([r["predicted_mol_per_m3"] for r in rows])
+    ok = (obs > 0) & (pred > 0)
+    for t in tissues:
+        m = ok & np.array([r["tissue"] == t for r in rows])
+        ax.scatter(obs[m] * 1e3, pred[m] * 1e3, s=18, color=colors[t], label=t, alpha=0.8)
+    if ok.any():
+        lo = min(obs[ok].min(), pred[ok].min()) * 1e3 / 2
+        hi = max(obs[ok].max(), pred[ok].max()) * 1e3 * 2
+        x = np.array([lo, hi])
+        ax.plot(x, x, "k-", lw=0.8, label="1:1")
+        ax.plot(x, 2 * x, "k--", lw=0.6, label="2-fold")
+        ax.plot(x, x / 2, "k--", lw=0.6)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("observed (µM = mmol/m³)")
+    ax.set_ylabel("predicted (µM = mmol/m³)")
+    g = rep["goodness_of_fit"]["overall"]
+    ax.set_title(f"{rep['scenario']}: AAFE {g['aafe']:.2f}, "
+                 f"{100 * g['within_2_fold']:.0f} % within 2-fold" if g["aafe"] else
+                 rep["scenario"], fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    _save(fig, out / "fit_observed_vs_predicted.png")
+
+    def to_si(unit):  # mol/m³ per unit of ``unit`` at the report's dose
+        a, b = UNITS[unit]
+        return a + b * rep["dose_mol"]
+
+    names = list(curves)
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.2 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        tis, an = name.split("/")
+        c = curves[name]
+        t, v = np.array(c["time_h"]), np.array(c["value"])
+        pos = v > 0
+        ax.plot(t[pos], v[pos], "-", color=colors.get(tis, "C0"), label="fitted model")
+        sel = [r for r in rows if r["tissue"] == tis and r["analyte"] == an]
+        # a row in another unit than the panel's is converted to the panel's
+        row = [to_si(r["unit"]) / to_si(c["unit"]) for r in sel]
+        ys = np.array([r["observed"] * f for r, f in zip(sel, row)])
+        sds = np.array([(r["sd"] or 0.0) * f for r, f in zip(sel, row)])
+        ts = np.array([r["time_h"] for r in sel])
+        ax.errorbar(ts, ys, yerr=[np.minimum(sds, ys * 0.9), sds], fmt="o", ms=4, color="k",
+                    label="data (± sd)")
+        ax.set_yscale("log")
+        ax.set_title(f"{tis}: {an.replace('_', ' ')}", fontsize=9)
+        ax.set_xlabel("time (h)")
+        ax.set_ylabel(c["unit"].replace("ug/", "µg/").replace("uM", "µM"))
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    _save(fig, out / "fit_time_courses.png")
+    return ["fit_observed_vs_predicted.png", "fit_time_courses.png"]

@@ -1,20 +1,37 @@
 """The design objective: efficacy minus weighted, normalized toxicity (docs/model.md §10).
 
-    J = E − w_ca·Tox_cardiac,auc − w_cp·Tox_cardiac,peak − w_hf·Tox_hand-foot − w_th·Tox_thermal
+    J = E − w_ca·Tox_cardiac,auc − w_cp·Tox_cardiac,peak − w_hf·Tox_hand-foot
+          − w_bm·Tox_marrow − w_th·Tox_thermal
 
 * E = 1 − mean surviving fraction of viable tumor cells (``summary.efficacy``).
-* Tox_cardiac,auc = AUC of free drug in plasma / AUC of free doxorubicin given at the same dose
-  and infusion (exact, from the systemic model: dose/CL).
-* Tox_cardiac,peak = smooth peak of free drug in plasma / peak of that free-doxorubicin
-  reference (at the end of its infusion).  The peak is taken from the exact systemic solution
-  on 256 times (dense around the end of the infusion, then log-spaced to t_end; propagated
-  from each time to the next, ``pk.trajectory``; the tumor's
-  draw on the plasma, < 1e-3 of the dose, is neglected there) as a log-sum-exp whose
-  temperature is a smooth 0.2 % of the series' size (bias ≤ 2 %), so it is differentiable.
-* Tox_hand-foot = AUC of carrier-encapsulated drug in plasma / that of PEG-liposomal
-  doxorubicin (the species' reference carrier) at the same dose: hand-foot syndrome is the
-  toxicity of long-circulating liposomes, so free doxorubicin (no encapsulated drug) is no
-  useful reference here (documented departure from "free drug at the same dose").
+
+With the organ model (``patient.systemic_model = "organs"``, the default) each toxicity reads the
+exposure of the organ where it happens (``organs.EXPOSURES``), normalized by a named reference:
+
+* Tox_cardiac,auc = AUC of free drug in the heart / that of free doxorubicin given at the same
+  dose and infusion (reference "free doxorubicin, same dose").  Exact AUCs over the run
+  (``organs.exposure_auc``).
+* Tox_cardiac,peak = smooth peak of free drug in the heart / that of the same reference.  Peaks
+  are taken on 256 times of the exact solution (dense around the end of the infusion, then
+  log-spaced to t_end; ``organs.exposure_series``) as a log-sum-exp whose temperature is a
+  smooth 0.2 % of the series' size (bias ≤ 2 %), so they are differentiable.
+* Tox_hand-foot = AUC of the payload carriers bring into the skin (drug still encapsulated in
+  carriers outside the skin's blood) / that of PEG-liposomal doxorubicin (the species'
+  reference carrier, diameter 90 nm) at the same dose (reference "PEG-liposomal doxorubicin,
+  same dose"; where that carrier never leaves the blood, as in the mouse sets, the
+  encapsulated-drug plasma AUC ratio instead).  Hand-foot syndrome is the toxicity of long-circulating liposomes, not of free
+  doxorubicin at the same dose, whose free drug reaches the skin as it reaches every organ:
+  the free drug in skin (which the organ model also has) would rank free doxorubicin above
+  PEG-liposomal doxorubicin (2.5× at the doxil scenario's dose), against the clinic.
+* Tox_marrow = AUC of free drug in the bone marrow / that of free doxorubicin at the same dose
+  (myelosuppression; in the marrow carriers taken up by macrophages release their payload).
+
+With the compartmental model (``"compartments"``) no organ has a concentration and the plasma
+proxies stand in: free-drug plasma AUC (cardiac AUC and marrow) and peak (cardiac peak) against
+free doxorubicin, encapsulated-drug plasma AUC against PEG-liposomal doxorubicin (hand-foot).
+The tumor's draw on the blood, < 1e-3 of the dose, is neglected in the references and the
+organ exposures.
+
 * Tox_thermal = softplus((CEM43_max,normal − threshold)/s)·s / threshold with s = 5 % of the
   threshold: zero below the tolerated thermal dose, linear above, smooth in between.
 
@@ -26,32 +43,50 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from . import pk
+from . import organs, pk
 from ..engine import units
 from .scenario import Scenario
 from .simulate import Result, systemic_parameters
 from .summary import efficacy, metrics
 
-TERMS = ("efficacy", "tox_cardiac_auc", "tox_cardiac_peak", "tox_hand_foot", "tox_thermal")
+TERMS = ("efficacy", "tox_cardiac_auc", "tox_cardiac_peak", "tox_hand_foot", "tox_marrow",
+         "tox_thermal")
 WEIGHTS = {"tox_cardiac_auc": "objective.weight_cardiac_auc",
            "tox_cardiac_peak": "objective.weight_cardiac_peak",
            "tox_hand_foot": "objective.weight_hand_foot",
+           "tox_marrow": "objective.weight_marrow",
            "tox_thermal": "objective.weight_thermal"}
+#: the named reference of each toxicity term (organ model)
+REFERENCES = {"tox_cardiac_auc": "free doxorubicin, same dose and infusion",
+              "tox_cardiac_peak": "free doxorubicin, same dose and infusion",
+              "tox_hand_foot": "PEG-liposomal doxorubicin (90 nm), same dose and infusion",
+              "tox_marrow": "free doxorubicin, same dose and infusion",
+              "tox_thermal": "the tolerated normal-tissue thermal dose objective.cem43_threshold_min"}
 
 
-def references(scenario: Scenario, dose_mol, infusion_s):
-    """(free-drug AUC, free-drug peak, encapsulated AUC) of the references, mol·s/m³ and mol/m³."""
+def reference_parameters(scenario: Scenario):
+    """(free doxorubicin, PEG-liposomal doxorubicin) systemic parameters of the scenario's
+    patient: the same systemic model, species, body and drug, other formulation."""
     params, _ = systemic_parameters(scenario)
+    species = scenario["patient.species"]
+    s = scenario.params
     free_ref = params.replace(k_leak_plasma=0.0)
-    auc_free = pk.auc(free_ref, dose_mol, encapsulated=False).free_total
-    y_end = pk.simulate(free_ref, jnp.stack([infusion_s]), dose_mol, infusion_s, False)[0]
-    peak_free = pk.plasma_concentrations(free_ref, y_end).free_total
-    if scenario["patient.species"] == "human":
-        lipo = pk.human_pegylated_liposome(scenario.params["patient.body_surface_area_m2"])
+    if species == "human":
+        lipo = pk.human_pegylated_liposome(s["patient.body_surface_area_m2"])
     else:
-        lipo = pk.mouse_pegylated_liposome(scenario.params["patient.body_mass_kg"])
-    auc_enc = pk.auc(lipo, dose_mol, encapsulated=True).encapsulated
-    return auc_free, peak_free, auc_enc
+        lipo = pk.mouse_pegylated_liposome(s["patient.body_mass_kg"])
+    lipo = lipo.replace(fu_plasma=s["drug.unbound_fraction_plasma"])
+    if isinstance(params, organs.OrganParameters):
+        lipo = organs.organ_parameters(lipo, species, s)
+    return free_ref, lipo
+
+
+def _times(infusion_s, t_end_s):
+    """256 times: dense over twice the infusion, then log-spaced to t_end."""
+    early = jnp.linspace(0.0, 2.0, 128) * infusion_s
+    late = jnp.exp(jnp.linspace(jnp.log(2.0 * infusion_s), jnp.log(jnp.maximum(
+        t_end_s, 2.0 * infusion_s)), 129)[1:])
+    return jnp.concatenate([early, late])
 
 
 def smooth_peak(series):
@@ -66,12 +101,59 @@ def smooth_peak(series):
 def free_plasma_series(scenario: Scenario, dose_mol, infusion_s, t_end_s):
     """Free-drug plasma concentration (mol/m³) of the systemic model on 256 times."""
     params, _ = systemic_parameters(scenario)
-    early = jnp.linspace(0.0, 2.0, 128) * infusion_s
-    late = jnp.exp(jnp.linspace(jnp.log(2.0 * infusion_s), jnp.log(jnp.maximum(
-        t_end_s, 2.0 * infusion_s)), 129)[1:])
-    y = pk.trajectory(params, jnp.concatenate([early, late]), dose_mol, infusion_s,
+    y = pk.trajectory(params, _times(infusion_s, t_end_s), dose_mol, infusion_s,
                       scenario.params["formulation.encapsulated_fraction"])
     return pk.plasma_concentrations(params, y).free_total
+
+
+def organ_toxicity(scenario: Scenario, dose_mol, infusion_s, t_end_s) -> dict:
+    """The organ model's cardiac (AUC, peak), hand-foot and marrow terms (dimensionless)."""
+    params, _ = systemic_parameters(scenario)
+    free_ref, lipo = reference_parameters(scenario)
+    fe = scenario.params["formulation.encapsulated_fraction"]
+    keys = list(organs.EXPOSURES)
+    auc = organs.exposure_auc(params, dose_mol, infusion_s, fe, t_end_s)
+    auc_free = organs.exposure_auc(free_ref, dose_mol, infusion_s, 0.0, t_end_s)
+    auc_lipo = organs.exposure_auc(lipo, dose_mol, infusion_s, 1.0, t_end_s)
+    times = _times(infusion_s, t_end_s)
+    heart = keys.index("heart_free")
+    peak = smooth_peak(organs.exposure_series(params, times, dose_mol, infusion_s, fe)[:, heart])
+    peak_free = smooth_peak(organs.exposure_series(free_ref, times, dose_mol, infusion_s,
+                                                   0.0)[:, heart])
+    return {"tox_cardiac_auc": auc[heart] / auc_free[heart],
+            "tox_cardiac_peak": peak / peak_free,
+            "tox_hand_foot": _hand_foot(auc, auc_lipo, keys),
+            "tox_marrow": auc[keys.index("marrow_free")] / auc_free[keys.index("marrow_free")]}
+
+
+def _hand_foot(auc, auc_lipo, keys):
+    """Skin payload AUC over the reference's; where the reference carrier never leaves the
+    blood (the mouse sets have no extravascular carrier compartment), the encapsulated-drug
+    plasma AUC over the reference's instead (the compartmental proxy)."""
+    skin, plasma = keys.index("skin_payload"), keys.index("plasma_encapsulated")
+    ref = auc_lipo[skin]
+    has = ref > 0
+    return jnp.where(has, auc[skin] / jnp.where(has, ref, 1.0), auc[plasma] / auc_lipo[plasma])
+
+
+def plasma_toxicity(result: Result, m: dict) -> dict:
+    """The compartmental model's plasma proxies of the cardiac, hand-foot and marrow terms."""
+    scenario = result.scenario
+    inp = result.inputs
+    free_ref, lipo = reference_parameters(scenario)
+    auc_free_ref = pk.auc(free_ref, inp.dose_mol, encapsulated=False).free_total
+    y_end = pk.simulate(free_ref, jnp.stack([inp.infusion_s]), inp.dose_mol, inp.infusion_s,
+                        False)[0]
+    peak_free_ref = pk.plasma_concentrations(free_ref, y_end).free_total
+    auc_enc_ref = pk.auc(lipo, inp.dose_mol, encapsulated=True).encapsulated
+    h = units.HOUR
+    mw = units.DOXORUBICIN_MOLAR_MASS
+    free_series = free_plasma_series(scenario, inp.dose_mol, inp.infusion_s, result.times_s[-1])
+    cardiac = m["plasma_auc_free_ug_h_per_ml"] * h / mw / auc_free_ref
+    return {"tox_cardiac_auc": cardiac,
+            "tox_cardiac_peak": smooth_peak(free_series) / peak_free_ref,
+            "tox_hand_foot": m["plasma_auc_encapsulated_ug_h_per_ml"] * h / mw / auc_enc_ref,
+            "tox_marrow": cardiac}
 
 
 def terms(result: Result) -> dict:
@@ -80,20 +162,15 @@ def terms(result: Result) -> dict:
     s = scenario.params
     inp = result.inputs
     m = metrics(result)
-    auc_free_ref, peak_free_ref, auc_enc_ref = references(scenario, inp.dose_mol, inp.infusion_s)
-    h = units.HOUR
-    mw = units.DOXORUBICIN_MOLAR_MASS
-    free_series = free_plasma_series(scenario, inp.dose_mol, inp.infusion_s, result.times_s[-1])
+    if isinstance(inp.pk_payload, organs.OrganParameters):
+        tox = organ_toxicity(scenario, inp.dose_mol, inp.infusion_s, result.times_s[-1])
+    else:
+        tox = plasma_toxicity(result, m)
     threshold = s["objective.cem43_threshold_min"]
     scale = 0.05 * threshold
     cem = m["cem43_normal_tissue_max_min"]
-    return {
-        "efficacy": efficacy(result),
-        "tox_cardiac_auc": m["plasma_auc_free_ug_h_per_ml"] * h / mw / auc_free_ref,
-        "tox_cardiac_peak": smooth_peak(free_series) / peak_free_ref,
-        "tox_hand_foot": m["plasma_auc_encapsulated_ug_h_per_ml"] * h / mw / auc_enc_ref,
-        "tox_thermal": jax.nn.softplus((cem - threshold) / scale) * scale / threshold,
-    }
+    return {"efficacy": efficacy(result), **tox,
+            "tox_thermal": jax.nn.softplus((cem - threshold) / scale) * scale / threshold}
 
 
 def weighted_toxicity(t: dict, params: dict):

@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -165,6 +165,32 @@ class SystemicParameters:
     v3: float
     fu_plasma: float = DOXORUBICIN_UNBOUND_FRACTION
 
+    #: the solvers below take this class or ``organs.OrganParameters``: both put the carriers
+    #: in plasma at index 0, those outside the blood at 1 and free drug in plasma at 2, their
+    #: sinks last (``n_active`` states before them), and answer ``matrix()``
+    n_state: ClassVar[int] = N_STATE
+    n_active: ClassVar[int] = N_ACTIVE
+    state_names: ClassVar[tuple] = STATE_NAMES
+
+    def matrix(self) -> jnp.ndarray:
+        """The rate matrix A (1/s) (``rate_matrix``)."""
+        return _compartment_matrix(self)
+
+    def free_block(self):
+        """(first, last + 1, distribution volumes) of the free-drug states: A restricted to
+        them is similar, by diag(√V), to a symmetric matrix."""
+        return I_FREE_CENTRAL, I_FREE_DEEP + 1, jnp.stack(
+            [jnp.asarray(v, _dtype(self)) for v in (self.v1, self.v2, self.v3)])
+
+    def encapsulated_amount(self, y):
+        """Drug still inside carriers or removed with them (mol): what has not been released."""
+        return (y[..., I_ENC_CENTRAL] + y[..., I_ENC_PERIPHERAL] + y[..., I_SINK_RENAL]
+                + y[..., I_SINK_MPS] + y[..., I_SINK_OTHER])
+
+    def carrier_fates(self, y):
+        """(renal, MPS) cumulative carrier amounts (mol) of a carrier-tracking state ``y``."""
+        return y[..., I_SINK_RENAL], y[..., I_SINK_MPS]
+
     def replace(self, **changes) -> "SystemicParameters":
         """Copy with some fields changed (works inside jit: values may be tracers)."""
         return dataclasses.replace(self, **changes)
@@ -193,9 +219,15 @@ def _dtype(params: SystemicParameters):
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
+def rate_matrix(params) -> jnp.ndarray:
+    """The constant rate matrix A (1/s) of ``params`` (compartmental: (9, 9); organ model:
+    ``organs.STATE_NAMES``), for dy/dt = A y + b."""
+    return params.matrix()
+
+
 @jax.jit
-def rate_matrix(params: SystemicParameters) -> jnp.ndarray:
-    """The constant rate matrix A (1/s), shape (9, 9), for dy/dt = A y + b.
+def _compartment_matrix(params: SystemicParameters) -> jnp.ndarray:
+    """The compartmental rate matrix A (1/s), shape (9, 9), for dy/dt = A y + b.
 
     Column j holds the rates out of state j; every column sums to zero (mass conservation).
     """
@@ -222,12 +254,12 @@ def rate_matrix(params: SystemicParameters) -> jnp.ndarray:
     return jnp.stack([jnp.stack(r) for r in rows])
 
 
-def dose_vector(dose_mol, fraction_encapsulated, dtype=None) -> jnp.ndarray:
+def dose_vector(dose_mol, fraction_encapsulated, dtype=None, n_state=N_STATE) -> jnp.ndarray:
     """Amounts (mol) put into the state by a bolus: ``fraction_encapsulated`` of the dose as
     encapsulated drug in plasma, the rest as free drug in the central compartment."""
     dose = jnp.asarray(dose_mol, dtype)
     fe = jnp.asarray(fraction_encapsulated, dose.dtype)
-    u = jnp.zeros((N_STATE,), dose.dtype)
+    u = jnp.zeros((n_state,), dose.dtype)
     u = u.at[I_ENC_CENTRAL].set(fe * dose)
     return u.at[I_FREE_CENTRAL].set((1.0 - fe) * dose)
 
@@ -238,7 +270,8 @@ def infusion_input(params: SystemicParameters, dose_mol, infusion_duration_s,
     over ``infusion_duration_s`` (> 0): ``fraction_encapsulated`` enters as encapsulated drug
     in plasma, the rest as free drug in the central compartment.  Zero outside the infusion.
     """
-    return dose_vector(dose_mol, fraction_encapsulated, _dtype(params)) / infusion_duration_s
+    return dose_vector(dose_mol, fraction_encapsulated, _dtype(params),
+                       params.n_state) / infusion_duration_s
 
 
 # Padé(13) coefficients b_0..b_13 and the scaling threshold θ_13 of Higham (2005), SIAM J.
@@ -304,7 +337,7 @@ def propagator(params: SystemicParameters, dt, input_rate=None):
     steps of hours with the human sets).
     """
     dtype = _dtype(params)
-    b = jnp.zeros((N_STATE,), dtype) if input_rate is None else jnp.asarray(input_rate, dtype)
+    b = jnp.zeros((params.n_state,), dtype) if input_rate is None else jnp.asarray(input_rate, dtype)
     return _propagator(params, jnp.asarray(dt, dtype), b)
 
 
@@ -312,7 +345,8 @@ def propagator(params: SystemicParameters, dt, input_rate=None):
 def _propagator(params, dt, b):
     a = rate_matrix(params)
     e = _expm(_augmented(a, b.astype(a.dtype)) * dt.astype(a.dtype))
-    return e[:N_STATE, :N_STATE], e[:N_STATE, N_STATE]
+    n = a.shape[0]
+    return e[:n, :n], e[:n, n]
 
 
 def step_exact(params: SystemicParameters, y, dt, input_rate=None) -> jnp.ndarray:
@@ -364,7 +398,7 @@ def _simulate(params, times, dose_mol, infusion_duration_s, fraction_encapsulate
     tinf = jnp.asarray(infusion_duration_s, dtype)
     is_inf = tinf > 0
     tinf_safe = jnp.where(is_inf, tinf, 1.0)
-    u = dose_vector(dose_mol, fraction_encapsulated, dtype)
+    u = dose_vector(dose_mol, fraction_encapsulated, dtype, a.shape[0])
     rate = jnp.where(is_inf, u / tinf_safe, 0.0)
     y_bolus = jnp.where(is_inf, 0.0, u)
     m_inf = _augmented(a, rate)
@@ -376,7 +410,7 @@ def _simulate(params, times, dose_mol, infusion_duration_s, fraction_encapsulate
     e1, e2 = e[: t.shape[0]], e[t.shape[0]:]
     z0 = jnp.concatenate([y_bolus, jnp.ones((1,), dtype)])
     z1 = jnp.einsum("nij,j->ni", e1, z0)
-    return jnp.einsum("nij,nj->ni", e2, z1)[:, :N_STATE]
+    return jnp.einsum("nij,nj->ni", e2, z1)[:, :a.shape[0]]
 
 
 def trajectory(params: SystemicParameters, times, dose_mol, infusion_duration_s,
@@ -406,7 +440,7 @@ def _trajectory(params, times, dose_mol, infusion_duration_s, fraction_encapsula
     t = jnp.maximum(jnp.asarray(times, dtype), 0.0)
     tinf = jnp.asarray(infusion_duration_s, dtype)
     is_inf = tinf > 0
-    u = dose_vector(dose_mol, fraction_encapsulated, dtype)
+    u = dose_vector(dose_mol, fraction_encapsulated, dtype, a.shape[0])
     rate = jnp.where(is_inf, u / jnp.where(is_inf, tinf, 1.0), 0.0)
     z0 = jnp.concatenate([jnp.where(is_inf, 0.0, u), jnp.ones((1,), dtype)])
     # the times with T inserted at its place: t' (n + 1), position `pos` of T
@@ -421,7 +455,7 @@ def _trajectory(params, times, dose_mol, infusion_duration_s, fraction_encapsula
     prefix = jax.lax.associative_scan(lambda p, q: q @ p, _expm(m))  # E_i ⋯ E_0
     z = prefix @ z0
     keep = jnp.arange(n) + (jnp.arange(n) >= pos)  # drop the inserted T
-    return z[keep, :N_STATE]
+    return z[keep, :a.shape[0]]
 
 
 class PlasmaConcentrations(NamedTuple):
@@ -458,7 +492,7 @@ def _active_block(params):
     zero eigenvalue; its diagonal is set to −1 (any non-zero value) so that A_r is invertible
     without changing any result.  (A compartment that is fed but never emptied stays singular:
     its AUC is infinite.)"""
-    a = rate_matrix(params)[:N_ACTIVE, :N_ACTIVE]
+    a = rate_matrix(params)[:params.n_active, :params.n_active]
     diag = jnp.diagonal(a)
     absent = (diag == 0) & (jnp.sum(jnp.abs(a), axis=1) == 0)
     return a - jnp.diag(jnp.where(absent, 1.0, 0.0).astype(a.dtype))
@@ -468,17 +502,17 @@ def _active_block(params):
 def _unit_moments(params, fraction_encapsulated):
     """(−A_r⁻¹ u, A_r⁻² u) for a unit dose u split by ``fraction_encapsulated``."""
     ar = _active_block(params)
-    u = dose_vector(1.0, fraction_encapsulated, ar.dtype)[:N_ACTIVE]
+    u = dose_vector(1.0, fraction_encapsulated, ar.dtype, params.n_state)[:params.n_active]
     w0 = -small_solve(ar, u)
     return w0, -small_solve(ar, w0)
 
 
 def _plasma_rows(params, dtype):
-    """Rows c (4, 5) mapping active amounts to PlasmaConcentrations fields."""
+    """Rows c (4, n_active) mapping active amounts to PlasmaConcentrations fields."""
     vp, v1, fu = params.plasma_volume, params.v1, params.fu_plasma
-    z = jnp.zeros((), dtype)
-    enc = jnp.stack([1.0 / jnp.asarray(vp, dtype), z, z, z, z])
-    free = jnp.stack([z, z, 1.0 / jnp.asarray(v1, dtype), z, z])
+    z = jnp.zeros((params.n_active,), dtype)
+    enc = z.at[I_ENC_CENTRAL].set(1.0 / jnp.asarray(vp, dtype))
+    free = z.at[I_FREE_CENTRAL].set(1.0 / jnp.asarray(v1, dtype))
     return enc, free, fu * free, enc + free
 
 
@@ -533,11 +567,12 @@ def carrier_clearance_total(params: SystemicParameters):
 
 
 def elimination_fractions(params: SystemicParameters, encapsulated=True) -> jnp.ndarray:
-    """Fraction of the dose ending in each sink as t → ∞: (renal, MPS, other, free drug).
+    """Fraction of the dose ending in each sink as t → ∞ (compartmental: renal, MPS, other,
+    free drug; organ model: ``organs.STATE_NAMES``' sinks).
 
     Sinks at ∞ = K (−A_r⁻¹ u), K the sink rows of A.  They sum to 1.
     """
-    k = rate_matrix(params)[N_ACTIVE:, :N_ACTIVE]
+    k = rate_matrix(params)[params.n_active:, :params.n_active]
     return k @ amount_auc(params, 1.0, encapsulated)
 
 
@@ -545,12 +580,13 @@ class HalfLives(NamedTuple):
     """Eigenvalue half-lives (s), sorted fast → slow."""
 
     carrier: jnp.ndarray  # (2,): distribution, elimination of encapsulated drug
-    free: jnp.ndarray  # (3,): α, β, γ of free drug
+    free: jnp.ndarray  # (3,): α, β, γ of free drug (organ model: one per free-drug state)
 
 
 @jax.jit
 def half_lives(params: SystemicParameters) -> HalfLives:
-    """Half-lives ln 2/λ from the eigenvalues of the carrier 2×2 and free-drug 3×3 blocks of A.
+    """Half-lives ln 2/λ from the eigenvalues of the carrier 2×2 and free-drug blocks of A
+    (3×3 compartmental, plasma and the organs in the organ model).
 
     Carrier block [[−(k10 + k12 + k_leak), k21], [k12, −k21]]: λ = (s ± √(s² − 4 d))/2 with
     s = k10 + k12 + k_leak + k21, d = (k10 + k_leak) k21 (the textbook α/β), written as
@@ -568,10 +604,9 @@ def half_lives(params: SystemicParameters) -> HalfLives:
     lam_slow = d / lam_fast
     carrier = LN2 / jnp.stack([lam_fast, lam_slow])
 
-    dtype = a.dtype
-    sq = jnp.sqrt(jnp.stack([jnp.asarray(params.v1, dtype), jnp.asarray(params.v2, dtype),
-                             jnp.asarray(params.v3, dtype)]))
-    af = a[2:5, 2:5]
+    first, end, volumes = params.free_block()
+    sq = jnp.sqrt(volumes.astype(a.dtype))
+    af = a[first:end, first:end]
     sym = af * sq[None, :] / sq[:, None]
     sym = 0.5 * (sym + sym.T)
     lam = -jnp.linalg.eigvalsh(sym)  # ascending eigenvalues → descending rates

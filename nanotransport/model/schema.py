@@ -18,6 +18,10 @@ import math
 from typing import Any
 
 
+#: default doxorubicin tissue:plasma partition coefficient of every organ (docs/organs.md)
+_DOX_PARTITION = 28.2
+
+
 @dataclasses.dataclass(frozen=True)
 class Field:
     """One scenario field."""
@@ -229,6 +233,12 @@ FIELDS: list[Field] = [
           "doxorubicin 60 mg/m² (72 h) leaves a tumor-mean SF ≈ 0.5 (tumor-mean DNA-bound "
           "AUC ≈ 45 ng·h/1e5 cells), inside the responsive range 0.05-0.9 of docs/model.md §7",
           0.0, 100.0),
+    Field("drug.blood_to_plasma_ratio", 1.15, "1", "R_bp, blood:plasma concentration ratio: "
+          "organ plasma flow = R_bp × blood flow (Mystridis et al. 2022 Pharmaceutics 14:541, "
+          "from a rat measurement)", 0.1, 10.0),
+    Field("drug.urinary_excretion_fraction", 0.11, "1", "share of free-drug clearance excreted "
+          "in urine; the rest is hepatic (metabolism 49 %, bile 40 %; Mystridis et al. 2022 "
+          "Table 5)", 0.0, 0.9),
     Field("drug.degradation_rate_per_h", 0.0, "1/h", "degradation of free drug in tissue",
           0.0, 100.0),
     # ------------------------------------------------------------ dose
@@ -262,6 +272,24 @@ FIELDS: list[Field] = [
           "CL_MPS ∝ 1 + (d/d_M)^n (docs/model.md §3: 150-200 nm)", 10.0, 2000.0),
     Field("patient.mps_exponent", 3.0, "1", "n of the MPS size law (docs/model.md §3: 2-4)",
           0.5, 8.0),
+    Field("patient.systemic_model", "organs", "", "systemic model: 'organs' (whole-body organ "
+          "model of carrier and drug: plasma, liver, spleen, kidney, heart, skin, bone marrow, "
+          "muscle, rest; docs/organs.md) or 'compartments' (the compartmental plasma model, "
+          "docs/model.md §3)", choices=("organs", "compartments"), kind="str"),
+    # ------------------------------------------------------------ organs (systemic_model = organs)
+    *[Field(f"organs.partition_{o}", _DOX_PARTITION, "1", f"K_{o}, doxorubicin {o}:plasma "
+            "partition coefficient (total drug, linear binding); default: one value for every "
+            "organ from the label's V_ss (docs/organs.md) (verify per organ; `nanotransport "
+            "fit` estimates it from a biodistribution study)", 0.01, 10000.0)
+      for o in ("liver", "spleen", "kidney", "heart", "skin", "marrow", "muscle", "rest")],
+    Field("organs.mps_share_liver", 0.8, "1", "weight of the liver in the carriers' MPS uptake "
+          "(the three weights are normalized) (verify)", 0.0, 1.0),
+    Field("organs.mps_share_spleen", 0.15, "1", "weight of the spleen in the carriers' MPS "
+          "uptake (verify)", 0.0, 1.0),
+    Field("organs.mps_share_marrow", 0.05, "1", "weight of the bone marrow in the carriers' MPS "
+          "uptake (verify)", 0.0, 1.0),
+    Field("organs.residual_plasma_fraction", 0.0, "1", "plasma left in an organ homogenate per "
+          "organ volume (0: perfused organs); enters organ readouts only", 0.0, 0.5),
     # ------------------------------------------------------------ tumor geometry
     Field("tumor.geometry", "sphere", "", "tissue geometry: 'sphere' (1D radial: a spherical "
           "tumor in a shell of normal tissue), 'cartesian2d', 'axisymmetric' (r, z) or "
@@ -375,12 +403,18 @@ FIELDS: list[Field] = [
           "deferred correction, positive; solver.transport_step)",
           choices=("upwind", "limited"), kind="str"),
     # ------------------------------------------------------------ objective
-    Field("objective.weight_cardiac_auc", 0.1, "1", "weight of the cardiac term: free-drug "
-          "plasma AUC relative to free doxorubicin at the same dose (docs/model.md §10)", 0.0, 100.0),
+    Field("objective.weight_cardiac_auc", 0.1, "1", "weight of the cardiac term: free-drug AUC "
+          "in the heart (compartmental model: in plasma) relative to free doxorubicin at the "
+          "same dose (docs/organs.md)", 0.0, 100.0),
     Field("objective.weight_cardiac_peak", 0.1, "1", "weight of the cardiac term: peak free-drug "
-          "plasma concentration relative to free doxorubicin at the same dose", 0.0, 100.0),
-    Field("objective.weight_hand_foot", 0.1, "1", "weight of hand-foot syndrome: encapsulated-"
-          "drug plasma AUC relative to PEG-liposomal doxorubicin at the same dose", 0.0, 100.0),
+          "concentration in the heart (compartmental model: in plasma) relative to free "
+          "doxorubicin at the same dose", 0.0, 100.0),
+    Field("objective.weight_hand_foot", 0.1, "1", "weight of hand-foot syndrome: AUC of the "
+          "payload carriers bring into the skin (compartmental model: encapsulated drug in "
+          "plasma) relative to PEG-liposomal doxorubicin at the same dose", 0.0, 100.0),
+    Field("objective.weight_marrow", 0.1, "1", "weight of bone-marrow toxicity: free-drug AUC "
+          "in the marrow (compartmental model: in plasma) relative to free doxorubicin at the "
+          "same dose", 0.0, 100.0),
     Field("objective.weight_thermal", 1.0, "1", "weight of thermal damage: normal-tissue CEM43 "
           "above the threshold, relative to the threshold", 0.0, 100.0),
     Field("objective.cem43_threshold_min", 40.0, "min", "normal-tissue thermal dose tolerated "

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, heat, pk, properties as props
+from . import cells, heat, organs, pk, properties as props
 from ..engine import fv, solver, units
 from .fluid import FluidState, solve_pressure
 from .scenario import Scenario
@@ -71,8 +71,8 @@ class Result:
 
     times_s: jax.Array  # (n_t,)
     fields: jax.Array  # (n_t, len(species), *grid.shape), per-phase concentrations, mol/m³
-    systemic: jax.Array  # (n_t, 9) payload PK state (pk.STATE_NAMES), mol
-    systemic_carrier: jax.Array  # (n_t, 9) carrier-particle PK state, mol drug-equivalent
+    systemic: jax.Array  # (n_t, n) payload systemic state (its params' state_names), mol
+    systemic_carrier: jax.Array  # (n_t, n) carrier-particle state, mol drug-equivalent
     accumulators: jax.Array  # (len(ACCUMULATORS),) at the end time
     inputs: Inputs
     params: dict  # the scenario's numbers (user units), as given to ``run``
@@ -127,7 +127,9 @@ def _dtype(scenario: Scenario):
 
 
 def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.Array]:
-    """Systemic PK parameters of the payload and the dose in mol.
+    """Systemic PK parameters of the payload and the dose in mol: the compartmental set, or
+    with ``patient.systemic_model = "organs"`` the organ model built on its carrier part
+    (``organs.organ_parameters``).
 
     The carrier type and species pick a sourced parameter set (``pk.CARRIER_SETS``: Doxil-fitted
     PEG-liposome, PK1 conjugate); its carrier clearance holds at the set's reference diameter
@@ -160,6 +162,8 @@ def systemic_parameters(scenario: Scenario) -> tuple[pk.SystemicParameters, jax.
     params = base.replace(cl_renal=renal, cl_mps=cl_ref * share * size_law,
                           cl_other=cl_ref * (1.0 - share), k_leak_plasma=leak,
                           fu_plasma=s["drug.unbound_fraction_plasma"], k12=k12, k21=k21)
+    if scenario["patient.systemic_model"] == "organs":
+        params = organs.organ_parameters(params, species, s)
     return params, dose_mol
 
 
@@ -451,7 +455,8 @@ def _prepare(params: dict, static: tuple, description: str = ""):
     x0 = jnp.zeros((len(names),) + lay.grid.shape, dtype)
     if "temperature" in names:
         x0 = x0.at[names.index("temperature")].set(inp.heating.arterial_c)
-    state0 = (jnp.zeros(pk.N_STATE, dtype), jnp.zeros(pk.N_STATE, dtype), x0,
+    n_sys = inp.pk_payload.n_state
+    state0 = (jnp.zeros(n_sys, dtype), jnp.zeros(n_sys, dtype), x0,
               jnp.zeros(len(ACCUMULATORS) + len(RUNNING), dtype))
     return scenario, lay, names, inp, state0
 

@@ -135,14 +135,14 @@ def metrics(result: Result, with_imaging: bool = False) -> dict:
 
     final = fields[-1]
     y = result.systemic[-1]
+    carrier_renal, carrier_mps = inp.pk_payload.carrier_fates(result.systemic_carrier[-1])
     field = lambda n: final[names.index(n)]  # noqa: E731
     tissue_drug = jnp.sum((drug_per_tissue_volume(maps, final, names) + field("degraded")) * vol)
     given = given_dose * jnp.clip(result.times_s[-1] / inp.infusion_s, 0.0, 1.0)
     balance = jnp.abs(given - (jnp.sum(y) + tissue_drug)) / dose
 
     enc_given = given * inp.encapsulated_fraction
-    enc_left = (y[pk.I_ENC_CENTRAL] + y[pk.I_ENC_PERIPHERAL] + y[pk.I_SINK_RENAL]
-                + y[pk.I_SINK_MPS] + y[pk.I_SINK_OTHER]
+    enc_left = (inp.pk_payload.encapsulated_amount(y)
                 + jnp.sum(encapsulated_per_tissue_volume(maps, final, names) * vol))
     safe = lambda num, den: jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)  # noqa
     released = enc_given - enc_left
@@ -191,8 +191,8 @@ def metrics(result: Result, with_imaging: bool = False) -> dict:
         "released_in_tissue_vessels_fraction": released_vessel / dose,
         "released_in_interstitium_fraction": released_interstitium / dose,
         "released_in_cells_fraction": released_cells / dose,
-        "carrier_renal_fraction": result.systemic_carrier[-1, pk.I_SINK_RENAL] / dose,
-        "carrier_mps_fraction": result.systemic_carrier[-1, pk.I_SINK_MPS] / dose,
+        "carrier_renal_fraction": carrier_renal / dose,
+        "carrier_mps_fraction": carrier_mps / dose,
         "efficacy": efficacy(result),
         "mass_balance_error": balance,
     }

@@ -199,21 +199,22 @@ def imaging_study(scenario: Scenario, times_h, dose_fraction: float = 0.05) -> S
     return s.replace(**{"numerics.save_times_h": [0.0] + t})
 
 
-def check_parameters(names) -> list[str]:
-    """Dotted paths of the fitted parameters: known, differentiable, positive range."""
+def check_parameters(names, flag: str = "--fit") -> list[str]:
+    """Dotted paths of the fitted parameters: known, differentiable, positive range (``flag``:
+    the option named in messages; also used by ``fit``)."""
     paths = []
     for name in names:
         path = resolve_name(name)
         f = FIELDS_BY_PATH[path]
         if not f.is_param:
-            raise ScenarioError(f"--fit {name}: {path} is not a numeric parameter that can be "
+            raise ScenarioError(f"{flag} {name}: {path} is not a numeric parameter that can be "
                                  "fitted (it is structure); allowed: numeric scenario parameters"
                                  ", e.g. pore_radius_nm")
         if path in paths:
-            raise ScenarioError(f"--fit {name}: given twice")
+            raise ScenarioError(f"{flag} {name}: given twice")
         paths.append(path)
     if not paths:
-        raise ScenarioError("--fit: no parameters to fit")
+        raise ScenarioError(f"{flag}: no parameters to fit")
     return paths
 
 
