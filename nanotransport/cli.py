@@ -112,6 +112,20 @@ def run_one(scenario, label: str, show_progress: bool = True):
     return result, result.layout, summary.to_json_ready(values, times_h), time.perf_counter() - t0
 
 
+def _objective_summary(result) -> dict:
+    """J, each term, the weighted toxicity and each term's reference (summary.json)."""
+    from .model import objective
+
+    j, terms = objective.objective(result)
+    out = {"J": float(j), **{k: float(v) for k, v in terms.items()},
+           "toxicity": float(objective.weighted_toxicity(terms, result.params)),
+           "references": dict(objective.REFERENCES)}
+    if result.scenario["patient.systemic_model"] == "compartments":
+        out["references"] = {k: v + ("" if k == "tox_thermal" else " (plasma proxy)")
+                             for k, v in out["references"].items()}
+    return out
+
+
 def _fmt(v) -> str:
     if isinstance(v, dict):
         last = list(v.items())[-1]
@@ -135,7 +149,8 @@ def cmd_run(args) -> int:
     _warn_undefined(values)
     ds = io.to_xarray(result, lay, scenario)
     io.write_netcdf(ds, out / "results.nc")
-    summary = {"scenario": scenario.name, "description": scenario.description, **values}
+    summary = {"scenario": scenario.name, "description": scenario.description, **values,
+               "objective": _objective_summary(result)}
     io.write_json(out / "summary.json", summary)
     if scenario["outputs.figures"]:
         plots.plasma_pk({scenario.name: ds}, out / "plasma_pk.png")

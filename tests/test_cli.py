@@ -1,6 +1,8 @@
 """CLI smoke tests on tiny grids: files, summary keys, exit codes."""
 import json
 
+import pytest
+
 import xarray as xr
 
 from nanotransport import cli
@@ -20,7 +22,13 @@ def test_run_writes_results_summary_and_figures(tmp_path, capsys):
     assert SUMMARY_KEYS <= set(summary)
     assert set(summary["tumor_carrier_pct_id"]) == {"0", "0.25", "0.5", "1", "2"}
     assert summary["mass_balance_error"] < 1e-10
+    obj = summary["objective"]
+    terms = ("efficacy", "tox_cardiac_auc", "tox_cardiac_peak", "tox_hand_foot", "tox_marrow",
+             "tox_thermal")
+    assert set(terms) <= set(obj) and set(obj["references"]) == set(terms[1:])
+    assert obj["J"] == pytest.approx(obj["efficacy"] - obj["toxicity"], rel=1e-12)
     ds = xr.open_dataset(tmp_path / "results.nc")
+    assert ds["organ_heart_free_drug"].attrs["units"] == "ug/g"
     assert ds.payload.dims == ("time", "r") and ds.time.attrs["units"] == "h"
     assert ds.r.attrs["units"] == "mm" and "units" in ds.free.attrs
     assert "[formulation]" in ds.attrs["scenario_toml"]
