@@ -86,8 +86,8 @@ def _extras(result) -> dict:
         "encapsulated_profile": per_time(encapsulated_per_tissue_volume) * MW,
         "intracellular_profile": per_time(intracellular_per_tissue_volume) * MW,
         # cumulative carrier particles cleared (renal, MPS, other), share of the dose
-        "carrier_sinks_fraction": result.systemic_carrier[:, pk.I_SINK_RENAL:pk.I_SINK_OTHER + 1]
-        / dose,
+        "carrier_sinks_fraction": jnp.stack(result.inputs.pk_payload.carrier_fates(
+            result.systemic_carrier), axis=-1) / dose,
         # encapsulated and free drug in plasma (µg/mL) at the saved times
         "plasma_encapsulated_ug_per_ml":
             result.systemic[:, pk.I_ENC_CENTRAL] / result.inputs.pk_payload.plasma_volume * MW,

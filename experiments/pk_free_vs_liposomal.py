@@ -56,8 +56,8 @@ def closed_form(scenario) -> dict:
         "auc_free_inf_ug_h_ml": float(pk.auc(p, dose, enc).free_total) * C.MW / units.HOUR,
         "t_half_free_min": (np.asarray(hl.free) / units.MIN).tolist(),
         "t_half_carrier_h": (np.asarray(hl.carrier) / units.HOUR).tolist(),
-        "elimination_fractions_renal_mps_other_free":
-            np.asarray(pk.elimination_fractions(p, enc)).tolist(),
+        "elimination_fractions": dict(zip(p.state_names[p.n_active:],
+                                          np.asarray(pk.elimination_fractions(p, enc)).tolist())),
     }
     return out, p, dose, enc
 
@@ -111,7 +111,7 @@ def main(argv=None):
                   "doxorubicin label", "fitted to the geometric mid-point 991"),
         C.compare("free dox: distribution t½", free["t_half_free_min"][0], 5.0, "min",
                   "doxorubicin label"),
-        C.compare("free dox: terminal t½", free["t_half_free_min"][2] / 60, (20.0, 48.0), "h",
+        C.compare("free dox: terminal t½", free["t_half_free_min"][-1] / 60, (20.0, 48.0), "h",
                   "doxorubicin label", "fitted to 30 h"),
         C.compare(f"free dox: AUC∞ at {dose_f_m2:g} mg/m²", free["auc_inf_ug_h_ml"],
                   (dose_f_m2 / (0.809 * 60), dose_f_m2 / (0.324 * 60)), "µg·h/mL",

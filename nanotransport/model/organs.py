@@ -149,11 +149,12 @@ class OrganParameters:
                 + y[..., I_SINK_RENAL] + y[..., I_SINK_OTHER])
 
     def carrier_fates(self, y):
-        """(renal, MPS) cumulative carrier amounts (mol) of a carrier-tracking state ``y``
-        (no leak): MPS = taken up by macrophages, digested or not."""
+        """(renal, MPS, other) cumulative carrier amounts (mol) of a carrier-tracking state
+        ``y`` (no leak): MPS = taken up by macrophages, digested or not (what digestion released
+        is in the tracker's free-drug states)."""
         mps = jnp.sum(y[..., I_FREE_CENTRAL:I_SINK_RENAL], axis=-1) \
             + y[..., I_SINK_HEPATIC] + y[..., I_SINK_URINE]
-        return y[..., I_SINK_RENAL], mps
+        return y[..., I_SINK_RENAL], mps, y[..., I_SINK_OTHER]
 
 
 jax.tree_util.register_dataclass(

@@ -188,8 +188,8 @@ class SystemicParameters:
                 + y[..., I_SINK_MPS] + y[..., I_SINK_OTHER])
 
     def carrier_fates(self, y):
-        """(renal, MPS) cumulative carrier amounts (mol) of a carrier-tracking state ``y``."""
-        return y[..., I_SINK_RENAL], y[..., I_SINK_MPS]
+        """(renal, MPS, other) cumulative carrier amounts (mol) of a carrier-tracking state."""
+        return y[..., I_SINK_RENAL], y[..., I_SINK_MPS], y[..., I_SINK_OTHER]
 
     def replace(self, **changes) -> "SystemicParameters":
         """Copy with some fields changed (works inside jit: values may be tracers)."""

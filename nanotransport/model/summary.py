@@ -135,7 +135,7 @@ def metrics(result: Result, with_imaging: bool = False) -> dict:
 
     final = fields[-1]
     y = result.systemic[-1]
-    carrier_renal, carrier_mps = inp.pk_payload.carrier_fates(result.systemic_carrier[-1])
+    carrier_renal, carrier_mps, _ = inp.pk_payload.carrier_fates(result.systemic_carrier[-1])
     field = lambda n: final[names.index(n)]  # noqa: E731
     tissue_drug = jnp.sum((drug_per_tissue_volume(maps, final, names) + field("degraded")) * vol)
     given = given_dose * jnp.clip(result.times_s[-1] / inp.infusion_s, 0.0, 1.0)
