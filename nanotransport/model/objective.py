@@ -64,6 +64,13 @@ REFERENCES = {"tox_cardiac_auc": "free doxorubicin, same dose and infusion",
               "tox_thermal": "the tolerated normal-tissue thermal dose objective.cem43_threshold_min"}
 
 
+def _ratio(num, den):
+    """num/den, and 0 where the reference exposure is 0 (a zero dose: no drug, no toxicity);
+    safe under differentiation (no 0/0 on either branch)."""
+    has = den > 0
+    return jnp.where(has, num / jnp.where(has, den, 1.0), 0.0)
+
+
 def reference_parameters(scenario: Scenario):
     """(free doxorubicin, PEG-liposomal doxorubicin) systemic parameters of the scenario's
     patient: the same systemic model, species, body and drug, other formulation."""
@@ -120,10 +127,11 @@ def organ_toxicity(scenario: Scenario, dose_mol, infusion_s, t_end_s) -> dict:
     peak = smooth_peak(organs.exposure_series(params, times, dose_mol, infusion_s, fe)[:, heart])
     peak_free = smooth_peak(organs.exposure_series(free_ref, times, dose_mol, infusion_s,
                                                    0.0)[:, heart])
-    return {"tox_cardiac_auc": auc[heart] / auc_free[heart],
-            "tox_cardiac_peak": peak / peak_free,
+    marrow = keys.index("marrow_free")
+    return {"tox_cardiac_auc": _ratio(auc[heart], auc_free[heart]),
+            "tox_cardiac_peak": _ratio(peak, peak_free),
             "tox_hand_foot": _hand_foot(auc, auc_lipo, keys),
-            "tox_marrow": auc[keys.index("marrow_free")] / auc_free[keys.index("marrow_free")]}
+            "tox_marrow": _ratio(auc[marrow], auc_free[marrow])}
 
 
 def _hand_foot(auc, auc_lipo, keys):
@@ -131,9 +139,8 @@ def _hand_foot(auc, auc_lipo, keys):
     blood (the mouse sets have no extravascular carrier compartment), the encapsulated-drug
     plasma AUC over the reference's instead (the compartmental proxy)."""
     skin, plasma = keys.index("skin_payload"), keys.index("plasma_encapsulated")
-    ref = auc_lipo[skin]
-    has = ref > 0
-    return jnp.where(has, auc[skin] / jnp.where(has, ref, 1.0), auc[plasma] / auc_lipo[plasma])
+    return jnp.where(auc_lipo[skin] > 0, _ratio(auc[skin], auc_lipo[skin]),
+                     _ratio(auc[plasma], auc_lipo[plasma]))
 
 
 def plasma_toxicity(result: Result, m: dict) -> dict:
@@ -149,10 +156,11 @@ def plasma_toxicity(result: Result, m: dict) -> dict:
     h = units.HOUR
     mw = units.DOXORUBICIN_MOLAR_MASS
     free_series = free_plasma_series(scenario, inp.dose_mol, inp.infusion_s, result.times_s[-1])
-    cardiac = m["plasma_auc_free_ug_h_per_ml"] * h / mw / auc_free_ref
+    cardiac = _ratio(m["plasma_auc_free_ug_h_per_ml"] * h / mw, auc_free_ref)
     return {"tox_cardiac_auc": cardiac,
-            "tox_cardiac_peak": smooth_peak(free_series) / peak_free_ref,
-            "tox_hand_foot": m["plasma_auc_encapsulated_ug_h_per_ml"] * h / mw / auc_enc_ref,
+            "tox_cardiac_peak": _ratio(smooth_peak(free_series), peak_free_ref),
+            "tox_hand_foot": _ratio(m["plasma_auc_encapsulated_ug_h_per_ml"] * h / mw,
+                                    auc_enc_ref),
             "tox_marrow": cardiac}
 
 
