@@ -71,10 +71,12 @@ def _ratio(num, den):
     return jnp.where(has, num / jnp.where(has, den, 1.0), 0.0)
 
 
-def reference_parameters(scenario: Scenario):
+def reference_parameters(scenario: Scenario, params=None):
     """(free doxorubicin, PEG-liposomal doxorubicin) systemic parameters of the scenario's
-    patient: the same systemic model, species, body and drug, other formulation."""
-    params, _ = systemic_parameters(scenario)
+    patient: the same systemic model, species, body and drug, other formulation (``params``:
+    the scenario's own systemic parameters, when already built)."""
+    if params is None:
+        params, _ = systemic_parameters(scenario)
     species = scenario["patient.species"]
     s = scenario.params
     free_ref = params.replace(k_leak_plasma=0.0)
@@ -116,7 +118,7 @@ def free_plasma_series(scenario: Scenario, dose_mol, infusion_s, t_end_s):
 def organ_toxicity(scenario: Scenario, dose_mol, infusion_s, t_end_s) -> dict:
     """The organ model's cardiac (AUC, peak), hand-foot and marrow terms (dimensionless)."""
     params, _ = systemic_parameters(scenario)
-    free_ref, lipo = reference_parameters(scenario)
+    free_ref, lipo = reference_parameters(scenario, params)
     fe = scenario.params["formulation.encapsulated_fraction"]
     keys = list(organs.EXPOSURES)
     auc = organs.exposure_auc(params, dose_mol, infusion_s, fe, t_end_s)
