@@ -17,7 +17,8 @@ from nanotransport import fv, grid, linalg, solver
 # ================================================================== grid metrics
 def test_sphere_volumes_and_areas():
     R = 3e-3
-    for g in (grid.sphere(R, 37), grid.sphere(R, 50, refine_at_m=2e-3, refine_ratio=8.0)):
+    for g in (grid.sphere(R, 37), grid.sphere(R, 50, refine_at_m=2e-3, refine_ratio=8.0),
+              grid.sphere(R, 50, refine_at_m=2e-3, refine_ratio=1e3, grading="geometric")):
         assert float(np.sum(g.volume)) == pytest.approx(4.0 / 3.0 * math.pi * R**3, rel=1e-12)
         r = np.asarray(g.faces[0])
         np.testing.assert_allclose(g.face_area(0), 4.0 * math.pi * r**2, rtol=1e-14)
@@ -65,6 +66,45 @@ def test_graded_spacing_is_finer_at_refinement_point():
     assert near < w[0] / 5 and near < w[-1] / 5
     assert float(np.sum(w)) == pytest.approx(1e-2, rel=1e-14)
     assert np.all(w > 0)
+
+
+@pytest.mark.parametrize("ratio", [8.0, 1000.0, 1e4])
+def test_geometric_grading(ratio):
+    """``grading="geometric"``: the refinement point is a face, the finest cell is ~1/ratio of
+    the far spacing, neighbours differ by at most the growth factor (+ 5 % for the discrete
+    placement), and the cells fill the axis exactly."""
+    L, x0, n = 15e-3, 10e-3, 100
+    faces = np.asarray(grid.axis_faces(L, n, refine_at_m=x0, refine_ratio=ratio,
+                                       grading="geometric"))
+    h = np.diff(faces)
+    assert faces.size == n + 1 and faces[0] == 0.0 and faces[-1] == L
+    assert x0 in faces and np.all(h > 0)
+    neighbours = np.maximum(h[1:] / h[:-1], h[:-1] / h[1:])
+    assert neighbours.max() <= 1.0 + grid.GEOMETRIC_GROWTH + 0.05
+    # the finest cells sit at x0; far cells are about ratio times larger where the axis is
+    # long enough to reach the far spacing ((ratio − 1)δ/|x − x0| ≪ 1; not at ratio 1e4 with
+    # 100 cells, where every cell is in the geometric zone and the finest cell is smaller still)
+    k = int(np.argmin(h))
+    assert abs(faces[k] - x0) <= h[k] or abs(faces[k + 1] - x0) <= h[k]
+    if ratio <= 1000.0:
+        assert h.max() / h.min() == pytest.approx(ratio, rel=0.6)
+    coarser = np.diff(grid.axis_faces(L, n, refine_at_m=x0, refine_ratio=ratio / 4,
+                                      grading="geometric"))
+    assert h.min() < coarser.min()
+    # a material interface elsewhere is still moved onto a face
+    f2 = grid.axis_faces(L, n, refine_at_m=x0, refine_ratio=ratio, grading="geometric",
+                         interfaces_m=(3e-3,))
+    assert 3e-3 in f2 and x0 in f2
+
+
+def test_grading_errors_name_the_value():
+    with pytest.raises(ValueError, match="grading = 'cubic'"):
+        grid.axis_faces(1.0, 10, refine_at_m=0.5, refine_ratio=4.0, grading="cubic")
+    with pytest.raises(ValueError, match="refine_ratio = 0.5"):
+        grid.axis_faces(1.0, 10, refine_at_m=0.5, refine_ratio=0.5, grading="geometric")
+    with pytest.raises(ValueError, match="growth"):
+        grid.axis_faces(1.0, 10, refine_at_m=0.5, refine_ratio=4.0, grading="geometric",
+                        growth=-1.0)
 
 
 # ================================================================== conservation

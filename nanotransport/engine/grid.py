@@ -203,18 +203,43 @@ class Grid:
 
 
 # --------------------------------------------------------------------- constructors
+#: the cell-density laws of ``axis_faces``
+GRADINGS = ("gaussian", "geometric")
+#: neighbouring cells differ by at most this fraction near x₀ in a geometric grading
+GEOMETRIC_GROWTH = 0.15
+
+
 def axis_faces(length_m: float, n: int, start_m: float = 0.0, refine_at_m: float | None = None,
                refine_ratio: float = 1.0, refine_width_m: float | None = None,
-               interfaces_m: tuple[float, ...] = ()) -> tuple[float, ...]:
+               interfaces_m: tuple[float, ...] = (), grading: str = "gaussian",
+               growth: float = GEOMETRIC_GROWTH) -> tuple[float, ...]:
     """Face coordinates of one axis: uniform, or graded to be finer near ``refine_at_m``.
 
-    Graded spacing uses a smooth cell-density function ρ(x) = 1 + (ratio − 1)·exp(−((x − x₀)/w)²)
-    and places faces at equal increments of ∫ρ dx, so the cells near x₀ are about ``ratio``
-    times smaller than far away (e.g. fine at a tumor margin).  The face nearest to each of
-    ``interfaces_m`` is then moved onto it, so material interfaces lie on faces (a coefficient
-    jump inside a cell would make the scheme first order).
+    Graded spacing places faces at equal increments of ∫ρ dx for a cell-density function ρ, so
+    the cells near x₀ = ``refine_at_m`` are about ``ratio`` times smaller than far away:
+
+    * ``grading="gaussian"``: ρ(x) = 1 + (ratio − 1)·exp(−((x − x₀)/w)²), w = ``refine_width_m``
+      (default a tenth of the length): one band of fine cells of width ~w.
+    * ``grading="geometric"``: ρ(x) = 1 + (ratio − 1)·δ/(|x − x₀| + δ), so the cell size grows
+      in proportion to the distance from x₀ (a geometric series, every length scale from
+      δ to the far spacing h_far resolved by about the same number of cells) until it reaches
+      h_far.  δ = ``refine_width_m``, or by default the δ for which neighbouring cells near x₀
+      differ by the factor 1 + ``growth``: h_far/((ratio − 1) δ) = growth.  For boundary
+      layers of unknown, parameter-dependent thickness at a material interface (the tumor
+      margin: IFP and filtration fall over ~0.1 mm, carriers pile up in a layer of
+      D/(R_f u) ~ 10 µm).  x₀ is a face and each side is graded on its own.
+
+    The face nearest to each of ``interfaces_m`` is then moved onto it, so material interfaces
+    lie on faces (a coefficient jump inside a cell would make the scheme first order).
     """
-    faces = np.asarray(_graded(length_m, n, start_m, refine_at_m, refine_ratio, refine_width_m))
+    if grading not in GRADINGS:
+        raise ValueError(f"grading = {grading!r}; allowed: {', '.join(GRADINGS)}")
+    if grading == "geometric" and refine_at_m is not None and refine_ratio != 1.0:
+        faces = np.asarray(_geometric(length_m, n, start_m, refine_at_m, refine_ratio,
+                                      refine_width_m, growth))
+    else:
+        faces = np.asarray(_graded(length_m, n, start_m, refine_at_m, refine_ratio,
+                                   refine_width_m))
     for x in interfaces_m:
         if start_m < x < start_m + length_m:
             k = int(np.argmin(np.abs(faces[1:-1] - x))) + 1
@@ -240,6 +265,43 @@ def _graded(length_m, n, start_m, refine_at_m, refine_ratio, refine_width_m):
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(x))])
     faces = np.interp(np.linspace(0.0, cum[-1], n + 1), cum, x)
     faces[0], faces[-1] = start_m, start_m + length_m
+    return faces
+
+
+def _geometric(length_m, n, start_m, x0, ratio, width_m, growth):
+    """Faces of ``grading="geometric"`` (see ``axis_faces``): x₀ a face, each side graded."""
+    _graded(length_m, n, start_m, None, 1.0, None)  # checks n and the length
+    if ratio < 1.0:
+        raise ValueError(f"refine_ratio = {ratio}; allowed: >= 1")
+    if not (growth > 0 and np.isfinite(growth)):
+        raise ValueError(f"growth = {growth!r}; allowed: a finite number > 0")
+    end = start_m + length_m
+    x = np.linspace(start_m, end, 40001)
+    x = np.unique(np.concatenate([x, [x0], x0 + np.geomspace(1e-9 * length_m, length_m, 4000),
+                                  x0 - np.geomspace(1e-9 * length_m, length_m, 4000)]))
+    x = x[(x >= start_m) & (x <= end)]
+    if width_m is not None:
+        delta = float(width_m)
+    else:  # fixed point of δ = h_far / (growth (ratio − 1)), h_far = ∫ρ / n
+        delta = length_m / n / (growth * max(ratio - 1.0, 1e-12))
+        for _ in range(100):
+            rho = 1.0 + (ratio - 1.0) * delta / (np.abs(x - x0) + delta)
+            new = np.trapezoid(rho, x) / n / (growth * max(ratio - 1.0, 1e-12))
+            if abs(new - delta) <= 1e-12 * delta:
+                break
+            delta = new
+    rho = 1.0 + (ratio - 1.0) * delta / (np.abs(x - x0) + delta)
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(x))])
+    inner = start_m < x0 < end
+    if not inner:  # x₀ at (or beyond) an end: one graded side
+        faces = np.interp(np.linspace(0.0, cum[-1], n + 1), cum, x)
+    else:
+        k = int(np.searchsorted(x, x0))  # x[k] == x₀ (added to the sample points)
+        n_lo = min(max(1, int(round(n * cum[k] / cum[-1]))), n - 1)
+        lo = np.interp(np.linspace(0.0, cum[k], n_lo + 1), cum[:k + 1], x[:k + 1])
+        hi = np.interp(np.linspace(cum[k], cum[-1], n - n_lo + 1), cum[k:], x[k:])
+        faces = np.concatenate([lo[:-1], [x0], hi[1:]])
+    faces[0], faces[-1] = start_m, end
     return faces
 
 

@@ -383,9 +383,10 @@ FIELDS: list[Field] = [
     # ------------------------------------------------------------ numerics
     Field("numerics.cells", 100, "", "number of cells along each axis (radial cells of the "
           "1D sphere)", 4, 100000, kind="int"),
-    Field("numerics.margin_refinement", 8.0, "1", "how much finer the grid is at the tumor "
-          "margin than far from it (IFP falls over ~0.2-1 mm there)", 1.0, 100.0,
-          kind="static_float"),
+    Field("numerics.margin_refinement", 3000.0, "1", "how much finer the radial grid (sphere) "
+          "is at the tumor margin than far from it; cells grow geometrically (by <= 16 % per "
+          "cell) away from the margin, resolving the IFP fall (~0.1 mm) and the carrier layer "
+          "(~10 um) there (docs/model.md)", 1.0, 1e5, kind="static_float"),
     Field("numerics.t_end_h", 72.0, "h", "end time", 0.01, 2000.0, kind="static_float"),
     Field("numerics.max_dt_min", 10.0, "min", "largest time step", 0.001, 600.0, kind="static_float"),
     Field("numerics.heating_max_dt_min", 1.0, "min", "largest time step in the window of refined "
@@ -398,9 +399,9 @@ FIELDS: list[Field] = [
           0.0, 2000.0, kind="list"),
     Field("numerics.precision", "float64", "", "floating-point precision",
           choices=("float64", "float32"), kind="str"),
-    Field("numerics.convection", "upwind", "", "convection scheme of the interstitial "
-          "transport: 'upwind' (first order) or 'limited' (second-order van Leer MUSCL by "
-          "deferred correction, positive; solver.transport_step)",
+    Field("numerics.convection", "limited", "", "convection scheme of the interstitial "
+          "transport: 'limited' (second-order van Leer MUSCL by deferred correction, positive; "
+          "solver.transport_step) or 'upwind' (first order)",
           choices=("upwind", "limited"), kind="str"),
     # ------------------------------------------------------------ objective
     Field("objective.weight_cardiac_auc", 0.1, "1", "weight of the cardiac term: free-drug AUC "

@@ -104,8 +104,7 @@ def layout(scenario: Scenario) -> Layout:
     extent = radius + margin
     if geometry == "sphere":
         ratio = float(scenario["numerics.margin_refinement"])
-        g = grids.sphere(extent, n, refine_at_m=radius, refine_ratio=ratio,
-                         refine_width_m=0.15 * radius,
+        g = grids.sphere(extent, n, refine_at_m=radius, refine_ratio=ratio, grading="geometric",
                          interfaces_m=(radius,) + ((necrotic_r,) if necrotic_r > 0 else ()))
     elif geometry == "axisymmetric":
         g = grids.Grid("axisymmetric", (grids.axis_faces(extent, n),
