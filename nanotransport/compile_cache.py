@@ -26,6 +26,8 @@ ENV = "NANOTRANSPORT_COMPILE_CACHE"
 OFF = ("off", "none", "0", "false", "")
 #: programs that compile faster than this (s) are not written (loading would not pay)
 MIN_COMPILE_SECONDS = 0.5
+#: subfolder of the traced programs (``engine/export_cache.py``)
+EXPORTS = "exports"
 
 
 def default_dir() -> Path:
@@ -60,11 +62,15 @@ def enable(path: str | os.PathLike | None = None, disabled: bool = False) -> Pat
     folder, or None when off.  Call it before the first compilation."""
     import jax
 
+    from .engine import export_cache
+
     folder = resolve(path, disabled)
     if folder is None:
         jax.config.update("jax_enable_compilation_cache", False)
+        export_cache.configure(None)
         return None
     jax.config.update("jax_enable_compilation_cache", True)
+    export_cache.configure(folder / EXPORTS)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     if jax.config.jax_persistent_cache_min_compile_time_secs > MIN_COMPILE_SECONDS:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
