@@ -66,29 +66,41 @@ jax.config.update("jax_enable_x64", True)
 from nanotransport import scenario, simulate, summary
 from nanotransport.engine import export_cache
 
-folder, overrides, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-if folder != "off":
-    export_cache.configure(folder)
-result = simulate.simulate(scenario.load("doxil", overrides), progress=lambda t: None)
-values = summary.metrics(result)
-arrays = {"fields": result.fields, "systemic": result.systemic,
-          "systemic_carrier": result.systemic_carrier, "accumulators": result.accumulators,
-          "dose_mol": result.inputs.dose_mol, "pressure": result.inputs.fluid.pressure}
-arrays.update({"m_" + k: v for k, v in values.items() if not isinstance(v, dict)})
-np.savez(out, **{k: np.asarray(v) for k, v in arrays.items()})
-print(json.dumps(export_cache.counts))
+folder, steps, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+counts, arrays = [], {}
+for i, step in enumerate(steps):
+    if step.get("corrupt"):  # a truncated file, and garbage after the first 60 bytes
+        for k, f in enumerate(sorted(__import__("pathlib").Path(folder).glob("*.jaxexport"))):
+            blob = f.read_bytes()
+            f.write_bytes(blob[: len(blob) // 2] if k % 2 else blob[:60] + b"\0garbage")
+    export_cache.configure(folder if step["cache"] else None)  # forgets loaded exports
+    before = dict(export_cache.counts)
+    result = simulate.simulate(scenario.load("doxil", step["overrides"]),
+                               progress=lambda t: None)
+    values = summary.metrics(result)
+    counts.append({k: export_cache.counts[k] - before[k] for k in before})
+    got = {"fields": result.fields, "systemic": result.systemic,
+           "systemic_carrier": result.systemic_carrier, "accumulators": result.accumulators,
+           "dose_mol": result.inputs.dose_mol, "pressure": result.inputs.fluid.pressure,
+           **{"m_" + k: v for k, v in values.items() if not isinstance(v, dict)}}
+    arrays.update({f"{i}/{k}": np.asarray(v) for k, v in got.items()})
+np.savez(out, **arrays)
+print(json.dumps(counts))
 """
 SMALL = ["numerics.cells=10", "numerics.t_end_h=1", "numerics.max_dt_min=30"]
 
 
-def _run(tmp_path, folder, overrides=SMALL, tag="run"):
-    """Simulate and take the metrics in a fresh process; (export_cache.counts, arrays)."""
+def _run(tmp_path, folder, steps, tag="run"):
+    """``steps`` ({"overrides", "cache", "corrupt"}) in one fresh process, each a small run and
+    its metrics; per step: (export_cache.counts of the step, arrays)."""
     out = tmp_path / f"{tag}.npz"
-    res = subprocess.run([sys.executable, "-c", RUN, str(folder), json.dumps(overrides),
-                          str(out)], check=True, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", RUN, str(folder), json.dumps(steps), str(out)],
+                         check=True, capture_output=True, text=True, timeout=300)
+    counts = json.loads(res.stdout.strip().splitlines()[-1])
     with np.load(out) as f:
-        arrays = dict(f)
-    return json.loads(res.stdout.strip().splitlines()[-1]), arrays
+        arrays = [{k.split("/", 1)[1]: f[k] for k in f.files if k.startswith(f"{i}/")}
+                  for i in range(len(steps))]
+    return list(zip(counts, arrays))
 
 
 def _same(a: dict, b: dict):
@@ -97,46 +109,38 @@ def _same(a: dict, b: dict):
         np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=0, err_msg=k)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The plain jitted path (export cache off) of the small run."""
-    return _run(tmp_path_factory.mktemp("ref"), "off")[1]
-
-
-def test_a_fresh_process_loads_the_exported_programs(tmp_path, reference):
-    """The first process exports (prepare, advance, metrics) and writes them; the second
-    loads them (no export, so no tracing of the model) and gets the uncached numbers."""
+def test_a_fresh_process_loads_the_exported_programs(tmp_path):
+    """The first process exports (inputs, macro-interval, metrics) and writes them; a fresh
+    process loads them (no export: the model is not traced) and gets the numbers of the plain
+    jitted path (cache off) to 1e-12."""
     folder = tmp_path / "exports"
-    first, a = _run(tmp_path, folder, tag="first")
+    (ref, reference), (first, a) = _run(tmp_path, folder, [
+        {"overrides": SMALL, "cache": False}, {"overrides": SMALL, "cache": True}], "first")
+    assert ref == {"hit": 0, "miss": 0, "fallback": 0, "bypass": 0}, ref
     assert first["miss"] >= 3 and first["hit"] == 0 and first["fallback"] == 0, first
     assert len(list(folder.glob("*.jaxexport"))) == first["miss"]
-    second, b = _run(tmp_path, folder, tag="second")
+    [(second, b)] = _run(tmp_path, folder, [{"overrides": SMALL, "cache": True}], "second")
     assert second["hit"] == first["miss"] and second["miss"] == 0, second
     assert second["fallback"] == 0, second
     _same(a, reference)
     _same(b, reference)
 
 
-def test_new_numbers_reuse_an_export_a_new_structure_does_not(tmp_path):
+def test_numbers_reuse_exports_a_structure_does_not_and_bad_files_fall_back(tmp_path):
+    """New numbers load the exports of the first run; a new grid (``numerics.cells``) writes
+    its own; corrupted files fall back to the plain jitted path, with its numbers."""
     folder = tmp_path / "exports"
-    _run(tmp_path, folder)
-    numbers, _ = _run(tmp_path, folder, SMALL + ["dose.dose_mg_per_m2=20",
-                                                 "formulation.diameter_nm=90"])
-    assert numbers["miss"] == 0 and numbers["hit"] >= 3, numbers
-    cells, _ = _run(tmp_path, folder, SMALL + ["numerics.cells=11"])
-    assert cells["miss"] >= 3 and cells["hit"] == 0, cells
-
-
-def test_a_corrupted_export_falls_back_to_the_jitted_call(tmp_path, reference):
-    folder = tmp_path / "exports"
-    _run(tmp_path, folder)
-    files = sorted(folder.glob("*.jaxexport"))
-    for i, f in enumerate(files):  # a truncated file, and garbage after a valid header
-        blob = f.read_bytes()
-        f.write_bytes(blob[: len(blob) // 2] if i % 2 else blob[:60] + b"\x00garbage")
-    counts, arrays = _run(tmp_path, folder, tag="corrupt")
-    assert counts["fallback"] == len(files) and counts["hit"] == 0, counts
-    _same(arrays, reference)
+    new_numbers = SMALL + ["dose.dose_mg_per_m2=20", "formulation.diameter_nm=90"]
+    (first, _), (numbers, _), (cells, _), (corrupt, c), (_, reference) = _run(
+        tmp_path, folder, [{"overrides": SMALL, "cache": True},
+                           {"overrides": new_numbers, "cache": True},
+                           {"overrides": SMALL + ["numerics.cells=11"], "cache": True},
+                           {"overrides": SMALL, "cache": True, "corrupt": True},
+                           {"overrides": SMALL, "cache": False}])
+    assert numbers["miss"] == 0 and numbers["hit"] == first["miss"], numbers
+    assert cells["miss"] == first["miss"] and cells["hit"] == 0, cells
+    assert corrupt["fallback"] == first["miss"] and corrupt["hit"] == 0, corrupt
+    _same(c, reference)
 
 
 def test_the_key_follows_source_static_structure_and_shapes():
