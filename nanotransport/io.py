@@ -18,8 +18,7 @@ from .engine import export_cache, units
 from .model.scenario import Scenario, ScenarioError
 from .model.simulate import Result
 from .model.tissue import Layout
-from .model.transport import (PAYLOAD_PLACES, carriers_per_tissue_volume, drug_per_tissue_volume,
-                              payload_locations)
+from .model.transport import carriers_per_tissue_volume, drug_per_tissue_volume, payload_locations
 
 FIELD_DOCS = {
     "carrier": "carrier particles in the interstitium (drug-equivalent at loading)",
@@ -160,7 +159,7 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
                                       "macrophages)"})
     tumor_w = g.volume * lay.tumor
     space = tuple(range(1, g.ndim + 1))
-    for key in PAYLOAD_PLACES:
+    for key in sorted(k.removeprefix("payload_") for k in derived if k.startswith("payload_")):
         per_volume = derived["payload_" + key]
         mean = np.sum(np.asarray(per_volume) * tumor_w, axis=space) / np.sum(tumor_w)
         data[f"tumor_payload_{key}"] = ("time", mean * mw, {

@@ -14,7 +14,6 @@ import xarray as xr  # noqa: E402
 
 from . import outdir
 from .engine import units  # noqa: E402
-from .model.transport import PAYLOAD_PLACES  # noqa: E402
 
 MW = units.DOXORUBICIN_MOLAR_MASS
 
@@ -44,6 +43,8 @@ def tissue_carriers(ds: xr.Dataset) -> xr.DataArray:
     return ds.tissue_carriers.transpose("time", ...)
 
 
+PAYLOAD_PLACES = ("vessel", "interstitium", "carriers_on_cells", "macrophages", "cancer_cells",
+                  "nucleus")
 
 
 def payload_locations(ds: xr.Dataset, path: Path) -> Path:

@@ -251,11 +251,6 @@ def intracellular_per_tissue_volume(maps: TissueMaps, x, names):
             + _get(x, names, "internalized_payload"))
 
 
-#: the places of ``payload_locations``, in its order
-PAYLOAD_PLACES = ("vessel", "interstitium", "carriers_on_cells", "macrophages", "cancer_cells",
-                  "nucleus")
-
-
 def payload_locations(maps: TissueMaps, x, names) -> dict:
     """Where the drug is, per tissue volume (mol/m³): ``vessel`` (plasma in tissue vessels,
     encapsulated and free), ``interstitium`` (in carriers and free), ``carriers_on_cells``
