@@ -22,6 +22,7 @@ those of ``fn`` either way.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -255,7 +256,6 @@ def _export(fn: Callable, treedef, avals, static: tuple):
         return fn(*jax.tree_util.tree_unflatten(treedef, leaves), *static)
 
     flat.__name__ = flat.__qualname__ = getattr(fn, "__name__", "fn")
-
     specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in avals]
     exported = jax.export.export(jax.jit(flat))(*specs)
     types = _node_types(exported.out_tree, set())
@@ -301,7 +301,8 @@ def call(name: str, fn: Callable, args: tuple, static: tuple = ()):
         out = run(*leaves)
     except Exception as e:  # noqa: BLE001 -- never worse than the plain call
         _loaded[k] = None  # this process calls fn from now on; a later one writes a new file
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         return _fall_back(name, e, fn, args, static)
     _loaded[k] = run
     return out
