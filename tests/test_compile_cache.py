@@ -1,5 +1,7 @@
 """The persistent compilation cache of the command line (``nanotransport/compile_cache.py``):
-where it goes, how it is turned off, and that a run writes its compiled programs there."""
+where it goes, how it is turned off, and that a run writes its compiled programs there; and
+the export cache of traced programs (``nanotransport/engine/export_cache.py``): hits in a
+fresh process, its key, fallbacks, and that traced arguments bypass it."""
 import json
 import os
 import subprocess
@@ -67,6 +69,7 @@ from nanotransport import scenario, simulate, summary
 from nanotransport.engine import export_cache
 
 folder, steps, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+assert export_cache.folder() is None  # off in the Python API unless configured
 counts, arrays = [], {}
 for i, step in enumerate(steps):
     if step.get("corrupt"):  # a truncated file, and garbage after the first 60 bytes
@@ -145,7 +148,6 @@ def test_numbers_reuse_exports_a_structure_does_not_and_bad_files_fall_back(tmp_
 
 def test_the_key_follows_source_static_structure_and_shapes():
     import jax
-    import numpy as np
 
     from nanotransport.engine import export_cache
 

@@ -202,4 +202,3 @@ def compiled_objective(result: Result) -> tuple:
 
 
 _objective_jit = jax.jit(objective)
-

@@ -109,7 +109,8 @@ def metrics(result: Result, with_imaging: bool = False) -> dict:
     ``with_imaging``: also the imaging readouts (``imaging.metrics``, set up from the result's
     scenario and layout).  One compiled program per result structure (inlined where it is
     called inside another trace): evaluated op by op it took 2 s of a 6-s warm CLI run, in
-    ~70 tiny compilations that the persistent cache does not keep."""
+    ~70 tiny compilations that the persistent cache does not keep.  Its traced program is kept
+    by ``export_cache`` when that is on (the command line)."""
     return export_cache.call("summary.metrics", _metrics_jit, (result,), (with_imaging,))
 
 
