@@ -13,6 +13,14 @@ Where (first that applies): ``--compile-cache DIR``; the environment variable
 ``--no-compile-cache`` or ``NANOTRANSPORT_COMPILE_CACHE=off`` turns it off.  Deleting the
 folder is always safe.
 
+JAX finds a compiled program by its traced program, so each process would still trace the model
+(~3 s of a warm ``nanotransport run``).  ``enable`` therefore also turns on the export cache
+(``engine/export_cache.py``) in the subfolder ``exports/``: the traced programs of the run's
+compiled entry points (inputs, macro-interval, metrics, objective, the result's derived
+arrays), serialized by ``jax.export`` and keyed by the package source, the JAX version and the
+structure, so a later process neither traces nor compiles them.  It follows the same rules
+(off with the compilation cache); deleting ``exports/`` is safe too.
+
 Programs that call back into Python (``jax.debug.callback``) are never written to the cache,
 which is why ``simulate.simulate(..., progress=)`` reports progress from the host between
 compiled macro-intervals (``simulate.run_with_progress``).
@@ -26,6 +34,8 @@ ENV = "NANOTRANSPORT_COMPILE_CACHE"
 OFF = ("off", "none", "0", "false", "")
 #: programs that compile faster than this (s) are not written (loading would not pay)
 MIN_COMPILE_SECONDS = 0.5
+#: subfolder of the traced programs (``engine/export_cache.py``)
+EXPORTS = "exports"
 
 
 def default_dir() -> Path:
@@ -56,15 +66,20 @@ def resolve(path: str | os.PathLike | None = None, disabled: bool = False) -> Pa
 
 
 def enable(path: str | os.PathLike | None = None, disabled: bool = False) -> Path | None:
-    """Turn JAX's persistent compilation cache on (in ``resolve``'s folder) or off; returns the
-    folder, or None when off.  Call it before the first compilation."""
+    """Turn JAX's persistent compilation cache on (in ``resolve``'s folder) or off, and the
+    export cache with it (in its subfolder ``EXPORTS``); returns the folder, or None when off.
+    Call it before the first compilation."""
     import jax
+
+    from .engine import export_cache
 
     folder = resolve(path, disabled)
     if folder is None:
         jax.config.update("jax_enable_compilation_cache", False)
+        export_cache.configure(None)
         return None
     jax.config.update("jax_enable_compilation_cache", True)
+    export_cache.configure(folder / EXPORTS)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     if jax.config.jax_persistent_cache_min_compile_time_secs > MIN_COMPILE_SECONDS:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)

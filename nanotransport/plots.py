@@ -14,9 +14,6 @@ import xarray as xr  # noqa: E402
 
 from . import outdir
 from .engine import units  # noqa: E402
-from .studies.observations import UNITS  # noqa: E402
-from .studies.scan_result import scalar_variables  # noqa: E402
-from .studies.scan_spec import ScanError  # noqa: E402
 
 MW = units.DOXORUBICIN_MOLAR_MASS
 
@@ -507,6 +504,9 @@ def plot_scan(ds, out: Path, metric: str = "efficacy") -> list[Path]:
 def plot_heatmap(ds, metric: str, path: Path, dims: tuple | None = None) -> Path | None:
     """Heat map of ``metric`` over two scan dimensions (others averaged); a line over one."""
     if metric not in ds:
+        from .studies.scan_result import scalar_variables
+        from .studies.scan_spec import ScanError  # (SciPy's statistics: imported when needed)
+
         raise ScanError(f"--plot-metric {metric}: not a scan variable; allowed: "
                         + ", ".join(scalar_variables(ds)))
     grid_dims = [d for d in str(ds.attrs.get("dims", "")).split() if d != "sample"]
@@ -651,6 +651,8 @@ def fit_figures(rep: dict, curves: dict, out: Path) -> list[str]:
                  rep["scenario"], fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     _save(fig, out / "fit_observed_vs_predicted.png")
+
+    from .studies.observations import UNITS
 
     def to_si(unit):  # mol/m³ per unit of ``unit`` at the report's dose
         a, b = UNITS[unit]

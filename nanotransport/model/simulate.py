@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import cells, heat, organs, pk, properties as props
-from ..engine import fv, solver, units
+from ..engine import export_cache, fv, solver, units
 from .fluid import FluidState, solve_pressure
 from .scenario import Scenario
 from .tissue import Layout, layout, tissue_maps
@@ -448,9 +448,12 @@ def _prepare(params: dict, static: tuple, description: str = ""):
                         description, scenario.maps)
     names = species_names(st["_heating"], st["_targeting"])
     # the tissue maps start from the layout's float64 arrays: cast every input to the run's
-    # precision, or a float32 run computes its kinetics and transport in float64
+    # precision, or a float32 run computes its kinetics and transport in float64; Python
+    # floats (zero fluxes, the carrier's zero leak) too, so no input is weakly typed (the
+    # export cache keys programs by their inputs' types, and a stored export's are strong)
     inp = jax.tree.map(lambda a: a.astype(dtype) if isinstance(a, (jax.Array, np.ndarray))
-                       and jnp.issubdtype(a.dtype, jnp.floating) else a,
+                       and jnp.issubdtype(a.dtype, jnp.floating) else
+                       jnp.asarray(a, dtype) if isinstance(a, float) else a,
                        model_inputs(scenario, lay, names))
     x0 = jnp.zeros((len(names),) + lay.grid.shape, dtype)
     if "temperature" in names:
@@ -518,14 +521,19 @@ def run_with_progress(params: dict, static: tuple, progress: Callable) -> Result
     """``run`` with the loop over macro-intervals on the host (``solver.integrate_on_host``):
     ``progress(t_seconds)`` after each; the compiled pieces (inputs, one macro-interval) hold
     no host callback, so they are compiled once per structure whatever the progress function
-    and can be kept by JAX's persistent compilation cache.  Forward only."""
+    and can be kept by JAX's persistent compilation cache, and their traced programs by the
+    export cache (``export_cache.call``, off unless configured).  Forward only."""
     st = dict(static)
     scenario = Scenario(params, public_static(static), "", st.get("_maps"))
-    inp, state0 = _prepare_jit(params, static)
+    inp, state0 = export_cache.call("simulate.prepare", _prepare_jit, (params,), (static,))
     sched = _schedule(scenario, static)
-    final, saved = solver.integrate_on_host(
-        lambda state, t, length, n_sub: _advance_jit(inp, state, t, length, static, n_sub),
-        state0, observe=_observe, progress=progress, **sched)
+
+    def advance(state, t, length, n_sub):
+        return export_cache.call("simulate.advance", _advance_jit, (inp, state, t, length),
+                                 (static, n_sub))
+
+    final, saved = solver.integrate_on_host(advance, state0, observe=_observe,
+                                            progress=progress, **sched)
     y, yc, fields = saved
     return Result(jnp.asarray(sched["save_times"], state0[0].dtype), fields, y, yc, final[3],
                   inp, dict(params), species_names(st["_heating"], st["_targeting"]), static,

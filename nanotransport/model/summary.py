@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import imaging, pk
-from ..engine import units
+from ..engine import export_cache, units
 from .heat import soft_quantile
 from .simulate import ACCUMULATORS, RUNNING, Result
 from .transport import (carriers_per_tissue_volume, drug_per_tissue_volume,
@@ -104,13 +104,19 @@ def efficacy(result: Result):
     return jnp.sum(w * killed) / jnp.sum(w)
 
 
-@functools.partial(jax.jit, static_argnames=("with_imaging",))
 def metrics(result: Result, with_imaging: bool = False) -> dict:
     """All summary metrics as JAX scalars (or arrays over saved times for the % ID series);
     ``with_imaging``: also the imaging readouts (``imaging.metrics``, set up from the result's
     scenario and layout).  One compiled program per result structure (inlined where it is
     called inside another trace): evaluated op by op it took 2 s of a 6-s warm CLI run, in
-    ~70 tiny compilations that the persistent cache does not keep."""
+    ~70 tiny compilations that the persistent cache does not keep.  Its traced program is kept
+    by ``export_cache`` when that is on (the command line)."""
+    return export_cache.call("summary.metrics", _metrics_jit, (result,), (with_imaging,))
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _metrics_jit(result: Result, with_imaging: bool) -> dict:
+    """``metrics``, compiled (its traced program kept by ``export_cache`` when that is on)."""
     lay = result.layout
     inp = result.inputs
     maps = inp.kinetics.maps
