@@ -221,9 +221,11 @@ def _stage_level(grid: Grid, coefs, weight, a_h, decay):
 
 def _separable(grid: Grid, transport: fv.Transport, decay) -> bool:
     """True when the stage operator is a sum of identical one-axis operators (uniform
-    diffusivity, capacity, decay and boundary conditions), so ``fdm`` inverts it exactly."""
+    diffusivity, capacity, decay, velocity and boundary conditions), so ``fdm`` inverts it
+    exactly (with convection: while the cell Péclet range allows, ``fdm.axis_eigen``)."""
     leaves = [transport.diffusivity, transport.capacity, decay]
     leaves += jax.tree_util.tree_leaves(transport.boundaries)
+    leaves += jax.tree_util.tree_leaves(transport.velocity)
     return all(fdm.uniform(x, grid.ndim) for x in leaves)
 
 
@@ -239,7 +241,9 @@ def stage_system(grid: Grid, transport: fv.Transport, c, h, decay=0.0,
     r ↦ ≈ A⁻¹ r:
 
     * 'fdm': fast diagonalization, the exact A⁻¹ (``fdm.stage_inverse``); only for separable
-      symmetric problems (uniform diffusivity, capacity, decay and boundaries, no velocity).
+      problems (uniform diffusivity, capacity, decay, velocity and boundaries; with convection
+      exact while the cell Péclet number keeps the symmetrizing similarity within
+      ``fdm.SIMILARITY_RANGE``, an approximate inverse beyond).
     * 'scaled-fdm': P = S Ā S, Ā the separable operator of the averaged coefficients (geometric
       mean D, mean φ, k, boundaries; no velocity), S = (diag A / diag Ā)^½
       (``fdm.averaged_inverse``).
@@ -265,15 +269,15 @@ def stage_system(grid: Grid, transport: fv.Transport, c, h, decay=0.0,
         jnp.asarray(transport.capacity, dtype), c.shape)
     level = _stage_level(grid, coefs, weight, a_h, k)
     symmetric = transport.velocity is None or all(v is None for v in transport.velocity)
-    exact = symmetric and _separable(grid, transport, decay)
+    exact = _separable(grid, transport, decay)
     kind = preconditioner
     if kind == "auto":
         kind = "fdm" if exact else "multigrid"
     if kind == "fdm":
         if not exact:
             raise ValueError(
-                "preconditioner = 'fdm' needs uniform diffusivity, capacity, decay and boundary "
-                "conditions and no velocity; this problem has not; allowed here: 'auto', "
+                "preconditioner = 'fdm' needs uniform diffusivity, capacity, decay, velocity "
+                "and boundary conditions; this problem has not; allowed here: 'auto', "
                 "'scaled-fdm', 'averaged-fdm', 'multigrid'")
         inverse = fdm.stage_inverse(coefs, a_h, decay)
         precond = lambda r: inverse(r / weight)  # noqa: E731  (W B)⁻¹, exact
@@ -308,8 +312,8 @@ def implicit_step(grid: Grid, transport: fv.Transport | Callable, c, h, decay=0.
     each stage is a Krylov solve of the volume-weighted system (CG when there is no convection,
     BiCGStab otherwise) to a relative residual ``tol`` (default 1e-10 in float64, 1e-5 in
     float32), preconditioned as ``preconditioner`` says (``stage_system``): by default fast
-    diagonalization (``fdm.py``: the exact inverse, so CG stops after one iteration) when the
-    coefficients are uniform and there is no convection, else a geometric multigrid V-cycle
+    diagonalization (``fdm.py``: the exact inverse, so CG or BiCGStab stops after one
+    iteration) when the coefficients and the velocity are uniform, else a geometric multigrid V-cycle
     (``multigrid.py``); fast diagonalization of the coefficient-averaged operator ('scaled-fdm',
     'averaged-fdm') is the alternative for variable coefficients."""
     from . import multigrid
