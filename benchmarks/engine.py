@@ -339,7 +339,7 @@ def worker_nanotransport(cfg):
     notes = []
     if kind == "nanotransport-unsplit":
         notes.append("solver.implicit_step: unsplit SDIRK2, source and decay in the solve, "
-                     + ("BiCGStab + multigrid V-cycle" if conv else
+                     + ("BiCGStab + fast diagonalization (exact: uniform D, k, u)" if conv else
                         "CG + fast diagonalization (exact: uniform D, k)")
                      + " per stage (rel. tol 1e-10)")
     if kind == "nanotransport-implicit":
