@@ -13,15 +13,28 @@ The long-lived pytest workers themselves do not write to it: twice, in a full ru
 2-core VM (jaxlib 0.10.2 CPU), a worker aborted inside XLA's ``executable.serialize()`` while
 writing a heated simulation to the cache (``jax._src.compilation_cache``, "Fatal Python
 error: Aborted"), after some 300 tests; the same tests pass alone, serialization included.
+Once more (2026-12-06, clean-clone CI), a worker died of a segmentation fault inside XLA's
+``backend_compile_and_load`` after ~360 tests, compiling a batched heated scan that passes
+alone (67 s) — so every test module now ends with ``jax.clear_caches()``: a worker keeps no
+compiled program from one module to the next, the same state as a test run alone.
 """
 import getpass
 import os
 import tempfile
 
 import jax
+import pytest
 
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     os.path.join(tempfile.gettempdir(), f"nanotransport-tests-jax-cache-{getpass.getuser()}"))
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_enable_compilation_cache", False)  # in this process (see above)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compiled_programs():
+    """Forget the module's compiled programs when it ends (see the module docstring)."""
+    yield
+    jax.clear_caches()
+
