@@ -250,11 +250,16 @@ def axis_faces(length_m: float, n: int, start_m: float = 0.0, refine_at_m: float
     return tuple(float(v) for v in faces)
 
 
-def _graded(length_m, n, start_m, refine_at_m, refine_ratio, refine_width_m):
+def _check_axis(length_m, n) -> None:
+    """ValueError naming the value unless n >= 1 cells and a finite length > 0."""
     if n < 1:
         raise ValueError(f"number of cells n = {n}; allowed: n >= 1")
     if not (length_m > 0 and np.isfinite(length_m)):
         raise ValueError(f"axis length = {length_m!r} m; allowed: a finite length > 0")
+
+
+def _graded(length_m, n, start_m, refine_at_m, refine_ratio, refine_width_m):
+    _check_axis(length_m, n)
     if refine_at_m is None or refine_ratio == 1.0:
         return start_m + np.linspace(0.0, length_m, n + 1)
     if refine_ratio < 1.0:
@@ -270,7 +275,7 @@ def _graded(length_m, n, start_m, refine_at_m, refine_ratio, refine_width_m):
 
 def _geometric(length_m, n, start_m, x0, ratio, width_m, growth):
     """Faces of ``grading="geometric"`` (see ``axis_faces``): x₀ a face, each side graded."""
-    _graded(length_m, n, start_m, None, 1.0, None)  # checks n and the length
+    _check_axis(length_m, n)
     if ratio < 1.0:
         raise ValueError(f"refine_ratio = {ratio}; allowed: >= 1")
     if not (growth > 0 and np.isfinite(growth)):
@@ -283,10 +288,10 @@ def _geometric(length_m, n, start_m, x0, ratio, width_m, growth):
     if width_m is not None:
         delta = float(width_m)
     else:  # fixed point of δ = h_far / (growth (ratio − 1)), h_far = ∫ρ / n
-        delta = length_m / n / (growth * max(ratio - 1.0, 1e-12))
+        delta = length_m / n / (growth * (ratio - 1.0))
         for _ in range(100):
             rho = 1.0 + (ratio - 1.0) * delta / (np.abs(x - x0) + delta)
-            new = np.trapezoid(rho, x) / n / (growth * max(ratio - 1.0, 1e-12))
+            new = np.trapezoid(rho, x) / n / (growth * (ratio - 1.0))
             if abs(new - delta) <= 1e-12 * delta:
                 break
             delta = new
