@@ -24,13 +24,14 @@ __version__ = "0.1.0"
 #: module name → its subpackage (modules of the edge are plain submodules of this package)
 _MODULES = {
     **{m: "engine" for m in ("grid", "fv", "fdm", "linalg", "multigrid", "solver", "units",
-                                 "regions", "export_cache")},
+                                 "regions", "export_cache", "graph")},
     **{m: "model" for m in ("schema", "scenario", "properties", "cells", "pk", "organs", "tissue",
                             "fluid", "heat", "transport", "simulate", "capillary", "imaging",
-                            "summary", "objective")},
+                            "summary", "objective", "vessel_network", "network_files",
+                            "network_vtp", "network_hdf5", "rheology", "haemodynamics")},
     **{m: "studies" for m in ("study", "design", "scan_spec", "scan_exec", "scan_result",
                               "cohort", "calibrate", "validate", "validate_heating",
-                              "verify", "observations", "fit")},
+                              "verify", "verify_network", "observations", "fit")},
 }
 #: public name → (module path, attribute)
 _NAMES = {

@@ -5,6 +5,7 @@ boundary conditions as pytrees, tridiagonal axis coefficients), ``linalg`` (line
 solvers, steady problems), ``fdm`` and ``multigrid`` (preconditioners), ``solver`` (time
 integration: SDIRK2 transport and local steps, Strang splitting, checkpointed saving),
 ``regions`` (sources and sinks on regions and points, probes, region totals and averages),
-``units`` (SI constants).  Imports nothing from ``model``, ``studies`` or the edge
+``graph`` (Kirchhoff's balance on
+networks of conductances, differentiable), ``units`` (SI constants).  Imports nothing from ``model``, ``studies`` or the edge
 (docs/architecture.md).
 """

@@ -7,5 +7,7 @@ flow), ``heat`` (bioheat and focused-ultrasound heating), ``cells`` (drug action
 ``transport`` (the local kinetics of the three phases), ``simulate`` (one pure JAX function,
 scenario → ``Result``), ``summary`` and ``objective`` (what a result means: metrics and the
 design objective J), ``imaging`` (the image of the carrier), ``capillary`` (a resolved
-microvessel).  Imports only from ``engine`` (docs/architecture.md).
+microvessel); vessel networks: ``vessel_network`` (the checked description), ``network_files``,
+``network_vtp``, ``network_hdf5`` (reading and writing them), ``rheology`` (blood viscosity and
+red-cell partition) and ``haemodynamics`` (flow and haematocrit in a network).  Imports only from ``engine`` (docs/architecture.md).
 """

@@ -29,8 +29,10 @@ SECOMB_BC = {0: PRESSURE, 2: INFLOW}
 SUFFIXES = (".dat", ".vtp", ".h5", ".hdf5")
 
 
-def read_network(path) -> VesselNetwork:
-    """The network in ``path``, by suffix: ``.dat`` Secomb, ``.vtp`` VTK, ``.h5``/``.hdf5``."""
+def read_network(path, *, vtp_length_unit_m: float = 1e-6) -> VesselNetwork:
+    """The network in ``path``, by suffix: ``.dat`` Secomb, ``.vtp`` VTK, ``.h5``/``.hdf5``.
+    ``vtp_length_unit_m``: metres per length unit of a ``.vtp`` file (which carries no units;
+    default µm); the other formats state theirs."""
     path = Path(path)
     if not path.is_file():
         raise NetworkError(f"network file {str(path)!r} does not exist")
@@ -39,7 +41,7 @@ def read_network(path) -> VesselNetwork:
         return read_secomb(path)
     if suffix == ".vtp":
         from .network_vtp import read_vtp
-        return read_vtp(path)
+        return read_vtp(path, length_unit_m=vtp_length_unit_m)
     if suffix in (".h5", ".hdf5"):
         from .network_hdf5 import read_hdf5
         return read_hdf5(path)

@@ -41,6 +41,7 @@ from scipy import interpolate, linalg as sla, special
 
 from ..engine import fv, grid as grids, linalg, solver
 from ..engine.units import MMHG_PA
+from . import verify_network
 
 
 # ------------------------------------------------------------------ helpers
@@ -700,6 +701,7 @@ CASES: dict[str, Callable[[], dict]] = {
     "capillary_extraction": capillary_extraction,
     "two_compartments": two_compartments,
     "two_compartments_stiff": two_compartments_stiff,
+    **verify_network.CASES,
 }
 
 

@@ -1,0 +1,352 @@
+"""Blood flow and haematocrit in a vessel network: Poiseuille, Kirchhoff, Pries and Secomb.
+
+Each segment k (radius r, length L, discharge haematocrit H_k) has the Poiseuille conductance
+G_k = π r⁴ / (8 μ_k L) with μ_k = μ_plasma η_vivo(D_k, H_k) (``rheology``); its flow is
+q_k = G_k (p_a − p_b) and the node pressures satisfy Kirchhoff's balance with the boundary
+pressures and inflows (``engine.graph``).  Red cells follow the flow: at each node the red-cell
+flux in, Σ_in |q| H + (external inflow) H_bc, leaves by its outflow segments, shared at a
+two-way divergence by the phase-separation law and in proportion to flow otherwise (single
+outflow, or three and more, where the law is not defined: Secomb's ``dishem.cpp`` makes the
+same choice).  Writing that partition as H = Φ(H), the network state is the root of
+
+    R(H) = H − Φ(H)                                        (one equation per segment)
+
+``solve_state`` finds it in two stages and reports both (docs/networks.md):
+
+1. **Picard**: flows at fixed haematocrit, then the partition swept at fixed flows until the
+   haematocrit no longer changes, under-relaxed by ``relaxation`` (Secomb's NetFlow scheme);
+2. **damped Newton** on R, with GMRES on the Jacobian I − Φ' applied by forward-mode
+   derivatives (each product is one more sparse solve), halving the step until ‖R‖ falls.
+
+Convergence is reported (``converged``, ``residual``, iteration counts), never assumed; a
+state that did not converge is an error in ``solve`` unless the caller asks to see it.  The
+root is differentiable by the implicit function theorem (``jax.lax.custom_root``): gradients
+of anything computed from the state with respect to radii, lengths, boundary values and
+inflow haematocrits cost one linear solve with (I − Φ')ᵀ, whatever the iteration count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..engine import graph
+from ..engine import units
+from . import rheology
+from .vessel_network import INFLOW, PRESSURE, NetworkError, VesselNetwork
+
+HD_VISCOSITY_CAP = 0.95  #: haematocrit above which the viscosity laws are held (their fit ends)
+
+
+class HaemodynamicsError(ValueError):
+    """A flow state that did not converge, or a network the flow shows to be incomplete."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rheology:
+    """Settings of the flow and haematocrit solve (SI; ``docs/networks.md``)."""
+
+    viscosity_law: str = "pries1994"
+    phase_separation: bool = True
+    plasma_viscosity_Pa_s: float = 1.2e-3
+    mean_cell_volume_fL: float = rheology.HUMAN_MCV_FL
+    separation_width: float = 1e-3
+    relaxation: float = 0.5
+    picard_iterations: int = 60
+    newton_iterations: int = 20
+    tolerance: float = 1e-9
+    solver: str = "direct"
+
+    def __post_init__(self):
+        checks = {
+            "viscosity_law": (self.viscosity_law in rheology.LAWS, ", ".join(rheology.LAWS)),
+            "plasma_viscosity_Pa_s": (1e-4 <= self.plasma_viscosity_Pa_s <= 1e-2,
+                                      "1e-4 to 1e-2 Pa·s"),
+            "mean_cell_volume_fL": (10.0 <= self.mean_cell_volume_fL <= 200.0, "10 to 200 fL"),
+            "separation_width": (0.0 < self.separation_width <= 0.1, "(0, 0.1]"),
+            "relaxation": (0.0 < self.relaxation <= 1.0, "(0, 1]"),
+            "picard_iterations": (self.picard_iterations >= 1, ">= 1"),
+            "newton_iterations": (self.newton_iterations >= 0, ">= 0"),
+            "tolerance": (0.0 < self.tolerance < 1e-2, "(0, 1e-2)"),
+            "solver": (self.solver in graph.SOLVERS, ", ".join(graph.SOLVERS)),
+        }
+        for name, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f"Rheology.{name} = {getattr(self, name)!r}; allowed "
+                                 f"{allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """The static part of a network: segment ends and which node carries which condition."""
+
+    edges: np.ndarray  # (m, 2) int
+    n_nodes: int
+    boundary_node: np.ndarray  # (b,) int
+    boundary_is_pressure: np.ndarray  # (b,) bool
+
+    @classmethod
+    def of(cls, net: VesselNetwork) -> "Topology":
+        return cls(net.segment_nodes, net.n_nodes, net.boundary_node,
+                   net.boundary_kind == PRESSURE)
+
+    def __hash__(self):
+        return hash((self.edges.tobytes(), self.n_nodes, self.boundary_node.tobytes(),
+                     self.boundary_is_pressure.tobytes()))
+
+    def __eq__(self, other):
+        return isinstance(other, Topology) and hash(self) == hash(other)
+
+
+def parameters(net: VesselNetwork) -> dict:
+    """The differentiable inputs of a network: a pytree of arrays (SI)."""
+    return {"radius_m": jnp.asarray(net.segment_radius_m),
+            "length_m": jnp.asarray(net.segment_length_m),
+            "boundary_value": jnp.asarray(net.boundary_value),
+            "boundary_hematocrit": jnp.asarray(np.nan_to_num(net.boundary_hematocrit))}
+
+
+def _node_conditions(topo: Topology, params: dict):
+    """Per-node arrays: fixed (pressure) mask, fixed pressure, injected inflow, inflow H_D."""
+    n, nodes = topo.n_nodes, topo.boundary_node
+    is_p = jnp.asarray(topo.boundary_is_pressure)
+    value = params["boundary_value"]
+    fixed = jnp.zeros(n, bool).at[nodes].set(is_p)
+    pressure = jnp.zeros(n, value.dtype).at[nodes].set(jnp.where(is_p, value, 0.0))
+    injection = jnp.zeros(n, value.dtype).at[nodes].set(jnp.where(is_p, 0.0, value))
+    boundary = jnp.zeros(n, bool).at[nodes].set(True)
+    hd_in = jnp.zeros(n, value.dtype).at[nodes].set(params["boundary_hematocrit"])
+    return fixed, pressure, injection, boundary, hd_in
+
+
+def flows(topo: Topology, params: dict, rheo: Rheology, hd):
+    """(node pressure Pa, segment flow m³/s, conductance m³/(s·Pa), viscosity Pa·s) at the
+    segment haematocrits ``hd``."""
+    r, length = params["radius_m"], params["length_m"]
+    d_um = 2.0 * r / units.UM
+    eta = rheology.relative_viscosity(rheo.viscosity_law, d_um,
+                                      jnp.clip(hd, 0.0, HD_VISCOSITY_CAP),
+                                      rheo.mean_cell_volume_fL)
+    mu = rheo.plasma_viscosity_Pa_s * eta
+    g = jnp.pi * r**4 / (8.0 * mu * length)
+    fixed, pressure, injection, _, _ = _node_conditions(topo, params)
+    p = graph.kirchhoff_solve(topo.edges, g, fixed, pressure, injection, solver=rheo.solver)
+    q = g * (p[topo.edges[:, 0]] - p[topo.edges[:, 1]])
+    return p, q, g, mu
+
+
+def partition(topo: Topology, params: dict, rheo: Rheology, q, hd):
+    """Φ: each segment's haematocrit from its upstream node at flows ``q`` (module docstring).
+    Returns (new haematocrit per segment, external inflow per node m³/s)."""
+    n = topo.n_nodes
+    a, b = jnp.asarray(topo.edges[:, 0]), jnp.asarray(topo.edges[:, 1])
+    d_um = 2.0 * params["radius_m"] / units.UM
+    _, _, _, boundary, hd_bc = _node_conditions(topo, params)
+    aq = jnp.abs(q)
+    forward = q >= 0
+    up, down = jnp.where(forward, a, b), jnp.where(forward, b, a)
+    external = graph.node_balance(jnp.asarray(topo.edges), q, n)  # blood entering, > 0
+    ext_in = jnp.where(boundary, jnp.maximum(external, 0.0), 0.0)
+    f_in = jax.ops.segment_sum(aq, down, n) + ext_in
+    rbc_in = jax.ops.segment_sum(aq * hd, down, n) + ext_in * hd_bc
+    tiny = 1e-300
+    h_parent = rbc_in / jnp.maximum(f_in, tiny)
+    if not rheo.phase_separation:
+        return h_parent[up], ext_in
+    n_out = jax.ops.segment_sum(jnp.ones_like(aq), up, n)
+    f_out = jax.ops.segment_sum(aq, up, n)
+    d_out_sum = jax.ops.segment_sum(d_um, up, n)
+    d_in_max = jax.ops.segment_max(d_um, down, n)
+    d_any_max = jnp.maximum(jax.ops.segment_max(d_um, a, n), jax.ops.segment_max(d_um, b, n))
+    d_parent = jnp.where(jnp.isfinite(d_in_max), d_in_max, d_any_max)
+    x = aq / jnp.maximum(f_out[up], tiny)
+    d_sibling = jnp.maximum(d_out_sum[up] - d_um, 1e-3)
+    fqe = rheology.red_cell_fraction(x, d_um, d_sibling, d_parent[up], h_parent[up],
+                                     rheo.separation_width)
+    split = h_parent[up] * fqe / jnp.maximum(x, tiny)
+    two_way = n_out[up] == 2
+    return jnp.where(two_way & (x > 1e-12), split, jnp.where(two_way, 0.0, h_parent[up])), \
+        ext_in
+
+
+def residual(topo: Topology, params: dict, rheo: Rheology, hd):
+    """R(H) = H − Φ(H) (module docstring)."""
+    _, q, _, _ = flows(topo, params, rheo, hd)
+    return hd - partition(topo, params, rheo, q, hd)[0]
+
+
+def _sweep(topo, params, rheo, q, hd):
+    """The partition repeated at fixed flows until H stops changing (≤ one pass per segment:
+    on an acyclic flow graph the sweep is exact after as many passes as its depth)."""
+    def body(state):
+        h, _, it = state
+        new = partition(topo, params, rheo, q, h)[0]
+        return new, jnp.max(jnp.abs(new - h)), it + 1
+
+    def cond(state):
+        _, change, it = state
+        return (change > 0.1 * rheo.tolerance) & (it < topo.edges.shape[0] + 2)
+
+    h, _, _ = jax.lax.while_loop(cond, body, (hd, jnp.inf, 0))
+    return h
+
+
+def _newton(topo, params, rheo, hd0):
+    """Damped Newton on R from ``hd0``: (H, iterations, ‖R‖∞)."""
+    res = lambda h: residual(topo, params, rheo, h)  # noqa: E731
+
+    def step(state):
+        h, r, it, _ = state
+        jvp = lambda v: jax.jvp(res, (h,), (v,))[1]  # noqa: E731
+        delta, _ = jax.scipy.sparse.linalg.gmres(jvp, -r, tol=1e-3 * rheo.tolerance,
+                                                 atol=0.0, restart=60, maxiter=20)
+
+        def halve(s):
+            lam, _, _ = s
+            trial = h + 0.5 * lam * delta
+            return 0.5 * lam, trial, res(trial)
+
+        def worse(s):
+            lam, _, r_t = s
+            return (jnp.linalg.norm(r_t) >= jnp.linalg.norm(r)) & (lam > 1.0 / 256)
+
+        trial = h + delta
+        lam, h_new, r_new = jax.lax.while_loop(worse, halve, (1.0, trial, res(trial)))
+        return h_new, r_new, it + 1, lam
+
+    def cond(state):
+        _, r, it, lam = state
+        return (jnp.max(jnp.abs(r)) > rheo.tolerance) & (it < rheo.newton_iterations) & \
+            (lam > 1.0 / 256)
+
+    h, r, it, _ = jax.lax.while_loop(cond, step, (hd0, res(hd0), 0, 1.0))
+    return h, it, jnp.max(jnp.abs(r))
+
+
+def _picard(topo, params, rheo, hd0):
+    """Relaxed flow–partition iterations from ``hd0``: (H, iterations)."""
+    def body(state):
+        h, _, it = state
+        _, q, _, _ = flows(topo, params, rheo, h)
+        target = _sweep(topo, params, rheo, q, h)
+        change = jnp.max(jnp.abs(target - h))
+        return h + rheo.relaxation * (target - h), change, it + 1
+
+    def cond(state):
+        _, change, it = state
+        return (change > 1e-3) & (it < rheo.picard_iterations)
+
+    h, _, it = jax.lax.while_loop(cond, body, (hd0, jnp.inf, 0))
+    return h, it
+
+
+def _iterate(topo, params, rheo, hd0):
+    """Picard then damped Newton (not differentiated: the root's derivatives come from the
+    implicit function theorem).  Diagnostics as floats (custom_root's aux gets tangents)."""
+    frozen = jax.lax.stop_gradient(params)
+    h, n_picard = _picard(topo, frozen, rheo, hd0)
+    h, n_newton, r = _newton(topo, frozen, rheo, h)
+    return h, {"picard_iterations": n_picard.astype(h.dtype),
+               "newton_iterations": n_newton.astype(h.dtype), "residual": r}
+
+
+def _gmres(matvec, b):
+    x, _ = jax.scipy.sparse.linalg.gmres(matvec, b, tol=1e-12, atol=0.0, restart=60,
+                                         maxiter=40)
+    return x
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 2))
+def _root_reverse(topo, params, rheo, hd0):
+    """The root H* of R(·; θ), with a reverse-mode rule: θ̄ = −(∂R/∂θ)ᵀ λ where
+    (∂R/∂H)ᵀ λ = H̄ (one GMRES solve with vector–Jacobian products)."""
+    return _iterate(topo, params, rheo, hd0)
+
+
+def _root_reverse_fwd(topo, params, rheo, hd0):
+    hd, info = _iterate(topo, params, rheo, hd0)
+    return (hd, info), (hd, params, hd0)
+
+
+def _root_reverse_bwd(topo, rheo, saved, cotangent):
+    hd, params, hd0 = saved
+    _, vjp_h = jax.vjp(lambda h: residual(topo, params, rheo, h), hd)
+    lam = _gmres(lambda v: vjp_h(v)[0], cotangent[0])
+    _, vjp_p = jax.vjp(lambda p: residual(topo, p, rheo, hd), params)
+    return vjp_p(-lam)[0], jnp.zeros_like(hd0)
+
+
+_root_reverse.defvjp(_root_reverse_fwd, _root_reverse_bwd)
+
+
+def _root_forward(topo, params, rheo, hd0):
+    """The root H* with forward-mode derivatives (``jax.lax.custom_root``; its tangent solve
+    is GMRES on I − Φ' applied by Jacobian–vector products)."""
+    return jax.lax.custom_root(lambda h: residual(topo, params, rheo, h), hd0,
+                               lambda _, h0: _iterate(topo, params, rheo, h0),
+                               lambda g, y: _gmres(g, y), has_aux=True)
+
+
+GRADIENTS = ("reverse", "forward")
+
+
+def solve_state(topo: Topology, params: dict, rheo: Rheology, hd0=None,
+                gradients: str = "reverse") -> dict:
+    """The network's flow state (pure, jittable, differentiable; see the module docstring).
+
+    ``gradients``: "reverse" (``jax.grad``, ``jax.vjp``: many parameters, e.g. every radius)
+    or "forward" (``jax.jvp``, ``jax.jacfwd``: a few parameters).  ``hd0``: a starting
+    haematocrit per segment (default: the mean inflow haematocrit).
+
+    Returns a dict: ``pressure_Pa`` (nodes), ``flow_m3_per_s``, ``hematocrit``,
+    ``viscosity_Pa_s``, ``conductance_m3_per_s_Pa`` (segments), ``external_inflow_m3_per_s``
+    (nodes: blood entering there), and the diagnostics ``picard_iterations``,
+    ``newton_iterations``, ``residual`` (max |R|), ``converged``.
+    """
+    if gradients not in GRADIENTS:
+        raise ValueError(f"gradients {gradients!r}; allowed {', '.join(GRADIENTS)}")
+    if hd0 is None:
+        start = jnp.mean(params["boundary_hematocrit"])
+        hd0 = jnp.full(topo.edges.shape[0], start, params["radius_m"].dtype)
+    root = _root_reverse if gradients == "reverse" else _root_forward
+    hd, info = root(topo, params, rheo, hd0)
+    info = jax.lax.stop_gradient(info)
+    info = {**info, "picard_iterations": info["picard_iterations"].astype(jnp.int32),
+            "newton_iterations": info["newton_iterations"].astype(jnp.int32)}
+    p, q, g, mu = flows(topo, params, rheo, hd)
+    external = graph.node_balance(jnp.asarray(topo.edges), q, topo.n_nodes)
+    return {"pressure_Pa": p, "flow_m3_per_s": q, "hematocrit": hd, "viscosity_Pa_s": mu,
+            "conductance_m3_per_s_Pa": g, "external_inflow_m3_per_s": external,
+            **info, "converged": info["residual"] <= rheo.tolerance}
+
+
+def solve(net: VesselNetwork, rheo: Rheology = Rheology(), *, allow_unconverged=False):
+    """``solve_state`` on a network, with the checks that need the flow: an error names an
+    inlet (a pressure boundary that turned out to bring blood in) without a haematocrit, and
+    a state that did not converge (unless ``allow_unconverged``)."""
+    topo = Topology.of(net)
+    state = jax.jit(solve_state, static_argnums=(0, 2))(topo, parameters(net), rheo)
+    state = {k: np.asarray(v) for k, v in state.items()}
+    inflow = state["external_inflow_m3_per_s"][net.boundary_node]
+    scale = np.max(np.abs(state["flow_m3_per_s"]))
+    missing = (inflow > 1e-9 * scale) & ~np.isfinite(net.boundary_hematocrit)
+    if missing.any():
+        b = int(np.argmax(missing))
+        raise NetworkError(f"node {net.node_names[net.boundary_node[b]]!r}"
+                           f"{' in ' + net.source if net.source else ''} is an inlet "
+                           f"({inflow[b]:.4g} m³/s in) with no inflow haematocrit")
+    if not state["converged"] and not allow_unconverged:
+        raise HaemodynamicsError(
+            f"flow and haematocrit did not converge: max |H − Φ(H)| = {state['residual']:.3g}"
+            f" > tolerance {rheo.tolerance:g} after {int(state['picard_iterations'])} Picard "
+            f"and {int(state['newton_iterations'])} Newton iterations (the rheology can make "
+            "the state non-unique or oscillating: try relaxation, separation_width, or "
+            "phase_separation=False, and see docs/networks.md)")
+    return state
+
+
+__all__ = ["Rheology", "Topology", "parameters", "flows", "partition", "residual",
+           "solve_state", "solve", "HaemodynamicsError", "INFLOW"]
