@@ -122,17 +122,27 @@ def _node_conditions(topo: Topology, params: dict):
     return fixed, pressure, injection, boundary, hd_in
 
 
-def flows(topo: Topology, params: dict, rheo: Rheology, hd):
-    """(node pressure Pa, segment flow m³/s, conductance m³/(s·Pa), viscosity Pa·s) at the
-    segment haematocrits ``hd``."""
+def conductance(params: dict, rheo: Rheology, hd):
+    """(Poiseuille conductance π r⁴/(8 μ L), m³/(s·Pa); apparent viscosity μ, Pa·s) of each
+    segment at haematocrits ``hd``."""
     r, length = params["radius_m"], params["length_m"]
-    d_um = 2.0 * r / units.UM
-    eta = rheology.relative_viscosity(rheo.viscosity_law, d_um,
+    eta = rheology.relative_viscosity(rheo.viscosity_law, 2.0 * r / units.UM,
                                       jnp.clip(hd, 0.0, HD_VISCOSITY_CAP),
                                       rheo.mean_cell_volume_fL)
     mu = rheo.plasma_viscosity_Pa_s * eta
-    g = jnp.pi * r**4 / (8.0 * mu * length)
-    fixed, pressure, injection, _, _ = _node_conditions(topo, params)
+    return jnp.pi * r**4 / (8.0 * mu * length), mu
+
+
+def node_conditions(topo: Topology, params: dict):
+    """Per-node (fixed mask, fixed pressure Pa, injected inflow m³/s) of the network."""
+    return _node_conditions(topo, params)[:3]
+
+
+def flows(topo: Topology, params: dict, rheo: Rheology, hd):
+    """(node pressure Pa, segment flow m³/s, conductance m³/(s·Pa), viscosity Pa·s) at the
+    segment haematocrits ``hd``."""
+    g, mu = conductance(params, rheo, hd)
+    fixed, pressure, injection = node_conditions(topo, params)
     p = graph.kirchhoff_solve(topo.edges, g, fixed, pressure, injection, solver=rheo.solver)
     q = g * (p[topo.edges[:, 0]] - p[topo.edges[:, 1]])
     return p, q, g, mu
