@@ -9,7 +9,12 @@ Cases (registered in ``verify.CASES``; docs/networks.md states each one):
   the flows and haematocrits of Secomb's NetFlowV2 written in its ``network.dat``, with that
   program's rheology settings, plus the mass and red-cell balance at every node;
 * ``network_gradient_fd``: derivatives of the mesentery's state (through the haematocrit
-  root) against central finite differences.
+  root) against central finite differences;
+* ``network_extraction``: capillary extraction E = 1 − e^(−PS/F) composed along a tree;
+* ``network_vessel_annulus``: a leaky vessel (log profile) and a Krogh cylinder with uptake
+  (Bessel functions) around a vessel thinner than its cell, with Peaceman's correction;
+* ``network_homogenization``: parallel vessels at spacing √(2πa/S_v) against the continuum
+  Baxter–Jain pressure.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from scipy import special
 from ..engine import graph, grid as grids
 from ..engine.units import MMHG_PA
 from ..model import haemodynamics as hm
-from ..model import network_exchange, network_files, segment_cells
+from ..model import network_exchange, network_files, network_transport, segment_cells
 from ..model.vessel_network import INFLOW, PRESSURE, VesselNetwork
 
 MESENTERY = "rat_mesentery_secomb_netflowv2.dat"
@@ -236,6 +241,54 @@ def network_gradient_fd():
                 error, 1e-4, [], "3 parameters")
 
 
+# ------------------------------------------------------------------ lumen transport
+def network_extraction():
+    """Capillary extraction on a network: the random tree of ``network_poiseuille_tree`` with
+    its Poiseuille flows, random wall conductances PS per segment, tissue at 0, inlet value
+    1.  Exact: each outlet sees Π over its path of e^(−PS_k/|q_k|) (E = 1 − e^(−PS/F) per
+    segment, composed); mixing is trivial on a tree's diverging branches.  error = max over
+    outlets of |c − exact|; checks: segment-mean values against (1 − e^(−x))/x, node solute
+    balance."""
+    edges, n, pos, r, length = random_tree(seed=3)
+    rheo = hm.Rheology(viscosity_law="constant", phase_separation=False)
+    net = _tree_network(edges, n, pos, r, length, PRESSURE, 2000.0)
+    state = hm.solve(net, rheo)
+    q = jnp.asarray(state["flow_m3_per_s"])
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.05, 0.6, len(edges))  # PS/F per segment
+    ps = x * np.abs(np.asarray(q))
+    volume = np.pi * r**2 * length
+    maps = network_transport.segment_maps(q, jnp.asarray(volume), jnp.asarray(ps)[:, None],
+                                          jnp.zeros((1, 1)), jnp.zeros((len(edges), 1)))
+    inflow = jnp.maximum(jnp.asarray(state["external_inflow_m3_per_s"]), 0.0)
+    c_in, c_out, c_mean = network_transport.lumen(edges, n, q, inflow, jnp.ones((n, 1)), maps)
+    exact_out = np.ones(len(edges))
+    for k, (a, b) in enumerate(edges):  # edges are listed parent before child
+        parent = np.flatnonzero(edges[:, 1] == a)
+        exact_out[k] = (exact_out[parent[0]] if len(parent) else 1.0) * np.exp(-x[k])
+    exact_in = exact_out * np.exp(x)
+    error = float(np.max(np.abs(np.asarray(c_out[:, 0]) - exact_out)))
+    mean_exact = exact_in * (1 - np.exp(-x)) / x
+    balance = network_transport.node_balance_of(edges, n, q, c_in, c_out)
+    interior = np.ones(n, bool)
+    interior[net.boundary_node] = False
+    loss = np.asarray(ps)[:, None] * np.asarray(c_mean)  # what the wall takes per segment
+    flux_scale = float(np.max(np.abs(np.asarray(q))))
+    checks = [
+        _check("max |c̄ − c_in (1 − e^(−x))/x|",
+               np.max(np.abs(np.asarray(c_mean[:, 0]) - mean_exact)), 1e-12),
+        _check("segment balance |q| (c_in − c_out) − PS c̄, relative",
+               np.max(np.abs(np.abs(np.asarray(q)) * (np.asarray(c_in[:, 0] - c_out[:, 0]))
+                             - loss[:, 0])) / flux_scale, 1e-12),
+        _check("node solute balance (relative, interior nodes)",
+               np.max(np.abs(np.asarray(balance)[interior, 0])) / flux_scale, 1e-12),
+    ]
+    return _row("network_extraction",
+                "Capillary extraction E = 1 − e^(−PS/F) composed along the paths of a random "
+                "tree with Poiseuille flows: outlet values vs the exact product. error = max "
+                "|c − exact|.", error, 1e-12, checks, f"{len(edges)} segments")
+
+
 # ------------------------------------------------------------------ vessel in tissue
 def _line_vessel(grid, x_m, y_m):
     """Straight vessels along z through (x, y), spanning the grid: (VesselNetwork-like
@@ -373,6 +426,7 @@ CASES = {
     "network_poiseuille_tree": network_poiseuille_tree,
     "network_mesentery_netflow": network_mesentery_netflow,
     "network_gradient_fd": network_gradient_fd,
+    "network_extraction": network_extraction,
     "network_vessel_annulus": network_vessel_annulus,
     "network_homogenization": network_homogenization,
 }

@@ -1,0 +1,183 @@
+"""Delivery from a vessel network into the tissue over time: lumen, wall, interstitium.
+
+Each time step (docs/networks.md):
+
+1. the lumen is solved quasi-steadily on the directed flow graph (``network_transport``) with
+   the plasma concentrations of the systemic model at the inlets and the current tissue
+   values along each segment (γ-weighted over the cells it crosses);
+2. each (segment, cell) piece passes γ (c̄ − c_cell) by diffusion through the wall (Patlak;
+   γ with Peaceman's near field) and J_v (1 − σ) c̄ by solvent drag where fluid leaves the
+   vessel (J_v from the Starling solve, ``network_exchange``);
+3. the interstitium advances by ``engine.solver.implicit_step`` (SDIRK2, second order):
+   φ ∂c/∂t = ∇·(φ D ∇c) − ∇·(u c) − φ k c + s, with s the pieces' inflow per cell volume,
+   the wall's back-diffusion γ c_cell taken implicitly in k, and u the interstitial Darcy
+   velocity of the same Starling solve.
+
+The lumen sees the tissue of the previous step (lagged by one step: the back-flux is small
+next to the lumen's own content for carriers; for free drug the step must resolve the
+tissue's exchange time, which ``run`` does not check: see docs/networks.md, limitations).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..engine import fv, solver
+from ..engine.grid import Grid
+from . import network_transport, segment_cells
+from .segment_cells import Pieces
+from .vessel_network import VesselNetwork
+
+
+@dataclasses.dataclass(frozen=True)
+class Solute:
+    """One species carried by blood and delivered into the tissue (SI)."""
+
+    name: str
+    permeability_m_per_s: float
+    diffusivity_m2_per_s: float
+    volume_fraction: float = 0.3
+    reflection: float = 1.0
+    decay_per_s: float = 0.0
+
+    def __post_init__(self):
+        checks = {"permeability_m_per_s": self.permeability_m_per_s >= 0,
+                  "diffusivity_m2_per_s": self.diffusivity_m2_per_s > 0,
+                  "volume_fraction": 0 < self.volume_fraction <= 1,
+                  "reflection": 0 <= self.reflection <= 1,
+                  "decay_per_s": self.decay_per_s >= 0}
+        allowed = {"permeability_m_per_s": ">= 0", "diffusivity_m2_per_s": "> 0",
+                   "volume_fraction": "(0, 1]", "reflection": "[0, 1]", "decay_per_s": ">= 0"}
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not (ok and np.isfinite(value)):
+                raise ValueError(f"Solute {self.name!r}: {name} = {value!r}; allowed "
+                                 f"{allowed[name]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Assembly:
+    """The static geometry of a delivery run: network, grid, pieces, per-piece γ per solute,
+    segment volumes and flows, the Starling piece leak and the interstitial velocity."""
+
+    net: VesselNetwork
+    grid: Grid
+    pieces: Pieces
+    solutes: tuple
+    gamma: jax.Array  # (P, ns) m³/s
+    flow: jax.Array  # (E,) m³/s
+    volume: jax.Array  # (E,) m³
+    piece_leak: jax.Array  # (P,) m³/s out of the vessel
+    velocity: tuple | None  # per axis face velocities, m/s
+    inflow_node: jax.Array  # (N,) m³/s of blood entering from outside
+
+
+def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=None,
+             fluid: dict | None = None, tissue_hydraulic_conductivity=None) -> Assembly:
+    """An ``Assembly`` from a network, its haemodynamic ``state`` (``haemodynamics.solve``),
+    the solutes and, optionally, the Starling solution ``fluid`` (``network_exchange.solve``
+    for pressure) with the tissue's K (m²/(Pa·s)) for the interstitial velocity."""
+    pieces = segment_cells.intersect(net, grid) if pieces is None else pieces
+    radius = jnp.asarray(net.segment_radius_m)[pieces.segment]
+    gamma = jnp.stack([segment_cells.exchange_conductance(
+        s.permeability_m_per_s, s.diffusivity_m2_per_s * s.volume_fraction, radius,
+        pieces.length_m, pieces.equivalent_radius_m) for s in solutes], axis=1)
+    volume = jnp.pi * jnp.asarray(net.segment_radius_m)**2 * jnp.asarray(net.segment_length_m)
+    leak = jnp.zeros(len(pieces.segment))
+    velocity = None
+    if fluid is not None:
+        leak = jnp.maximum(fluid["piece_flux"], 0.0)
+        velocity = darcy_velocity(grid, fluid["cell"], tissue_hydraulic_conductivity)
+    inflow = jnp.maximum(jnp.asarray(state["external_inflow_m3_per_s"]), 0.0)
+    return Assembly(net, grid, pieces, tuple(solutes), gamma,
+                    jnp.asarray(state["flow_m3_per_s"]), volume, leak, velocity, inflow)
+
+
+def darcy_velocity(grid: Grid, pressure, conductivity):
+    """Face velocities u = −K ∂p/∂x per axis (interior faces; zero on the outer faces)."""
+    out = []
+    for ax in range(3):
+        centers = grid.centers[ax]
+        dp = jnp.diff(pressure, axis=ax)
+        dx = jnp.asarray(np.diff(centers)).reshape([-1 if a == ax else 1 for a in range(3)])
+        u = -conductivity * dp / dx
+        pad = [(1, 1) if a == ax else (0, 0) for a in range(3)]
+        out.append(jnp.pad(u, pad))
+    return tuple(out)
+
+
+def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
+        conversion_per_s=None, c0=None) -> dict:
+    """Advance the tissue from ``c0`` (zeros) to ``t_end_s`` in steps of ``dt_s``.
+
+    ``plasma(t) -> (ns,)``: the inlet concentrations, mol/m³ (e.g. from ``pk``).
+    ``conversion_per_s`` (ns, ns): first-order conversion in the lumen (``network_transport``).
+    Returns ``times_s`` (saved), ``tissue`` (saved, (ns, *grid.shape) each, per interstitial
+    volume), ``tissue_mean`` (per step: volume-averaged per tissue volume, (steps, ns)),
+    ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``."""
+    net, grid, pieces = asm.net, asm.grid, asm.pieces
+    ns = len(asm.solutes)
+    n_steps = int(round(t_end_s / dt_s))
+    if n_steps < 1 or not np.isclose(n_steps * dt_s, t_end_s, rtol=1e-9):
+        raise ValueError(f"t_end_s = {t_end_s} is not a positive multiple of dt_s = {dt_s}")
+    edges, n_nodes = net.segment_nodes, net.n_nodes
+    conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
+        conversion_per_s)
+    ps = jax.ops.segment_sum(asm.gamma, pieces.segment, net.n_segments)  # (E, ns)
+    sigma = jnp.asarray([s.reflection for s in asm.solutes])
+    leak_seg = jax.ops.segment_sum(asm.piece_leak, pieces.segment, net.n_segments)
+    # solvent drag leaves the lumen too: an extra loss in the lumen, not driven by c_t
+    lumen_loss = ps + leak_seg[:, None] * (1 - sigma)
+    tau = jnp.minimum(asm.volume / jnp.maximum(jnp.abs(asm.flow), 1e-300),
+                      network_transport.TRANSIT_CAP_S)
+    m = conversion[None] + jax.vmap(jnp.diag)(lumen_loss / asm.volume[:, None])
+    expo, phi1, phi2 = network_transport._exponentials(m, tau)
+    cell_volume = jnp.asarray(grid.volume).ravel()
+    phi = jnp.asarray([s.volume_fraction for s in asm.solutes])
+    diffusivity = jnp.asarray([s.diffusivity_m2_per_s for s in asm.solutes])
+    decay_tissue = jnp.asarray([s.decay_per_s for s in asm.solutes])
+    back = jax.ops.segment_sum(asm.gamma, pieces.cell, grid.size) / cell_volume[:, None]
+    decay = (back / phi + decay_tissue).T.reshape((ns,) + grid.shape)
+    shape = (ns,) + grid.shape
+    velocity = None if asm.velocity is None else tuple(
+        jnp.broadcast_to(v, (ns,) + v.shape) for v in asm.velocity)
+
+    def step(c, i):
+        t = i * dt_s
+        cells = c.reshape(ns, -1).T[pieces.cell]  # (P, ns)
+        c_t = jax.ops.segment_sum(asm.gamma * cells, pieces.segment, net.n_segments) / \
+            jnp.maximum(ps, 1e-300)
+        s = (ps / asm.volume[:, None]) * c_t
+        maps = (expo, tau[:, None] * jnp.einsum("eij,ej->ei", phi1, s), phi1,
+                tau[:, None] * jnp.einsum("eij,ej->ei", phi2, s))
+        c_in = jnp.broadcast_to(plasma(t + 0.5 * dt_s), (n_nodes, ns))
+        _, _, mean = network_transport.lumen(edges, n_nodes, asm.flow, asm.inflow_node, c_in,
+                                             maps)
+        per_piece = asm.gamma * mean[pieces.segment] + \
+            asm.piece_leak[:, None] * (1 - sigma) * mean[pieces.segment]
+        source = jax.ops.segment_sum(per_piece, pieces.cell, grid.size) / cell_volume[:, None]
+        tr = fv.Transport(diffusivity=(diffusivity * phi)[:, None, None, None] * jnp.ones(shape),
+                          capacity=phi[:, None, None, None] * jnp.ones(shape),
+                          velocity=velocity, source=source.T.reshape(shape))
+        new = solver.implicit_step(grid, tr, c, dt_s, decay=decay)
+        amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
+        return new, (amount / jnp.sum(cell_volume), amount)
+
+    if n_steps % save_every:
+        raise ValueError(f"save_every = {save_every} does not divide the {n_steps} steps")
+
+    def block(carry, j):
+        carry, (means, amounts) = jax.lax.scan(
+            step, carry, j * save_every + jnp.arange(save_every))
+        return carry, (carry, means, amounts)
+
+    c_start = jnp.zeros(shape) if c0 is None else jnp.asarray(c0)
+    _, (fields, means, amounts) = jax.lax.scan(block, c_start,
+                                               jnp.arange(n_steps // save_every))
+    return {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,
+            "tissue": fields, "tissue_mean": means.reshape(n_steps, ns),
+            "tissue_amount_mol": amounts.reshape(n_steps, ns),
+            "step_times_s": (np.arange(n_steps) + 1) * dt_s}
