@@ -13,9 +13,9 @@ Each time step (docs/networks.md):
    the wall's back-diffusion γ c_cell taken implicitly in k, and u the interstitial Darcy
    velocity of the same Starling solve.
 
-The lumen sees the tissue of the previous step (lagged by one step: the back-flux is small
-next to the lumen's own content for carriers; for free drug the step must resolve the
-tissue's exchange time, which ``run`` does not check: see docs/networks.md, limitations).
+The lumen depends on the tissue along it (back-diffusion); each step is repeated
+``coupling_iterations`` times with the lumen driven by the midpoint tissue (c + c_new)/2, a
+fixed-point iteration toward the trapezoidal coupling (0 iterations: lagged by one step).
 """
 from __future__ import annotations
 
@@ -110,11 +110,13 @@ def darcy_velocity(grid: Grid, pressure, conductivity):
 
 
 def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
-        conversion_per_s=None, c0=None) -> dict:
+        conversion_per_s=None, c0=None, coupling_iterations: int = 2) -> dict:
     """Advance the tissue from ``c0`` (zeros) to ``t_end_s`` in steps of ``dt_s``.
 
     ``plasma(t) -> (ns,)``: the inlet concentrations, mol/m³ (e.g. from ``pk``).
     ``conversion_per_s`` (ns, ns): first-order conversion in the lumen (``network_transport``).
+    ``coupling_iterations``: corrections of each step with the lumen driven by the midpoint
+    tissue (c + c_new)/2 instead of the step's start (0: lagged, first order in time).
     Returns ``times_s`` (saved), ``tissue`` (saved, (ns, *grid.shape) each, per interstitial
     volume), ``tissue_mean`` (per step: volume-averaged per tissue volume, (steps, ns)),
     ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``."""
@@ -145,24 +147,38 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     velocity = None if asm.velocity is None else tuple(
         jnp.broadcast_to(v, (ns,) + v.shape) for v in asm.velocity)
 
-    def step(c, i):
-        t = i * dt_s
-        cells = c.reshape(ns, -1).T[pieces.cell]  # (P, ns)
+    def advance(c, c_lumen_side, t):
+        """One tissue step from ``c`` with the lumen driven by the tissue ``c_lumen_side``
+        and by the plasma at each SDIRK2 stage's own time (the stiff wall exchange makes the
+        tissue follow the plasma closely: a source frozen over the step would be first
+        order)."""
+        cells = c_lumen_side.reshape(ns, -1).T[pieces.cell]  # (P, ns)
         c_t = jax.ops.segment_sum(asm.gamma * cells, pieces.segment, net.n_segments) / \
             jnp.maximum(ps, 1e-300)
         s = (ps / asm.volume[:, None]) * c_t
         maps = (expo, tau[:, None] * jnp.einsum("eij,ej->ei", phi1, s), phi1,
                 tau[:, None] * jnp.einsum("eij,ej->ei", phi2, s))
-        c_in = jnp.broadcast_to(plasma(t + 0.5 * dt_s), (n_nodes, ns))
-        _, _, mean = network_transport.lumen(edges, n_nodes, asm.flow, asm.inflow_node, c_in,
-                                             maps)
-        per_piece = asm.gamma * mean[pieces.segment] + \
-            asm.piece_leak[:, None] * (1 - sigma) * mean[pieces.segment]
-        source = jax.ops.segment_sum(per_piece, pieces.cell, grid.size) / cell_volume[:, None]
-        tr = fv.Transport(diffusivity=(diffusivity * phi)[:, None, None, None] * jnp.ones(shape),
-                          capacity=phi[:, None, None, None] * jnp.ones(shape),
-                          velocity=velocity, source=source.T.reshape(shape))
-        new = solver.implicit_step(grid, tr, c, dt_s, decay=decay)
+
+        def transport_at(time):
+            c_in = jnp.broadcast_to(plasma(time), (n_nodes, ns))
+            _, _, mean = network_transport.lumen(edges, n_nodes, asm.flow, asm.inflow_node,
+                                                 c_in, maps)
+            per_piece = asm.gamma * mean[pieces.segment] + \
+                asm.piece_leak[:, None] * (1 - sigma) * mean[pieces.segment]
+            source = jax.ops.segment_sum(per_piece, pieces.cell, grid.size) / \
+                cell_volume[:, None]
+            return fv.Transport(
+                diffusivity=(diffusivity * phi)[:, None, None, None] * jnp.ones(shape),
+                capacity=phi[:, None, None, None] * jnp.ones(shape), velocity=velocity,
+                source=source.T.reshape(shape))
+
+        return solver.implicit_step(grid, transport_at, c, dt_s, decay=decay, t=t)
+
+    def step(c, i):
+        t = i * dt_s
+        new = advance(c, c, t)
+        for _ in range(coupling_iterations):  # the lumen at the step's midpoint tissue
+            new = advance(c, 0.5 * (c + new), t)
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
         return new, (amount / jnp.sum(cell_volume), amount)
 

@@ -1,0 +1,178 @@
+"""Vessel networks: rheology laws, Kirchhoff solves, haemodynamics, segment-cell pieces, lumen
+transport and delivery (the closed-form and reference checks are verify cases, run by
+test_verify.py).  float64: conftest switches x64 on for the test process."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nanotransport.engine import graph, grid as grids
+from nanotransport.model import haemodynamics as hm
+from nanotransport.model import network_delivery as nd
+from nanotransport.model import network_files, rheology, segment_cells
+from nanotransport.model.vessel_network import PRESSURE, NetworkError, VesselNetwork
+from nanotransport.studies import verify_network as vn
+
+
+@pytest.fixture(scope="module")
+def mesentery():
+    return network_files.read_network(vn.mesentery_path())
+
+
+# ------------------------------------------------------------------ rheology
+def test_in_vitro_law_limits():
+    # Pries 1992: η_rel = 1 without cells; at H_D = 0.45, 220e^(−1.3D) + 3.2 − 2.44e^(−0.06D^0.645)
+    d = np.array([5.0, 20.0, 100.0, 1000.0])
+    np.testing.assert_allclose(rheology.in_vitro_relative_viscosity(d, 0.0), 1.0, atol=1e-12)
+    eta45 = 220 * np.exp(-1.3 * d) + 3.2 - 2.44 * np.exp(-0.06 * d**0.645)
+    np.testing.assert_allclose(rheology.in_vitro_relative_viscosity(d, 0.45), eta45, rtol=1e-12)
+    assert abs(float(rheology.in_vitro_relative_viscosity(1e5, 0.45)) - 3.2) < 1e-3
+
+
+def test_in_vivo_1994_without_cells_is_the_plasma_layer_factor():
+    # Pries 1994: η_vivo = [1 + (η* − 1) f(H_D) (D/(D − 1.1))²] (D/(D − 1.1))², f(0) = 0
+    d = np.array([4.0, 8.0, 30.0])
+    np.testing.assert_allclose(rheology.in_vivo_relative_viscosity_1994(d, 0.0),
+                               (d / (d - 1.1))**2, rtol=1e-12)
+
+
+def test_surface_layer_2005_limits_and_continuity():
+    w_ph, w_eff = rheology.surface_layer_um(np.array([1.0, 2.4]), 0.45)
+    np.testing.assert_allclose([w_ph, w_eff], 0.0, atol=1e-15)  # no layer below D_off
+    dc = rheology.ESL["D_crit"]
+    lo, hi = rheology.surface_layer_um(np.array([dc - 1e-9, dc + 1e-9]), 0.45)[1]
+    assert abs(lo - hi) < 1e-8  # W_peak is continuous at D_crit
+    big = 1e5
+    eta = float(rheology.in_vivo_relative_viscosity_2005(big, 0.45))
+    assert abs(eta - float(rheology.in_vitro_relative_viscosity(big, 0.45))) < 1e-3
+
+
+def test_phase_separation_conserves_cells_and_matches_the_sharp_law():
+    x = np.linspace(0.0, 1.0, 201)
+    args = (9.0, 6.0, 10.0, 0.45)
+    fa = np.asarray(rheology.red_cell_fraction(x, *args))
+    fb = np.asarray(rheology.red_cell_fraction(1 - x, args[1], args[0], *args[2:]))
+    np.testing.assert_allclose(fa + fb, 1.0, atol=1e-12)
+    sharp = np.asarray(rheology.red_cell_fraction(x, *args, width=0.0))
+    assert np.max(np.abs(sharp - fa)) < 2e-3
+    x0 = 0.964 * (1 - 0.45) / 10.0
+    assert np.all(sharp[x <= x0] == 0.0) and np.all(sharp[x >= 1 - x0] == 1.0)
+    g = jax.vmap(jax.grad(lambda f: rheology.red_cell_fraction(f, *args)))(jnp.asarray(x))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_rheology_settings_are_checked():
+    with pytest.raises(ValueError, match="viscosity_law"):
+        hm.Rheology(viscosity_law="pries1992")
+    with pytest.raises(ValueError, match="plasma_viscosity_Pa_s = 1.2"):
+        hm.Rheology(plasma_viscosity_Pa_s=1.2)
+
+
+# ------------------------------------------------------------------ solves
+def test_cg_and_direct_agree_and_vmap(mesentery):
+    topo, params = hm.Topology.of(mesentery), hm.parameters(mesentery)
+    rheo = vn.NETFLOW_RHEOLOGY
+    hd = jnp.full(mesentery.n_segments, 0.4)
+    p_direct = hm.flows(topo, params, rheo, hd)[0]
+    p_cg = hm.flows(topo, params, dataclasses.replace(rheo, solver="cg"), hd)[0]
+    assert float(jnp.max(jnp.abs(p_cg - p_direct)) / jnp.max(p_direct)) < 1e-9
+    scales = jnp.array([0.9, 1.0, 1.1])
+
+    def inlet_pressure(scale):
+        return hm.flows(topo, {**params, "radius_m": params["radius_m"] * scale}, rheo, hd)[0]
+
+    batched = jax.vmap(inlet_pressure)(scales)
+    for i, s in enumerate(scales):
+        np.testing.assert_allclose(batched[i], inlet_pressure(s), rtol=1e-12)
+
+
+def test_unconverged_state_is_reported(mesentery):
+    rheo = dataclasses.replace(vn.NETFLOW_RHEOLOGY, picard_iterations=1, newton_iterations=0)
+    with pytest.raises(hm.HaemodynamicsError, match="did not converge"):
+        hm.solve(mesentery, rheo)
+    state = hm.solve(mesentery, rheo, allow_unconverged=True)
+    assert not state["converged"] and state["residual"] > rheo.tolerance
+
+
+def test_pressure_inlet_without_hematocrit_is_named():
+    edges, n, pos, r, length = vn.random_tree(levels=3)
+    net = vn._tree_network(edges, n, pos, r, length, PRESSURE, 2000.0)
+    net = dataclasses.replace(net, boundary_hematocrit=np.full(len(net.boundary_node), np.nan))
+    with pytest.raises(NetworkError, match="node 0 .*inlet.*no inflow haematocrit"):
+        hm.solve(net, hm.Rheology())
+
+
+def test_batch_of_variants_matches_single_solves(mesentery):
+    topo, params = hm.Topology.of(mesentery), hm.parameters(mesentery)
+    rheo = vn.NETFLOW_RHEOLOGY
+
+    def mean_hd(scale):
+        p = {**params, "radius_m": params["radius_m"] * scale}
+        return jnp.mean(hm.solve_state(topo, p, rheo)["hematocrit"])
+
+    scales = jnp.array([0.95, 1.05])
+    batched = jax.jit(jax.vmap(mean_hd))(scales)
+    single = [float(jax.jit(mean_hd)(s)) for s in scales]
+    np.testing.assert_allclose(batched, single, rtol=1e-9)
+
+
+# ------------------------------------------------------------------ pieces
+def test_oblique_segment_pieces_are_exact():
+    g = grids.cartesian3d((3e-4, 3e-4, 1e-4), (3, 3, 1))
+    pos = np.array([[0.5e-4, 0.2e-4, 0.5e-4], [2.9e-4, 2.6e-4, 0.5e-4], [4e-4, 2.6e-4, 0.5e-4]])
+    net = VesselNetwork(node_position_m=pos, segment_nodes=[[0, 1], [1, 2]],
+                        segment_radius_m=[3e-6, 3e-6],
+                        segment_length_m=np.linalg.norm(np.diff(pos, axis=0), axis=1),
+                        boundary_node=[0, 2], boundary_kind=[PRESSURE, PRESSURE],
+                        boundary_value=[1.0, 0.0], boundary_hematocrit=[0.45, np.nan])
+    pieces = segment_cells.intersect(net, g)
+    total = np.bincount(pieces.segment, pieces.length_m, minlength=2)
+    inside_second = 3e-4 - 2.9e-4
+    np.testing.assert_allclose(total, [net.segment_length_m[0], inside_second], rtol=1e-12)
+    assert abs(pieces.outside_m - (4e-4 - 3e-4)) < 1e-15
+    # the first segment: direction (2.4, 2.4)/|·| in x, y; it crosses x = 1e-4 at t = 0.5/2.4
+    d = pos[1] - pos[0]
+    t = np.sort(np.unique(np.concatenate([[0, 1], (np.array([1e-4, 2e-4]) - pos[0, 0]) / d[0],
+                                          (np.array([1e-4, 2e-4]) - pos[0, 1]) / d[1]])))
+    expected = np.diff(t) * np.linalg.norm(d)
+    np.testing.assert_allclose(np.sort(pieces.length_m[pieces.segment == 0]), np.sort(expected),
+                               rtol=1e-12)
+
+
+# ------------------------------------------------------------------ delivery
+def test_delivery_converges_in_time_and_stays_positive(mesentery):
+    state = hm.solve(mesentery, vn.NETFLOW_RHEOLOGY)
+    g = grids.cartesian3d((4.6e-3, 7.1e-3, 20e-6), (23, 36, 1))
+    solutes = [nd.Solute("carrier", 1e-9, 1e-11, 0.3), nd.Solute("free", 3e-6, 1.5e-10, 0.3)]
+    asm = nd.assemble(mesentery, g, state, solutes)
+
+    def plasma(t):
+        return jnp.array([1.0, 0.1]) * jnp.exp(-t / 7200.0)
+
+    means = [np.asarray(nd.run(asm, plasma, 7200.0, dt, save_every=int(3600 / dt))
+                        ["tissue_mean"][-1]) for dt in (1200.0, 600.0, 300.0)]
+    d1, d2 = np.abs(means[0] - means[1]), np.abs(means[1] - means[2])
+    assert np.all(d2 < 0.6 * d1)  # converges as the step shrinks (order ≥ ~0.7)
+    assert np.all(d2 / means[2] < 2e-2)
+    out = nd.run(asm, plasma, 7200.0, 600.0, save_every=6)
+    assert float(out["tissue"].min()) >= -1e-12
+    np.testing.assert_allclose(out["tissue_amount_mol"] / out["tissue_mean"],
+                               np.prod([4.6e-3, 7.1e-3, 20e-6]), rtol=1e-10)
+
+
+def test_kirchhoff_residual_is_small_after_solve(mesentery):
+    state = hm.solve(mesentery, vn.NETFLOW_RHEOLOGY)
+    fixed = np.zeros(mesentery.n_nodes, bool)
+    fixed[mesentery.boundary_node[mesentery.boundary_kind == PRESSURE]] = True
+    injection = np.zeros(mesentery.n_nodes)
+    flow_bc = mesentery.boundary_kind != PRESSURE
+    injection[mesentery.boundary_node[flow_bc]] = mesentery.boundary_value[flow_bc]
+    res = graph.kirchhoff_residual(mesentery.segment_nodes,
+                                   jnp.asarray(state["conductance_m3_per_s_Pa"]),
+                                   jnp.asarray(fixed), jnp.asarray(state["pressure_Pa"]),
+                                   jnp.asarray(injection))
+    assert float(res) < 1e-10
