@@ -8,6 +8,8 @@ flow), ``heat`` (bioheat and focused-ultrasound heating), ``cells`` (drug action
 scenario → ``Result``), ``summary`` and ``objective`` (what a result means: metrics and the
 design objective J), ``imaging`` (the image of the carrier), ``capillary`` (a resolved
 microvessel); vessel networks: ``vessel_network`` (the checked description), ``network_files``,
-``network_vtp``, ``network_hdf5`` (reading and writing them), ``rheology`` (blood viscosity and
-red-cell partition) and ``haemodynamics`` (flow and haematocrit in a network).  Imports only from ``engine`` (docs/architecture.md).
+``network_vtp``, ``network_hdf5`` (reading and writing them), ``network_generator`` (a
+synthetic tumor network), ``rheology`` (blood viscosity and red-cell partition) and
+``haemodynamics`` (flow and haematocrit in a network).  Imports only from ``engine``
+(docs/architecture.md).
 """
