@@ -37,7 +37,11 @@ gives the equations, their sources and the parameter values); diameters in µm, 
   (F: parent, α: this branch, β: its sibling).  Because B > 1 the law is already C¹ at its
   thresholds, but the logit of 0 is not finite; ``smoothed_fraction`` maps the argument into
   (0, 1) by a softplus of width ``width`` so that values and gradients stay finite.  It is
-  symmetric, s(1 − x) = 1 − s(x), so the two daughters' fractions still sum to one.
+  symmetric, s(1 − x) = 1 − s(x), so the two daughters' fractions still sum to one.  A
+  daughter with almost no flow must receive almost no cells (FQ_E/FQ_B → 0, else its
+  haematocrit H_F FQ_E/FQ_B would blow up): each daughter's share is weighted by
+  FQ_B²/(FQ_B² + (width/10)²) and the pair renormalized (a change of order (width/10 FQ_B)²
+  elsewhere).
 """
 from __future__ import annotations
 
@@ -131,11 +135,18 @@ def red_cell_fraction(flow_fraction, d_branch_um, d_sibling_um, d_parent_um, hd_
     ratio = (d_branch_um / d_sibling_um)**2
     a = -13.29 * (ratio - 1.0) / (ratio + 1.0) * scale
     x = (flow_fraction - x0) / (1.0 - 2.0 * x0)
-    if width > 0:
-        xs = smoothed_fraction(x, width)
-    else:
+    if width <= 0:
         xs = jnp.clip(x, 1e-300, 1.0 - 1e-16)
+        fqe = 1.0 / (1.0 + jnp.exp(-a - b * (jnp.log(xs) - jnp.log1p(-xs))))
+        return jnp.where(x <= 0.0, 0.0, jnp.where(x >= 1.0, 1.0, fqe))
+    xs = smoothed_fraction(x, width)
     fqe = 1.0 / (1.0 + jnp.exp(-a - b * (jnp.log(xs) - jnp.log1p(-xs))))
-    if width > 0:
-        return fqe
-    return jnp.where(x <= 0.0, 0.0, jnp.where(x >= 1.0, 1.0, fqe))
+    # a branch with almost no flow must get almost no cells: FQ_E/FQ_B → 0 as FQ_B → 0 (the
+    # smoothing alone leaves FQ_E ~ width^B there, and H_D = H_F FQ_E/FQ_B would blow up);
+    # weight each daughter by FQ_B²/(FQ_B² + (width/10)²) and renormalize the pair (the sibling's
+    # share is 1 − fqe by the law's symmetry), so the red cells are still conserved
+    fq = jnp.clip(flow_fraction, 0.0, 1.0)
+    w2 = (0.1 * width)**2
+    own = fqe * fq**2 / (fq**2 + w2)
+    sibling = (1.0 - fqe) * (1.0 - fq)**2 / ((1.0 - fq)**2 + w2)
+    return own / jnp.maximum(own + sibling, 1e-300)
