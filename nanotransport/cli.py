@@ -146,6 +146,8 @@ def cmd_run(args) -> int:
                                                 ("--set", kv)]))
 
     scenario = sc.load(args.scenario, args.set or [])
+    if scenario["tissue.network_file"]:  # a vessel network: the network model
+        return _network(scenario, args)
     _check_scenario(scenario)
     out = _own(args.out)
     result, lay, values, seconds = run_one(scenario, scenario.name, not args.quiet)
@@ -175,6 +177,45 @@ def cmd_run(args) -> int:
         print(f"  {label:<{width}}{_fmt(values[key])}")
     print(f"wrote {out / 'results.nc'}, {out / 'summary.json'}"
           + (", figures" if scenario["outputs.figures"] else "") + f" ({seconds:.1f} s)")
+    return 0
+
+
+def cmd_network(args) -> int:
+    """The network model (``studies.network_run``) of a scenario with ``tissue.network_file``
+    (default: the built-in ``tumor-network``)."""
+    from .model import scenario as sc
+
+    scenario = sc.load(args.scenario or "tumor-network", args.set or [])
+    if not scenario["tissue.network_file"]:
+        raise sc.ScenarioError("tissue.network_file is empty: give a network file or "
+                               "'synthetic' (--set tissue.network_file=...), or run a "
+                               "network scenario (tumor-network)")
+    return _network(scenario, args)
+
+
+def _network(scenario, args) -> int:
+    from . import io, plots
+    from .studies import network_run
+
+    out = _own(args.out)
+    t0 = time.perf_counter()
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    r = network_run.run(scenario, log)
+    ds = network_run.to_dataset(r)
+    io.write_netcdf(ds, out / "network.nc")
+    values = {"scenario": args.scenario or "tumor-network",
+              "description": scenario.description, **network_run.summary(r)}
+    io.write_json(out / "network_summary.json", values)
+    if scenario["outputs.figures"]:
+        plots.network_map(ds, out / "network_map.png")
+        plots.network_delivery(ds, out / "network_delivery.png")
+    print(f"{values['scenario']}: {scenario.description}")
+    for key, value in values.items():
+        if key not in ("scenario", "description", "seconds"):
+            print(f"  {key:<38}{_fmt(value) if isinstance(value, float) else value}")
+    print(f"wrote {out / 'network.nc'}, {out / 'network_summary.json'}"
+          + (", figures" if scenario["outputs.figures"] else "")
+          + f" ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -631,6 +672,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_run)
 
+    q = sub.add_parser("network", help="the vessel-network model: blood flow, haematocrit, "
+                       "Starling exchange and delivery from a network (default: tumor-network)")
+    scenario_args(q)
+    q.add_argument("--out", default="out", help="output folder (default: out)")
+    q.add_argument("--quiet", action="store_true", help="no progress lines")
+    q.set_defaults(func=cmd_network)
+
     q = sub.add_parser("compare", help="run several scenarios side by side")
     scenario_args(q, many=True)
     q.add_argument("--out", default="out", help="output folder (default: out)")
@@ -853,6 +901,7 @@ def main(argv=None) -> int:
     interrupted (Ctrl-C); 1 an internal error (a bug: traceback)."""
     from . import compile_cache, outdir
     from .model.scenario import ScenarioError
+    from .model.vessel_network import NetworkError
 
     args = build_parser().parse_args(argv)
     _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
@@ -870,7 +919,7 @@ def main(argv=None) -> int:
             compile_cache.enable(args.compile_cache, args.no_compile_cache)
             rc = args.func(args)
         return rc
-    except ScenarioError as e:
+    except (ScenarioError, NetworkError) as e:
         print(f"error: {e}", file=sys.stderr)
         rc = 2
         return rc

@@ -685,3 +685,68 @@ def fit_figures(rep: dict, curves: dict, out: Path) -> list[str]:
     axes.flat[0].legend(fontsize=7)
     _save(fig, out / "fit_time_courses.png")
     return ["fit_observed_vs_predicted.png", "fit_time_courses.png"]
+
+
+def network_map(ds: xr.Dataset, path: Path) -> Path:
+    """The network seen from above (x–y projection): segments coloured by log10 flow and by
+    discharge haematocrit, line width by radius."""
+    from matplotlib.collections import LineCollection
+
+    pos = ds.position_um.values
+    ends = ds.segment_nodes.values
+    lines = np.stack([pos[ends[:, 0], :2], pos[ends[:, 1], :2]], axis=1) / 1e3
+    width = 0.4 + 2.0 * ds.radius_um.values / max(float(ds.radius_um.max()), 1e-9)
+    flow = np.abs(ds.flow_nl_per_min.values)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    for ax, values, label, cmap in (
+            (axes[0], np.log10(np.maximum(flow, 1e-6)), "log10 |flow| (nl/min)", "viridis"),
+            (axes[1], ds.hematocrit.values, "discharge haematocrit", "magma")):
+        lc = LineCollection(lines, linewidths=width, cmap=cmap)
+        lc.set_array(values)
+        ax.add_collection(lc)
+        ax.autoscale()
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (mm)")
+        ax.set_ylabel("y (mm)")
+        fig.colorbar(lc, ax=ax, label=label, shrink=0.85)
+    axes[0].set_title("blood flow (inlets at x = 0)")
+    axes[1].set_title("red cells: phase separation at bifurcations")
+    return _save(fig, path)
+
+
+def network_delivery(ds: xr.Dataset, path: Path) -> Path:
+    """Delivery from the network: carrier and free drug in the interstitium at the last saved
+    time (maximum over z, a projection), the interstitial pressure (same projection), and the
+    tissue means over time beside the plasma concentrations."""
+    extent = [float(ds.x.min()) / 1e3, float(ds.x.max()) / 1e3,
+              float(ds.y.min()) / 1e3, float(ds.y.max()) / 1e3]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    last = ds.time.values[-1]
+    for ax, name, label in ((axes[0, 0], "carrier_ug_per_ml", "carrier (drug-equivalent)"),
+                            (axes[0, 1], "free_drug_ug_per_ml", "free drug")):
+        field = ds[name].isel(time=-1).max("z").values.T
+        im = ax.imshow(field, origin="lower", extent=extent, cmap="inferno", aspect="equal")
+        fig.colorbar(im, ax=ax, label="µg/mL interstitial fluid", shrink=0.85)
+        ax.set_title(f"{label} at {last:g} h (max over z)")
+        ax.set_xlabel("x (mm)")
+        ax.set_ylabel("y (mm)")
+    im = axes[1, 0].imshow(ds.interstitial_pressure_mmHg.max("z").values.T, origin="lower",
+                           extent=extent, cmap="viridis", aspect="equal")
+    fig.colorbar(im, ax=axes[1, 0], label="mmHg", shrink=0.85)
+    axes[1, 0].set_title("interstitial fluid pressure (max over z)")
+    axes[1, 0].set_xlabel("x (mm)")
+    axes[1, 0].set_ylabel("y (mm)")
+    ax = axes[1, 1]
+    ax.semilogy(ds.plasma_time, ds.plasma_encapsulated_ug_per_ml, "C0--", label="plasma, "
+                "encapsulated")
+    ax.semilogy(ds.plasma_time, np.maximum(ds.plasma_free_unbound_ug_per_ml, 1e-9), "C1--",
+                label="plasma, free unbound")
+    ax.semilogy(ds.step, np.maximum(ds.tissue_mean_carrier_ug_per_ml, 1e-9), "C0",
+                label="tissue, carrier")
+    ax.semilogy(ds.step, np.maximum(ds.tissue_mean_free_ug_per_ml, 1e-9), "C1",
+                label="tissue, free drug")
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("µg/mL (tissue: per tissue volume)")
+    ax.legend(fontsize=8)
+    ax.set_title("plasma input and tissue mean")
+    return _save(fig, path)

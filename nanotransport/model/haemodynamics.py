@@ -41,7 +41,7 @@ from .vessel_network import INFLOW, PRESSURE, NetworkError, VesselNetwork
 HD_VISCOSITY_CAP = 0.95  #: haematocrit above which the viscosity laws are held (their fit ends)
 
 
-class HaemodynamicsError(ValueError):
+class HaemodynamicsError(NetworkError):
     """A flow state that did not converge, or a network the flow shows to be incomplete."""
 
 

@@ -364,6 +364,59 @@ FIELDS: list[Field] = [
     Field("tissue.maps_file", "", "", "optional netCDF file of per-cell maps on the grid: "
           "multipliers of tissue fields (e.g. vessel_surface_density_per_cm) and/or 'region' "
           "(0 tumor, 1 normal, 2 necrotic)", kind="str"),
+    Field("tissue.network_file", "", "", "a discrete vessel network instead of the "
+          "homogenized vessel density (docs/networks.md): a Secomb network.dat, VTK .vtp or "
+          "HDF5 .h5 file, or 'synthetic' for the generated tumor network of the network.* "
+          "fields; '' = none.  A scenario with a network runs the network model "
+          "(nanotransport network)", kind="str"),
+    # ------------------------------------------------------------ network (tissue.network_file)
+    Field("network.box_mm", [1.0, 1.0, 1.0], "mm", "synthetic network: box (x, y, z); blood "
+          "enters at x = 0 and leaves at x = max", 0.05, 20.0, kind="list"),
+    Field("network.spacing_um", 80.0, "µm", "synthetic network: lattice pitch (illustrative; "
+          "intercapillary distances 40-100 µm in normal tissue, larger in tumors)", 10.0, 1000.0,
+          kind="static_float"),
+    Field("network.connectivity", 0.8, "1", "synthetic network: probability a lattice edge "
+          "survives the first draw", 0.05, 1.0, kind="static_float"),
+    Field("network.capillary_diameter_um", 7.0, "µm", "synthetic network: median capillary "
+          "diameter (5-10 µm, Pries & Secomb 2008 Handbook of Physiology)", 2.0, 100.0,
+          kind="static_float"),
+    Field("network.diameter_spread", 1.2, "1", "synthetic network: geometric standard "
+          "deviation of the diameters (illustrative)", 1.0, 3.0, kind="static_float"),
+    Field("network.tumor_radius_mm", 0.35, "mm", "synthetic network: radius of the tumor "
+          "sphere at the box's centre (0: none)", 0.0, 10.0, kind="static_float"),
+    Field("network.core_radius_mm", 0.15, "mm", "synthetic network: radius of the poorly "
+          "perfused (necrotic) core", 0.0, 10.0, kind="static_float"),
+    Field("network.tumor_dilation", 1.5, "1", "synthetic network: diameter factor of tumor "
+          "vessels (illustrative)", 0.5, 5.0, kind="static_float"),
+    Field("network.tumor_tortuosity", 0.25, "1", "synthetic network: random node "
+          "displacement in the tumor, in lattice pitches", 0.0, 0.49, kind="static_float"),
+    Field("network.core_loss", 0.7, "1", "synthetic network: probability a vessel of the "
+          "necrotic core is lost", 0.0, 1.0, kind="static_float"),
+    Field("network.inlet_fraction", 0.5, "1", "synthetic network: middle share of the y and z "
+          "extents fed (inlets at x = 0) and drained (outlets at x = max)", 0.05, 1.0,
+          kind="static_float"),
+    Field("network.arterial_pressure_mmHg", 35.0, "mmHg", "synthetic network: inlet pressure "
+          "(arteriolar end of a capillary bed)", 1.0, 150.0, kind="static_float"),
+    Field("network.venous_pressure_mmHg", 12.0, "mmHg", "synthetic network: outlet pressure",
+          0.0, 100.0, kind="static_float"),
+    Field("network.feeding_diameter_um", 15.0, "µm", "synthetic network: diameter of inlet "
+          "and outlet segments", 2.0, 200.0, kind="static_float"),
+    Field("network.seed", 0, "", "synthetic network: random seed", 0, 2**31 - 1, kind="int"),
+    Field("network.inflow_hematocrit", 0.45, "1", "discharge haematocrit entering at the "
+          "synthetic network's inlets (a file gives its own)", 0.0, 0.9, kind="static_float"),
+    Field("network.viscosity_law", "pries1994", "", "apparent blood viscosity in the vessels: "
+          "Pries et al. 1994 in vivo law, its 2005 endothelial-surface-layer form, or plasma "
+          "only", choices=("pries1994", "pries2005", "constant"), kind="str"),
+    Field("network.phase_separation", True, "", "red-cell phase separation at diverging "
+          "bifurcations (Pries & Secomb 2005); false: haematocrit mixes by flow", kind="bool"),
+    Field("network.plasma_viscosity_mPa_s", 1.2, "mPa·s", "plasma viscosity (human 1.1-1.3)",
+          0.5, 5.0, kind="static_float"),
+    Field("network.grid_spacing_um", 50.0, "µm", "tissue grid cell size around the network",
+          5.0, 2000.0, kind="static_float"),
+    Field("network.box_margin_um", 0.0, "µm", "tissue beyond the network's bounding box on "
+          "every side", 0.0, 10000.0, kind="static_float"),
+    Field("network.file_length_unit_um", 1.0, "µm", "length unit of a .vtp network file (VTK "
+          "carries none)", 1e-3, 1e6, kind="static_float"),
     # ------------------------------------------------------------ imaging
     Field("imaging.label", "In-111", "", "label on the carrier: a radionuclide (half-lives: "
           "In-111 2.80 d for SPECT, Cu-64 12.7 h and Zr-89 78.4 h for PET) or 'none' for a "

@@ -1,0 +1,295 @@
+"""The network model of a scenario: from ``tissue.network_file`` to delivered carrier and drug.
+
+A scenario whose ``tissue.network_file`` is set runs this pipeline (``nanotransport network``,
+or ``nanotransport run`` on such a scenario; docs/networks.md):
+
+1. the network: read from the file (``network_files.read_network``) or generated
+   (``network_generator``, the ``network.*`` fields);
+2. blood flow and haematocrit (``haemodynamics``: the ``network.*`` rheology, the species'
+   red-cell volume);
+3. the tissue: a Cartesian grid over the network's bounding box (``network.grid_spacing_um``,
+   ``network.box_margin_um``) with the tumor's interstitial properties (``tissue.tumor.*``);
+   the Starling exchange of fluid between every vessel piece and its cell, and the
+   interstitial pressure and Darcy flow, in one solve (``network_exchange``);
+4. the plasma concentrations of encapsulated and free (unbound) drug from the systemic model
+   (``pk``, the scenario's formulation, dose and patient) drive the network's inlets;
+5. delivery of carrier (encapsulated drug) and free drug into the interstitium over
+   ``numerics.t_end_h`` (``network_delivery``), in steps of ``numerics.max_dt_min``.
+
+The continuum model's local kinetics (cells, binding, release in the tissue) are not part of
+this first network model: it answers where carriers and drug leave the vessels and how far
+they get (docs/networks.md, limitations).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..engine import grid as grids
+from ..engine import units
+from ..model import haemodynamics as hm
+from ..model import network_delivery as nd
+from ..model import network_exchange, network_files, network_generator, pk, segment_cells
+from ..model import simulate, tissue
+from ..model.scenario import Scenario, ScenarioError
+from ..model.vessel_network import VesselNetwork
+
+#: mean red-cell volume by species, fL (human: Pries et al. 1994; mouse: ~45-55 fL in
+#: laboratory strains, e.g. Everds 2007 in The Mouse in Biomedical Research (verify))
+MEAN_CELL_VOLUME_FL = {"human": 92.0, "mouse": 49.0}
+SOLUTES = ("carrier", "free")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkRun:
+    """Everything a network run computed (SI arrays)."""
+
+    scenario: Scenario
+    net: VesselNetwork
+    state: dict  # haemodynamics.solve
+    grid: grids.Grid
+    pieces: segment_cells.Pieces
+    fluid: dict  # network_exchange.solve for pressure
+    delivery: dict  # network_delivery.run
+    plasma_times_s: np.ndarray
+    plasma: np.ndarray  # (times, 2): encapsulated, free unbound, mol/m³
+    solutes: tuple
+    seconds: dict
+
+
+def network_of(scenario: Scenario) -> VesselNetwork:
+    """The scenario's network: its file, or the synthetic one of the ``network.*`` fields."""
+    source = scenario["tissue.network_file"]
+    if not source:
+        raise ScenarioError("tissue.network_file is empty: this scenario has no network")
+    if source == "synthetic":
+        g = lambda key: scenario[f"network.{key}"]  # noqa: E731
+        spec = network_generator.TumorNetworkSpec(
+            box_mm=tuple(float(x) for x in g("box_mm")), spacing_um=float(g("spacing_um")),
+            connectivity=float(g("connectivity")),
+            capillary_diameter_um=float(g("capillary_diameter_um")),
+            diameter_spread=float(g("diameter_spread")),
+            tumor_radius_mm=float(g("tumor_radius_mm")),
+            tumor_dilation=float(g("tumor_dilation")),
+            tumor_tortuosity=float(g("tumor_tortuosity")),
+            necrotic_radius_mm=float(g("core_radius_mm")), core_loss=float(g("core_loss")),
+            inlet_fraction=float(g("inlet_fraction")),
+            arterial_pressure_mmHg=float(g("arterial_pressure_mmHg")),
+            venous_pressure_mmHg=float(g("venous_pressure_mmHg")),
+            inflow_hematocrit=float(g("inflow_hematocrit")),
+            feeding_diameter_um=float(g("feeding_diameter_um")), seed=int(g("seed")))
+        try:
+            return network_generator.generate(spec)
+        except ValueError as err:
+            raise ScenarioError(f"network.*: {err}") from None
+    return network_files.read_network(
+        source, vtp_length_unit_m=float(scenario["network.file_length_unit_um"]) * units.UM)
+
+
+def rheology_of(scenario: Scenario) -> hm.Rheology:
+    """The haemodynamic settings of the ``network.*`` fields and the patient's species."""
+    return hm.Rheology(viscosity_law=scenario["network.viscosity_law"],
+                       phase_separation=bool(scenario["network.phase_separation"]),
+                       plasma_viscosity_Pa_s=float(scenario["network.plasma_viscosity_mPa_s"])
+                       * 1e-3,
+                       mean_cell_volume_fL=MEAN_CELL_VOLUME_FL[scenario["patient.species"]])
+
+
+def tissue_grid(net: VesselNetwork, scenario: Scenario) -> grids.Grid:
+    """A Cartesian grid over the network's bounding box plus ``network.box_margin_um``,
+    cells of about ``network.grid_spacing_um`` (at least one per axis)."""
+    h = float(scenario["network.grid_spacing_um"]) * units.UM
+    margin = float(scenario["network.box_margin_um"]) * units.UM
+    lo = net.node_position_m.min(axis=0) - margin
+    hi = net.node_position_m.max(axis=0) + margin
+    extent = np.maximum(hi - lo, h)
+    shape = tuple(int(max(1, round(e / h))) for e in extent)
+    cells = int(np.prod(shape))
+    if cells > 4_000_000:
+        raise ScenarioError(f"network.grid_spacing_um = {h / units.UM:g} gives {shape} = "
+                            f"{cells} cells over the network's box; allowed up to 4e6 (coarsen "
+                            "the grid)")
+    return grids.cartesian3d(tuple(extent), shape, origin_m=tuple(lo))
+
+
+def _tumor_values(scenario: Scenario) -> dict:
+    """The tumor's interstitial and wall properties from the continuum model's maps (one
+    viable tumor cell of the scenario's own layout: the same laws and fields)."""
+    lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+    maps = tissue.tissue_maps(lay, scenario)
+    index = int(np.argmax((np.asarray(lay.tumor) > 0) & (np.asarray(lay.necrotic) == 0)))
+    pick = lambda a: float(np.asarray(a).ravel()[index])  # noqa: E731
+    s_v = float(scenario["tissue.tumor.vessel_surface_density_per_cm"]) / units.CM
+    return {"phi_e": pick(maps.phi_e), "K": pick(maps.hydraulic_k),
+            "lp": pick(maps.lp_sv) / s_v,
+            "p_carrier": pick(maps.ps_carrier) / s_v, "sigma_carrier": pick(maps.sigma_carrier),
+            "d_carrier": pick(maps.d_carrier), "p_free": pick(maps.ps_free) / s_v,
+            "sigma_free": pick(maps.sigma_free), "d_free": pick(maps.d_free),
+            "sigma0": float(scenario["tissue.tumor.protein_reflection_coefficient"]),
+            "pi_v": float(scenario["tissue.tumor.plasma_oncotic_pressure_mmhg"])
+            * units.MMHG_PA,
+            "pi_i": float(scenario["tissue.tumor.interstitial_oncotic_pressure_mmhg"])
+            * units.MMHG_PA,
+            "lymph": pick(maps.lymph)}
+
+
+def plasma_series(scenario: Scenario, times_s: np.ndarray) -> np.ndarray:
+    """(times, 2): plasma encapsulated and free unbound drug, mol/m³, at ``times_s``."""
+    params, dose = simulate.systemic_parameters(scenario)
+    enc = scenario["formulation.encapsulated_fraction"]
+    y = pk.simulate(params, jnp.asarray(times_s), dose,
+                    float(scenario["dose.infusion_duration_min"]) * units.MIN, enc)
+    c = pk.plasma_concentrations(params, y)
+    return np.stack([np.asarray(c.encapsulated), np.asarray(c.free_unbound)], axis=1)
+
+
+def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
+    """The network model of ``scenario`` (module docstring); ``log`` gets progress lines."""
+    jax.config.update("jax_enable_x64", True)
+    seconds = {}
+    t0 = time.perf_counter()
+    net = network_of(scenario)
+    log(f"network: {net.describe()}")
+    seconds["network"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state = hm.solve(net, rheology_of(scenario))
+    seconds["haemodynamics"] = time.perf_counter() - t0
+    log(f"haemodynamics: {int(state['picard_iterations'])} Picard + "
+        f"{int(state['newton_iterations'])} Newton iterations, residual "
+        f"{float(state['residual']):.1e} ({seconds['haemodynamics']:.1f} s)")
+    t0 = time.perf_counter()
+    grid = tissue_grid(net, scenario)
+    pieces = segment_cells.intersect(net, grid)
+    tv = _tumor_values(scenario)
+    starling = network_exchange.TissueExchange(
+        conductivity=tv["K"], wall_per_area=tv["lp"], sink_rate=tv["lymph"],
+        offset=tv["sigma0"] * (tv["pi_v"] - tv["pi_i"]), outer="no_flux")
+    fluid = _coupled_fluid(net, state, grid, pieces, starling, scenario)
+    seconds["fluid"] = time.perf_counter() - t0
+    log(f"tissue: grid {grid.shape} of {float(scenario['network.grid_spacing_um']):g} µm, "
+        f"{len(pieces.cell)} vessel pieces; interstitial pressure "
+        f"{float(np.mean(fluid['cell'])) / units.MMHG_PA:.1f} mmHg (mean)")
+    solutes = (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
+                         tv["sigma_carrier"]),
+               nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"]))
+    t_end = float(scenario["numerics.t_end_h"]) * units.HOUR
+    dt = float(scenario["numerics.max_dt_min"]) * units.MIN
+    n_steps = max(1, int(np.ceil(t_end / dt)))
+    dt = t_end / n_steps
+    save_every = _save_every(n_steps, dt)
+    times = np.linspace(0.0, t_end, 4 * n_steps + 1)
+    plasma = plasma_series(scenario, times)
+    table = jnp.asarray(plasma)
+
+    def plasma_at(t):
+        return jnp.stack([jnp.interp(t, jnp.asarray(times), table[:, i]) for i in range(2)])
+
+    t0 = time.perf_counter()
+    asm = nd.assemble(net, grid, state, solutes, pieces=pieces, fluid=fluid,
+                      tissue_hydraulic_conductivity=tv["K"])
+    delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every)
+    jax.block_until_ready(delivery["tissue"])
+    seconds["delivery"] = time.perf_counter() - t0
+    log(f"delivery: {n_steps} steps of {dt / units.MIN:.3g} min ({seconds['delivery']:.1f} s)")
+    delivery = {k: np.asarray(v) for k, v in delivery.items()}
+    return NetworkRun(scenario, net, state, grid, pieces, fluid, delivery, times, plasma,
+                      solutes, seconds)
+
+
+def _save_every(n_steps: int, dt: float) -> int:
+    """Steps between saved fields: hourly where the steps divide an hour, else every step
+    divisor closest to it."""
+    per_hour = max(1, int(round(units.HOUR / dt)))
+    return max(d for d in range(1, per_hour + 1) if n_steps % d == 0)
+
+
+def _coupled_fluid(net, state, grid, pieces, starling, scenario):
+    """The Starling solve with the network's own flow conductances: blood pressure in the
+    vessels and interstitial pressure in the tissue together (two-way)."""
+    topo, params = hm.Topology.of(net), hm.parameters(net)
+    g, _ = hm.conductance(params, rheology_of(scenario), jnp.asarray(state["hematocrit"]))
+    fixed, pressure, injection = hm.node_conditions(topo, params)
+    out = network_exchange.solve(grid, pieces, net.segment_nodes, net.n_nodes,
+                                 net.segment_radius_m, starling, segment_conductance=g,
+                                 node_fixed=fixed, node_value=pressure,
+                                 node_injection=injection)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def summary(r: NetworkRun) -> dict:
+    """JSON-ready numbers of a run (units in the names)."""
+    q = np.abs(r.state["flow_m3_per_s"])
+    inflow = float(np.sum(np.maximum(r.state["external_inflow_m3_per_s"], 0.0)))
+    leak = float(np.sum(r.fluid["piece_flux"]))
+    tumor_mean = r.delivery["tissue_mean"]
+    step_h = r.delivery["step_times_s"] / units.HOUR
+    dt_h = np.diff(np.concatenate([[0.0], step_h]))
+    mw = units.DOXORUBICIN_MOLAR_MASS
+    return {
+        "segments": int(r.net.n_segments), "nodes": int(r.net.n_nodes),
+        "tissue_grid": list(r.grid.shape),
+        "blood_inflow_nl_per_min": inflow / network_files.NL_PER_MIN,
+        "median_segment_flow_nl_per_min": float(np.median(q)) / network_files.NL_PER_MIN,
+        "segments_below_1pct_median_flow": int(np.sum(q < 0.01 * np.median(q))),
+        "mean_discharge_hematocrit": float(np.average(r.state["hematocrit"], weights=q)),
+        "haemodynamics_iterations": [int(r.state["picard_iterations"]),
+                                     int(r.state["newton_iterations"])],
+        "haemodynamics_residual": float(r.state["residual"]),
+        "fluid_leak_fraction_of_inflow": leak / inflow,
+        "mean_interstitial_pressure_mmHg": float(np.mean(r.fluid["cell"])) / units.MMHG_PA,
+        "max_interstitial_pressure_mmHg": float(np.max(r.fluid["cell"])) / units.MMHG_PA,
+        "tissue_auc_carrier_ug_h_per_ml": float(np.sum(tumor_mean[:, 0] * dt_h)) * mw,
+        "tissue_auc_free_ug_h_per_ml": float(np.sum(tumor_mean[:, 1] * dt_h)) * mw,
+        "tissue_final_carrier_ug_per_ml": float(tumor_mean[-1, 0]) * mw,
+        "tissue_final_free_ug_per_ml": float(tumor_mean[-1, 1]) * mw,
+        "seconds": {k: round(v, 2) for k, v in r.seconds.items()},
+    }
+
+
+def to_dataset(r: NetworkRun):
+    """An xarray Dataset of the run: segments, nodes, the tissue fields at the saved times,
+    the tissue means per step and the plasma inputs (units in attributes)."""
+    import xarray as xr
+
+    x, y, z = r.grid.centers
+    mw = units.DOXORUBICIN_MOLAR_MASS
+    seg, node = ("segment",), ("node",)
+    tissue_fields = r.delivery["tissue"] * mw  # (saves, ns, nx, ny, nz) µg/mL
+    data = {
+        "segment_nodes": (("segment", "end"), r.net.segment_nodes),
+        "radius_um": (seg, r.net.segment_radius_m / units.UM),
+        "length_um": (seg, r.net.segment_length_m / units.UM),
+        "flow_nl_per_min": (seg, r.state["flow_m3_per_s"] / network_files.NL_PER_MIN),
+        "hematocrit": (seg, r.state["hematocrit"]),
+        "viscosity_mPa_s": (seg, r.state["viscosity_Pa_s"] * 1e3),
+        "wall_leak_nl_per_min": (seg, np.bincount(
+            r.pieces.segment, r.fluid["piece_flux"], r.net.n_segments)
+            / network_files.NL_PER_MIN),
+        "position_um": (("node", "xyz"), r.net.node_position_m / units.UM),
+        "blood_pressure_mmHg": (node, r.state["pressure_Pa"] / units.MMHG_PA),
+        "interstitial_pressure_mmHg": (("x", "y", "z"), r.fluid["cell"] / units.MMHG_PA),
+        "carrier_ug_per_ml": (("time", "x", "y", "z"), tissue_fields[:, 0]),
+        "free_drug_ug_per_ml": (("time", "x", "y", "z"), tissue_fields[:, 1]),
+        "tissue_mean_carrier_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 0] * mw),
+        "tissue_mean_free_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 1] * mw),
+        "plasma_encapsulated_ug_per_ml": (("plasma_time",), r.plasma[:, 0] * mw),
+        "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
+    }
+    coords = {"x": x / units.UM, "y": y / units.UM, "z": z / units.UM,
+              "time": r.delivery["times_s"] / units.HOUR,
+              "step": r.delivery["step_times_s"] / units.HOUR,
+              "plasma_time": r.plasma_times_s / units.HOUR}
+    ds = xr.Dataset(data, coords=coords)
+    for name in ("x", "y", "z"):
+        ds[name].attrs["units"] = "µm"
+    for name in ("time", "step", "plasma_time"):
+        ds[name].attrs["units"] = "h"
+    ds.attrs.update({"scenario": r.scenario.name, "network": r.net.source,
+                     "model": "nanotransport network model (docs/networks.md)",
+                     "tissue_fields": "per interstitial volume (µg/mL of interstitial fluid)",
+                     "tissue_means": "per tissue volume"})
+    return ds
