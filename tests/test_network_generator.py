@@ -2,9 +2,9 @@
 
 The default network is built once; the tests check that it is a valid ``VesselNetwork``, that
 the tumor's vessels are dilated and its necrotic core sparse as specified, that the seed alone
-decides the draws, that a bad specification names its field, that blood enters at the arterial
-face (without phase separation; with it, the flow does not converge yet: an expected failure),
-and that a 1e5-segment network takes seconds.
+decides the draws, that a bad specification names its field, that every node is a bifurcation
+at most (degree ≤ 3), that blood enters at the arterial face and the default rheology (phase
+separation on) converges for seeds 0-4, and that a 1e5-segment network takes seconds.
 """
 from __future__ import annotations
 
@@ -60,8 +60,19 @@ def test_default_network_is_valid(net):
     np.testing.assert_allclose(2 * net.segment_radius_m[_feeding(net)], 15 * UM)
     assert f"{net.n_segments} segments, {net.n_nodes} nodes" in net.source
     assert net.source.startswith("generated: TumorNetworkSpec(")
-    assert abs(net.n_segments - lattice_size(SPEC)) < 0.05 * lattice_size(SPEC)
+    # lattice_size neglects thinning at nodes of degree <= 3 and clean-up: a few per cent
+    assert abs(net.n_segments - lattice_size(SPEC)) < 0.08 * lattice_size(SPEC)
     print(f"default network: {net.describe()}")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nodes_are_bifurcations(seed):
+    """No node joins more than 3 segments; inlets and outlets have one each."""
+    net = generate(dataclasses.replace(SPEC, seed=seed))
+    degree = net.node_degree()
+    print(f"seed {seed}: nodes of degree 1, 2, 3: {np.bincount(degree, minlength=4)[1:]}")
+    assert degree.max() == 3
+    assert np.all(degree[net.boundary_node] == 1)
 
 
 def test_tumor_vessels_are_dilated(net):
@@ -125,10 +136,8 @@ def _solve(net: VesselNetwork, rheo: haemodynamics.Rheology) -> dict:
     return state
 
 
-def test_blood_enters_at_the_arterial_face(net):
-    """Without phase separation the flow converges; all inlets take blood in, all outlets let
-    it out, and every free node balances."""
-    state = _solve(net, haemodynamics.Rheology(phase_separation=False))
+def _check_flow(net: VesselNetwork, state: dict):
+    """All inlets take blood in, all outlets let it out, and every free node balances."""
     inflow = state["external_inflow_m3_per_s"][net.boundary_node]
     inlet = net.node_position_m[net.boundary_node, 0] == 0.0
     assert np.all(inflow[inlet] > 0) and np.all(inflow[~inlet] < 0)
@@ -137,21 +146,27 @@ def test_blood_enters_at_the_arterial_face(net):
     free = np.ones(net.n_nodes, bool)
     free[net.boundary_node] = False
     assert np.max(np.abs(balance[free])) <= 1e-8 * np.max(np.abs(q))
+
+
+def test_blood_enters_at_the_arterial_face(net):
+    """Without phase separation the haematocrit is the inflow's everywhere."""
+    state = _solve(net, haemodynamics.Rheology(phase_separation=False))
+    _check_flow(net, state)
     np.testing.assert_allclose(state["hematocrit"], SPEC.inflow_hematocrit, rtol=1e-9)
 
 
-@pytest.mark.xfail(raises=haemodynamics.HaemodynamicsError, strict=True,
-                   reason="known: with phase separation the default rheology does not converge "
-                          "on generated lattices of ~5e3 segments (max |H − Φ(H)| 0.1-0.45 "
-                          "for seeds 0-6, with or without tumor): a few low-flow segments "
-                          "reverse their flow from one iteration to the next; 400-segment "
-                          "lattices converge")
-def test_default_rheology_converges(net):
-    _solve(net, haemodynamics.Rheology())
+@pytest.mark.parametrize("seed", range(5))
+def test_default_rheology_converges(seed):
+    """With phase separation (the default rheology) the flow converges on the bifurcating
+    network of seeds 0-4."""
+    net = generate(dataclasses.replace(SPEC, seed=seed))
+    state = _solve(net, haemodynamics.Rheology())
+    assert state["converged"]
+    _check_flow(net, state)
 
 
 def test_a_large_network_takes_seconds():
-    spec = TumorNetworkSpec(box_mm=(1.6, 1.6, 1.6), spacing_um=45.0)
+    spec = TumorNetworkSpec(box_mm=(1.6, 1.6, 1.6), spacing_um=38.0)
     start = time.perf_counter()
     big = generate(spec)
     elapsed = time.perf_counter() - start
