@@ -76,15 +76,20 @@ class Assembly:
 
 
 def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=None,
-             fluid: dict | None = None, tissue_hydraulic_conductivity=None) -> Assembly:
+             fluid: dict | None = None, tissue_hydraulic_conductivity=None,
+             piece_permeability=None) -> Assembly:
     """An ``Assembly`` from a network, its haemodynamic ``state`` (``haemodynamics.solve``),
     the solutes and, optionally, the Starling solution ``fluid`` (``network_exchange.solve``
-    for pressure) with the tissue's K (m²/(Pa·s)) for the interstitial velocity."""
+    for pressure) with the tissue's K (m²/(Pa·s)) for the interstitial velocity.
+    ``piece_permeability`` (pieces, solutes), m/s: wall permeabilities per piece (vessels of
+    different regions) in place of each Solute's own."""
     pieces = segment_cells.intersect(net, grid) if pieces is None else pieces
     radius = jnp.asarray(net.segment_radius_m)[pieces.segment]
+    perm = (jnp.asarray([s.permeability_m_per_s for s in solutes])[None]
+            if piece_permeability is None else jnp.asarray(piece_permeability))
     gamma = jnp.stack([segment_cells.exchange_conductance(
-        s.permeability_m_per_s, s.diffusivity_m2_per_s * s.volume_fraction, radius,
-        pieces.length_m, pieces.equivalent_radius_m) for s in solutes], axis=1)
+        perm[:, i], s.diffusivity_m2_per_s * s.volume_fraction, radius,
+        pieces.length_m, pieces.equivalent_radius_m) for i, s in enumerate(solutes)], axis=1)
     volume = jnp.pi * jnp.asarray(net.segment_radius_m)**2 * jnp.asarray(net.segment_length_m)
     leak = jnp.zeros(len(pieces.segment))
     velocity = None

@@ -37,7 +37,10 @@ OUTER = ("value", "no_flux")
 
 @dataclasses.dataclass(frozen=True)
 class TissueExchange:
-    """Tissue and wall properties of one steady scalar (SI; see the module docstring)."""
+    """Tissue and wall properties of one steady scalar (SI; see the module docstring).
+    ``conductivity`` is uniform; ``wall_per_area`` and ``offset`` may be arrays over the
+    pieces, ``sink_rate`` an array over the cells (flat, C order): vessels and tissue of
+    different regions."""
 
     conductivity: float
     wall_per_area: float
@@ -51,11 +54,12 @@ class TissueExchange:
 
     def __post_init__(self):
         for name in ("conductivity", "wall_per_area"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
+            value = np.asarray(getattr(self, name))
+            if not (np.all(np.isfinite(value)) and np.all(value > 0)):
                 raise ValueError(f"TissueExchange.{name} = {value!r}; allowed > 0 and finite")
-        if not (np.isfinite(self.sink_rate) and self.sink_rate >= 0):
-            raise ValueError(f"TissueExchange.sink_rate = {self.sink_rate!r}; allowed >= 0")
+        sink = np.asarray(self.sink_rate)
+        if not (np.all(np.isfinite(sink)) and np.all(sink >= 0)):
+            raise ValueError(f"TissueExchange.sink_rate = {sink!r}; allowed >= 0")
         if not set(self.outer_axes) <= {0, 1, 2}:
             raise ValueError(f"TissueExchange.outer_axes = {self.outer_axes!r}; allowed a "
                              "subset of (0, 1, 2)")
@@ -119,7 +123,7 @@ def solve(grid: Grid, pieces: Pieces, segment_nodes: np.ndarray, n_nodes: int,
     if tissue.outer == "value":
         blocks.append((np.stack([bcells + n_nodes, np.full(len(bcells), outer)], 1),
                        tissue.conductivity * jnp.asarray(bfactors)))
-    if tissue.sink_rate > 0:
+    if np.any(np.asarray(tissue.sink_rate) > 0):
         blocks.append((np.stack([np.arange(n_cells) + n_nodes, np.full(n_cells, sink)], 1),
                        tissue.sink_rate * jnp.asarray(volume)))
     if segment_conductance is not None:

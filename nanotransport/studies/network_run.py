@@ -8,9 +8,12 @@ or ``nanotransport run`` on such a scenario; docs/networks.md):
 2. blood flow and haematocrit (``haemodynamics``: the ``network.*`` rheology, the species'
    red-cell volume);
 3. the tissue: a Cartesian grid over the network's bounding box (``network.grid_spacing_um``,
-   ``network.box_margin_um``) with the tumor's interstitial properties (``tissue.tumor.*``);
-   the Starling exchange of fluid between every vessel piece and its cell, and the
-   interstitial pressure and Darcy flow, in one solve (``network_exchange``);
+   ``network.box_margin_um``); vessel walls and lymphatics of the tumor (``tissue.tumor.*``)
+   in the tumor sphere and of normal tissue (``tissue.normal.*``) outside it, the tumor's
+   interstitium throughout (one hydraulic conductivity and diffusivity per solute: a
+   simplification); the Starling exchange of fluid between every vessel piece and its cell,
+   and the interstitial pressure and Darcy flow, in one solve (``network_exchange``), the
+   box's faces at the surrounding tissue's pressure;
 4. the plasma concentrations of encapsulated and free (unbound) drug from the systemic model
    (``pk``, the scenario's formulation, dose and patient) drive the network's inlets;
 5. delivery of carrier (encapsulated drug) and free drug into the interstitium over
@@ -42,6 +45,10 @@ from ..model.vessel_network import VesselNetwork
 #: laboratory strains, e.g. Everds 2007 in The Mouse in Biomedical Research (verify))
 MEAN_CELL_VOLUME_FL = {"human": 92.0, "mouse": 49.0}
 SOLUTES = ("carrier", "free")
+#: interstitial pressure of the tissue around the network's box, Pa: normal subcutis and
+#: muscle hold about −1 to 0 mmHg (Boucher & Jain 1990 Cancer Res 50:4478 (verify)); fluid
+#: that leaks from the vessels leaves the box there
+SURROUNDING_PRESSURE_PA = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,25 +123,38 @@ def tissue_grid(net: VesselNetwork, scenario: Scenario) -> grids.Grid:
     return grids.cartesian3d(tuple(extent), shape, origin_m=tuple(lo))
 
 
-def _tumor_values(scenario: Scenario) -> dict:
-    """The tumor's interstitial and wall properties from the continuum model's maps (one
-    viable tumor cell of the scenario's own layout: the same laws and fields)."""
+def _region_values(scenario: Scenario, region: str) -> dict:
+    """The interstitial and wall properties of ``region`` ("tumor" or "normal") from the
+    continuum model's maps (one cell of that region in the scenario's own layout: the same
+    laws and fields, docs/model.md)."""
     lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
     maps = tissue.tissue_maps(lay, scenario)
-    index = int(np.argmax((np.asarray(lay.tumor) > 0) & (np.asarray(lay.necrotic) == 0)))
+    inside = np.asarray(lay.tumor if region == "tumor" else lay.normal) > 0
+    index = int(np.argmax(inside & (np.asarray(lay.necrotic) == 0)))
     pick = lambda a: float(np.asarray(a).ravel()[index])  # noqa: E731
-    s_v = float(scenario["tissue.tumor.vessel_surface_density_per_cm"]) / units.CM
+    key = f"tissue.{region}."
+    s_v = float(scenario[key + "vessel_surface_density_per_cm"]) / units.CM
     return {"phi_e": pick(maps.phi_e), "K": pick(maps.hydraulic_k),
             "lp": pick(maps.lp_sv) / s_v,
             "p_carrier": pick(maps.ps_carrier) / s_v, "sigma_carrier": pick(maps.sigma_carrier),
             "d_carrier": pick(maps.d_carrier), "p_free": pick(maps.ps_free) / s_v,
             "sigma_free": pick(maps.sigma_free), "d_free": pick(maps.d_free),
-            "sigma0": float(scenario["tissue.tumor.protein_reflection_coefficient"]),
-            "pi_v": float(scenario["tissue.tumor.plasma_oncotic_pressure_mmhg"])
-            * units.MMHG_PA,
-            "pi_i": float(scenario["tissue.tumor.interstitial_oncotic_pressure_mmhg"])
-            * units.MMHG_PA,
+            "oncotic_offset": float(scenario[key + "protein_reflection_coefficient"])
+            * (float(scenario[key + "plasma_oncotic_pressure_mmhg"])
+               - float(scenario[key + "interstitial_oncotic_pressure_mmhg"])) * units.MMHG_PA,
             "lymph": pick(maps.lymph)}
+
+
+def tumor_cells(grid: grids.Grid, scenario: Scenario) -> np.ndarray:
+    """Flat mask of the tissue cells in the tumor: for the synthetic network its tumor sphere
+    (``network.tumor_radius_mm`` at the box's centre); for a network file, every cell (the
+    file's tissue is taken as tumor)."""
+    if scenario["tissue.network_file"] != "synthetic":
+        return np.ones(grid.size, bool)
+    centre = 0.5 * np.asarray([float(b) for b in scenario["network.box_mm"]]) * units.MM
+    x, y, z = np.meshgrid(*grid.centers, indexing="ij")
+    r = np.sqrt((x - centre[0])**2 + (y - centre[1])**2 + (z - centre[2])**2)
+    return (r < float(scenario["network.tumor_radius_mm"]) * units.MM).ravel()
 
 
 def plasma_series(scenario: Scenario, times_s: np.ndarray) -> np.ndarray:
@@ -164,18 +184,24 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     t0 = time.perf_counter()
     grid = tissue_grid(net, scenario)
     pieces = segment_cells.intersect(net, grid)
-    tv = _tumor_values(scenario)
+    tv, nv = _region_values(scenario, "tumor"), _region_values(scenario, "normal")
+    in_tumor = tumor_cells(grid, scenario)
+    piece_tumor = in_tumor[pieces.cell]
+    by_piece = lambda key: np.where(piece_tumor, tv[key], nv[key])  # noqa: E731
     starling = network_exchange.TissueExchange(
-        conductivity=tv["K"], wall_per_area=tv["lp"], sink_rate=tv["lymph"],
-        offset=tv["sigma0"] * (tv["pi_v"] - tv["pi_i"]), outer="no_flux")
+        conductivity=tv["K"], wall_per_area=by_piece("lp"),
+        sink_rate=np.where(in_tumor, tv["lymph"], nv["lymph"]),
+        offset=by_piece("oncotic_offset"), outer="value", outer_value=SURROUNDING_PRESSURE_PA)
     fluid = _coupled_fluid(net, state, grid, pieces, starling, scenario)
     seconds["fluid"] = time.perf_counter() - t0
     log(f"tissue: grid {grid.shape} of {float(scenario['network.grid_spacing_um']):g} µm, "
-        f"{len(pieces.cell)} vessel pieces; interstitial pressure "
-        f"{float(np.mean(fluid['cell'])) / units.MMHG_PA:.1f} mmHg (mean)")
+        f"{len(pieces.cell)} vessel pieces ({int(piece_tumor.sum())} in the tumor); "
+        f"interstitial pressure {float(np.mean(fluid['cell'])) / units.MMHG_PA:.1f} mmHg "
+        "(mean)")
     solutes = (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
                          tv["sigma_carrier"]),
                nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"]))
+    permeability = np.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1)
     t_end = float(scenario["numerics.t_end_h"]) * units.HOUR
     dt = float(scenario["numerics.max_dt_min"]) * units.MIN
     n_steps = max(1, int(np.ceil(t_end / dt)))
@@ -190,7 +216,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
 
     t0 = time.perf_counter()
     asm = nd.assemble(net, grid, state, solutes, pieces=pieces, fluid=fluid,
-                      tissue_hydraulic_conductivity=tv["K"])
+                      tissue_hydraulic_conductivity=tv["K"], piece_permeability=permeability)
     delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every)
     jax.block_until_ready(delivery["tissue"])
     seconds["delivery"] = time.perf_counter() - t0
