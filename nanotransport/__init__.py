@@ -32,7 +32,8 @@ _MODULES = {
                             "haemodynamics")},
     **{m: "studies" for m in ("study", "design", "scan_spec", "scan_exec", "scan_result",
                               "cohort", "calibrate", "validate", "validate_heating",
-                              "verify", "verify_network", "observations", "fit")},
+                              "verify", "verify_network", "network_run", "observations",
+                              "fit")},
 }
 #: public name → (module path, attribute)
 _NAMES = {

@@ -716,24 +716,26 @@ def network_map(ds: xr.Dataset, path: Path) -> Path:
 
 def network_delivery(ds: xr.Dataset, path: Path) -> Path:
     """Delivery from the network: carrier and free drug in the interstitium at the last saved
-    time (maximum over z, a projection), the interstitial pressure (same projection), and the
+    time and the interstitial pressure, on the mid-plane z (through the box's centre), and the
     tissue means over time beside the plasma concentrations."""
     extent = [float(ds.x.min()) / 1e3, float(ds.x.max()) / 1e3,
               float(ds.y.min()) / 1e3, float(ds.y.max()) / 1e3]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
     last = ds.time.values[-1]
+    mid = {"z": ds.sizes["z"] // 2}
+    z_mm = float(ds.z.values[mid["z"]]) / 1e3
     for ax, name, label in ((axes[0, 0], "carrier_ug_per_ml", "carrier (drug-equivalent)"),
                             (axes[0, 1], "free_drug_ug_per_ml", "free drug")):
-        field = ds[name].isel(time=-1).max("z").values.T
+        field = ds[name].isel(time=-1, **mid).values.T
         im = ax.imshow(field, origin="lower", extent=extent, cmap="inferno", aspect="equal")
         fig.colorbar(im, ax=ax, label="µg/mL interstitial fluid", shrink=0.85)
-        ax.set_title(f"{label} at {last:g} h (max over z)")
+        ax.set_title(f"{label} at {last:g} h, z = {z_mm:.2f} mm")
         ax.set_xlabel("x (mm)")
         ax.set_ylabel("y (mm)")
-    im = axes[1, 0].imshow(ds.interstitial_pressure_mmHg.max("z").values.T, origin="lower",
+    im = axes[1, 0].imshow(ds.interstitial_pressure_mmHg.isel(**mid).values.T, origin="lower",
                            extent=extent, cmap="viridis", aspect="equal")
     fig.colorbar(im, ax=axes[1, 0], label="mmHg", shrink=0.85)
-    axes[1, 0].set_title("interstitial fluid pressure (max over z)")
+    axes[1, 0].set_title(f"interstitial fluid pressure, z = {z_mm:.2f} mm")
     axes[1, 0].set_xlabel("x (mm)")
     axes[1, 0].set_ylabel("y (mm)")
     ax = axes[1, 1]

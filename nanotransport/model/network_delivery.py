@@ -34,7 +34,10 @@ from .vessel_network import VesselNetwork
 
 @dataclasses.dataclass(frozen=True)
 class Solute:
-    """One species carried by blood and delivered into the tissue (SI)."""
+    """One species carried by blood and delivered into the tissue (SI): wall permeability P,
+    interstitial diffusivity D, available volume fraction φ, reflection σ at the wall (solvent
+    drag carries (1 − σ) J_v c̄), first-order loss in the tissue, and the convective
+    retardation R_F (the interstitial flow carries R_F u c)."""
 
     name: str
     permeability_m_per_s: float
@@ -42,15 +45,18 @@ class Solute:
     volume_fraction: float = 0.3
     reflection: float = 1.0
     decay_per_s: float = 0.0
+    retardation: float = 1.0
 
     def __post_init__(self):
         checks = {"permeability_m_per_s": self.permeability_m_per_s >= 0,
                   "diffusivity_m2_per_s": self.diffusivity_m2_per_s > 0,
                   "volume_fraction": 0 < self.volume_fraction <= 1,
                   "reflection": 0 <= self.reflection <= 1,
-                  "decay_per_s": self.decay_per_s >= 0}
+                  "decay_per_s": self.decay_per_s >= 0,
+                  "retardation": 0 <= self.retardation <= 1}
         allowed = {"permeability_m_per_s": ">= 0", "diffusivity_m2_per_s": "> 0",
-                   "volume_fraction": "(0, 1]", "reflection": "[0, 1]", "decay_per_s": ">= 0"}
+                   "volume_fraction": "(0, 1]", "reflection": "[0, 1]", "decay_per_s": ">= 0",
+                   "retardation": "[0, 1]"}
         for name, ok in checks.items():
             value = getattr(self, name)
             if not (ok and np.isfinite(value)):
@@ -71,18 +77,23 @@ class Assembly:
     flow: jax.Array  # (E,) m³/s
     volume: jax.Array  # (E,) m³
     piece_leak: jax.Array  # (P,) m³/s out of the vessel
+    reflection: jax.Array  # (P, ns) σ per piece
     velocity: tuple | None  # per axis face velocities, m/s
     inflow_node: jax.Array  # (N,) m³/s of blood entering from outside
 
 
 def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=None,
              fluid: dict | None = None, tissue_hydraulic_conductivity=None,
-             piece_permeability=None) -> Assembly:
+             outer_pressure_Pa=None, piece_permeability=None,
+             piece_reflection=None) -> Assembly:
     """An ``Assembly`` from a network, its haemodynamic ``state`` (``haemodynamics.solve``),
     the solutes and, optionally, the Starling solution ``fluid`` (``network_exchange.solve``
-    for pressure) with the tissue's K (m²/(Pa·s)) for the interstitial velocity.
-    ``piece_permeability`` (pieces, solutes), m/s: wall permeabilities per piece (vessels of
-    different regions) in place of each Solute's own."""
+    for pressure) with the tissue's K (m²/(Pa·s)) for the interstitial velocity and the
+    pressure beyond the box ``outer_pressure_Pa`` (None: a closed box); solutes leave the box
+    with the fluid that leaves it (``fv.Outflow`` faces), and do not diffuse out.
+    ``piece_permeability`` (pieces, solutes), m/s, and ``piece_reflection`` (pieces,
+    solutes): wall properties per piece (vessels of different regions) in place of each
+    Solute's own."""
     pieces = segment_cells.intersect(net, grid) if pieces is None else pieces
     radius = jnp.asarray(net.segment_radius_m)[pieces.segment]
     perm = (jnp.asarray([s.permeability_m_per_s for s in solutes])[None]
@@ -95,22 +106,34 @@ def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=Non
     velocity = None
     if fluid is not None:
         leak = jnp.maximum(fluid["piece_flux"], 0.0)
-        velocity = darcy_velocity(grid, fluid["cell"], tissue_hydraulic_conductivity)
+        velocity = darcy_velocity(grid, jnp.asarray(fluid["cell"]),
+                                  tissue_hydraulic_conductivity, outer_pressure_Pa)
     inflow = jnp.maximum(jnp.asarray(state["external_inflow_m3_per_s"]), 0.0)
+    sigma = (jnp.broadcast_to(jnp.asarray([s.reflection for s in solutes]), gamma.shape)
+             if piece_reflection is None else jnp.asarray(piece_reflection))
     return Assembly(net, grid, pieces, tuple(solutes), gamma,
-                    jnp.asarray(state["flow_m3_per_s"]), volume, leak, velocity, inflow)
+                    jnp.asarray(state["flow_m3_per_s"]), volume, leak, sigma, velocity, inflow)
 
 
-def darcy_velocity(grid: Grid, pressure, conductivity):
-    """Face velocities u = −K ∂p/∂x per axis (interior faces; zero on the outer faces)."""
+def darcy_velocity(grid: Grid, pressure, conductivity, outer_value=None):
+    """Superficial face velocities u = −K ∂p/∂x per axis, m/s.  Interior faces from the cell
+    pressures; outer faces toward the outer pressure ``outer_value`` (Pa) over half a cell,
+    as in the Starling solve (``network_exchange``), or zero (None: a closed box)."""
     out = []
     for ax in range(3):
+        shape = [-1 if a == ax else 1 for a in range(3)]
         centers = grid.centers[ax]
-        dp = jnp.diff(pressure, axis=ax)
-        dx = jnp.asarray(np.diff(centers)).reshape([-1 if a == ax else 1 for a in range(3)])
-        u = -conductivity * dp / dx
-        pad = [(1, 1) if a == ax else (0, 0) for a in range(3)]
-        out.append(jnp.pad(u, pad))
+        dx = jnp.asarray(np.diff(centers)).reshape(shape)
+        u = -conductivity * jnp.diff(pressure, axis=ax) / dx
+        width = np.diff(np.asarray(grid.faces[ax]))
+        lo = jnp.take(pressure, jnp.array([0]), axis=ax)
+        hi = jnp.take(pressure, jnp.array([pressure.shape[ax] - 1]), axis=ax)
+        if outer_value is None:
+            u_lo, u_hi = jnp.zeros_like(lo), jnp.zeros_like(hi)
+        else:
+            u_lo = -conductivity * (lo - outer_value) / (0.5 * width[0])
+            u_hi = -conductivity * (outer_value - hi) / (0.5 * width[-1])
+        out.append(jnp.concatenate([u_lo, u, u_hi], axis=ax))
     return tuple(out)
 
 
@@ -134,10 +157,9 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
         conversion_per_s)
     ps = jax.ops.segment_sum(asm.gamma, pieces.segment, net.n_segments)  # (E, ns)
-    sigma = jnp.asarray([s.reflection for s in asm.solutes])
-    leak_seg = jax.ops.segment_sum(asm.piece_leak, pieces.segment, net.n_segments)
+    drag = asm.piece_leak[:, None] * (1 - asm.reflection)  # (P, ns) m³/s
     # solvent drag leaves the lumen too: an extra loss in the lumen, not driven by c_t
-    lumen_loss = ps + leak_seg[:, None] * (1 - sigma)
+    lumen_loss = ps + jax.ops.segment_sum(drag, pieces.segment, net.n_segments)
     tau = jnp.minimum(asm.volume / jnp.maximum(jnp.abs(asm.flow), 1e-300),
                       network_transport.TRANSIT_CAP_S)
     m = conversion[None] + jax.vmap(jnp.diag)(lumen_loss / asm.volume[:, None])
@@ -149,8 +171,12 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     back = jax.ops.segment_sum(asm.gamma, pieces.cell, grid.size) / cell_volume[:, None]
     decay = (back / phi + decay_tissue).T.reshape((ns,) + grid.shape)
     shape = (ns,) + grid.shape
+    retard = jnp.asarray([s.retardation for s in asm.solutes])
     velocity = None if asm.velocity is None else tuple(
-        jnp.broadcast_to(v, (ns,) + v.shape) for v in asm.velocity)
+        retard.reshape((ns, 1, 1, 1)) * v[None] for v in asm.velocity)
+    # closed faces, or faces the interstitial fluid leaves by (no diffusion out)
+    boundaries = None if asm.velocity is None else tuple(
+        (fv.Outflow(), fv.Outflow()) for _ in range(3))
 
     def advance(c, c_lumen_side, t):
         """One tissue step from ``c`` with the lumen driven by the tissue ``c_lumen_side``
@@ -169,13 +195,13 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
             _, _, mean = network_transport.lumen(edges, n_nodes, asm.flow, asm.inflow_node,
                                                  c_in, maps)
             per_piece = asm.gamma * mean[pieces.segment] + \
-                asm.piece_leak[:, None] * (1 - sigma) * mean[pieces.segment]
+                drag * mean[pieces.segment]
             source = jax.ops.segment_sum(per_piece, pieces.cell, grid.size) / \
                 cell_volume[:, None]
             return fv.Transport(
                 diffusivity=(diffusivity * phi)[:, None, None, None] * jnp.ones(shape),
                 capacity=phi[:, None, None, None] * jnp.ones(shape), velocity=velocity,
-                source=source.T.reshape(shape))
+                source=source.T.reshape(shape), boundaries=boundaries)
 
         return solver.implicit_step(grid, transport_at, c, dt_s, decay=decay, t=t)
 

@@ -137,7 +137,8 @@ def _region_values(scenario: Scenario, region: str) -> dict:
     return {"phi_e": pick(maps.phi_e), "K": pick(maps.hydraulic_k),
             "lp": pick(maps.lp_sv) / s_v,
             "p_carrier": pick(maps.ps_carrier) / s_v, "sigma_carrier": pick(maps.sigma_carrier),
-            "d_carrier": pick(maps.d_carrier), "p_free": pick(maps.ps_free) / s_v,
+            "d_carrier": pick(maps.d_carrier), "rf_carrier": pick(maps.rf_carrier),
+            "p_free": pick(maps.ps_free) / s_v,
             "sigma_free": pick(maps.sigma_free), "d_free": pick(maps.d_free),
             "oncotic_offset": float(scenario[key + "protein_reflection_coefficient"])
             * (float(scenario[key + "plasma_oncotic_pressure_mmhg"])
@@ -199,9 +200,10 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
         f"interstitial pressure {float(np.mean(fluid['cell'])) / units.MMHG_PA:.1f} mmHg "
         "(mean)")
     solutes = (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
-                         tv["sigma_carrier"]),
+                         tv["sigma_carrier"], retardation=tv["rf_carrier"]),
                nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"]))
     permeability = np.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1)
+    reflection = np.stack([by_piece("sigma_carrier"), by_piece("sigma_free")], axis=1)
     t_end = float(scenario["numerics.t_end_h"]) * units.HOUR
     dt = float(scenario["numerics.max_dt_min"]) * units.MIN
     n_steps = max(1, int(np.ceil(t_end / dt)))
@@ -216,7 +218,9 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
 
     t0 = time.perf_counter()
     asm = nd.assemble(net, grid, state, solutes, pieces=pieces, fluid=fluid,
-                      tissue_hydraulic_conductivity=tv["K"], piece_permeability=permeability)
+                      tissue_hydraulic_conductivity=tv["K"],
+                      outer_pressure_Pa=SURROUNDING_PRESSURE_PA, piece_permeability=permeability,
+                      piece_reflection=reflection)
     delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every)
     jax.block_until_ready(delivery["tissue"])
     seconds["delivery"] = time.perf_counter() - t0
