@@ -1,0 +1,122 @@
+"""Vessel-network benchmarks (issue #20): prints a table, writes benchmarks/networks.json.
+
+1. the rat mesentery (Secomb's NetFlowV2 network, 1130 pieces): flow and haematocrit with
+   NetFlowV2's rheology, first call (compile + solve) and warm (median of 5);
+2. batched variants of the mesentery (every radius × a log-normal factor, 10 % spread) in one
+   vmap: per-variant cost with the SciPy LU ("direct", sequential under vmap) and with CG in
+   JAX ("cg"); N variants, default 100 (``--variants``);
+3. a synthetic tumor network of ~1e4 segments on a 128³ tissue grid: generation, exact
+   segment-cell pieces, the coupled Starling solve (network + tissue, CG), and one hour of
+   delivery (4 steps).
+
+Run: python benchmarks/networks.py [--variants N] [--skip-large]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from nanotransport.engine import grid as grids  # noqa: E402
+from nanotransport.model import haemodynamics as hm  # noqa: E402
+from nanotransport.model import network_delivery as nd  # noqa: E402
+from nanotransport.model import network_exchange, network_files, network_generator  # noqa: E402
+from nanotransport.model import segment_cells  # noqa: E402
+from nanotransport.studies import verify_network as vn  # noqa: E402
+
+
+def timed(f, *args):
+    t = time.perf_counter()
+    out = f(*args)
+    jax.block_until_ready(out)
+    return out, time.perf_counter() - t
+
+
+def mesentery(rows):
+    net = network_files.read_network(vn.mesentery_path())
+    topo, params = hm.Topology.of(net), hm.parameters(net)
+    f = jax.jit(hm.solve_state, static_argnums=(0, 2))
+    state, first = timed(f, topo, params, vn.NETFLOW_RHEOLOGY)
+    warm = statistics.median(timed(f, topo, params, vn.NETFLOW_RHEOLOGY)[1] for _ in range(5))
+    rows.append({"case": "mesentery flow + haematocrit (1130 pieces)", "first_s": first,
+                 "warm_s": warm, "iterations": [int(state["picard_iterations"]),
+                                                int(state["newton_iterations"])]})
+    return net, topo, params
+
+
+def variants(rows, net, topo, params, n):
+    rng = np.random.default_rng(0)
+    factors = jnp.asarray(np.exp(0.1 * rng.standard_normal((n, net.n_segments))))
+    for solver in ("direct", "cg"):
+        rheo = vn.NETFLOW_RHEOLOGY.__class__(**{**vn.NETFLOW_RHEOLOGY.__dict__,
+                                                "solver": solver})
+
+        def one(f):
+            s = hm.solve_state(topo, {**params, "radius_m": params["radius_m"] * f}, rheo)
+            return s["hematocrit"], s["converged"]
+
+        batched = jax.jit(jax.vmap(one))
+        (_, ok), first = timed(batched, factors)
+        (_, ok), warm = timed(batched, factors)
+        rows.append({"case": f"{n} mesentery variants in one vmap ({solver})",
+                     "first_s": first, "warm_s": warm,
+                     "per_variant_ms": 1e3 * warm / n, "converged": int(np.sum(ok))})
+
+
+def large(rows):
+    spec = network_generator.TumorNetworkSpec(box_mm=(1.2, 1.2, 1.2), spacing_um=45.0,
+                                              tumor_radius_mm=0.45, necrotic_radius_mm=0.2)
+    net, t_gen = timed(lambda: network_generator.generate(spec))
+    state, t_flow = timed(lambda: hm.solve(net, hm.Rheology()))
+    grid = grids.cartesian3d((1.2e-3,) * 3, (128, 128, 128))
+    pieces, t_pieces = timed(lambda: segment_cells.intersect(net, grid))
+    topo, params = hm.Topology.of(net), hm.parameters(net)
+    g, _ = hm.conductance(params, hm.Rheology(), jnp.asarray(state["hematocrit"]))
+    fixed, pressure, injection = hm.node_conditions(topo, params)
+    starling = network_exchange.TissueExchange(conductivity=3.1e-14, wall_per_area=2.1e-11,
+                                               offset=547.0, outer="value")
+    fluid, t_fluid = timed(lambda: network_exchange.solve(
+        grid, pieces, net.segment_nodes, net.n_nodes, net.segment_radius_m, starling,
+        segment_conductance=g, node_fixed=fixed, node_value=pressure,
+        node_injection=injection, solver="cg"))
+    solutes = [nd.Solute("carrier", 1.9e-10, 6.3e-13, 0.4, 0.9), nd.Solute("free", 1e-6,
+                                                                           2.6e-10, 0.4, 0.0)]
+    asm = nd.assemble(net, grid, state, solutes, pieces=pieces)
+    out, t_del = timed(lambda: nd.run(asm, lambda t: jnp.array([10.0, 0.01]), 3600.0, 900.0,
+                                      save_every=4)["tissue"])
+    rows.append({"case": f"synthetic network {net.n_segments} segments, 128³ grid",
+                 "generate_s": t_gen, "flow_s": t_flow, "pieces_s": t_pieces,
+                 "pieces": int(len(pieces.cell)), "starling_cg_s": t_fluid,
+                 "starling_residual": float(fluid["residual"]),
+                 "delivery_1h_4_steps_s": t_del})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", type=int, default=100)
+    ap.add_argument("--skip-large", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    net, topo, params = mesentery(rows)
+    variants(rows, net, topo, params, args.variants)
+    if not args.skip_large:
+        large(rows)
+    for r in rows:
+        print(" | ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}"
+                         for k, v in r.items()))
+    path = Path(__file__).with_name("networks.json")
+    path.write_text(json.dumps({"machine": "see benchmarks/RESULTS.md", "rows": rows},
+                               indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
