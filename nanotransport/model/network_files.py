@@ -16,6 +16,9 @@ haematocrit columns (a previous solution) are returned by ``read_secomb_solution
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +50,21 @@ def read_network(path, *, vtp_length_unit_m: float = 1e-6) -> VesselNetwork:
         return read_hdf5(path)
     raise NetworkError(f"network file {str(path)!r}: suffix {suffix!r} is not one of "
                        f"{', '.join(SUFFIXES)}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """A new empty file beside ``path`` (``.NAME.PID.XXXX.tmp``, the mode ``open`` would give),
+    renamed over ``path`` on success and removed on any failure.  (``outdir.atomic_path`` is
+    the edge's; the model may not import it.)"""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _Lines:

@@ -34,14 +34,12 @@ reproduces every array and name of ``net`` exactly.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .network_files import atomic_path
 from .vessel_network import NetworkError, VesselNetwork
 
 FORMAT = "nanotransport-network"
@@ -109,7 +107,7 @@ def write_hdf5(net: VesselNetwork, path) -> Path:
         "boundary/value": net.boundary_value,
         "boundary/hematocrit": net.boundary_hematocrit,
     }
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
@@ -125,19 +123,6 @@ def _names_array(names: tuple) -> np.ndarray:
     return np.array([str(n) for n in names], dtype=h5py.string_dtype("utf-8"))
 
 
-@contextlib.contextmanager
-def _atomic_path(path: Path):
-    """A new empty file beside ``path`` (``.NAME.PID.XXXX.tmp``, the mode ``open`` would give),
-    renamed over ``path`` on success and removed on any failure.  (``outdir.atomic_path`` is
-    the edge's; the model may not import it.)"""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _contents(f: h5py.File) -> str:

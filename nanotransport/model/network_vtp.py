@@ -45,10 +45,7 @@ straight-line distances, names become 0..n-1.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
-import os
-import secrets
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
@@ -56,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import units
+from .network_files import atomic_path
 from .vessel_network import NetworkError, VesselNetwork
 
 RADIUS_NAMES = ("radius", "Radius", "radius_um", "diameter", "Diameter", "diameter_um")
@@ -127,7 +125,7 @@ def write_vtp(net: VesselNetwork, path, length_unit_m: float = units.UM) -> Path
     _ascii(lines, "connectivity", net.segment_nodes.ravel())
     _ascii(lines, "offsets", 2 * np.arange(1, m + 1))
     ET.indent(root)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
     return path
 
@@ -148,19 +146,6 @@ def _ascii(parent: ET.Element, name: str, values: np.ndarray) -> None:
     el.text = " ".join(map(repr, values.ravel().tolist()))
 
 
-@contextlib.contextmanager
-def _atomic_path(path: Path):
-    """A new empty file beside ``path`` (``.NAME.PID.XXXX.tmp``, the mode ``open`` would give),
-    renamed over ``path`` on success and removed on any failure.  (``outdir.atomic_path`` is
-    the edge's; the model may not import it.)"""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------ the file
