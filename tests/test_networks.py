@@ -176,3 +176,24 @@ def test_kirchhoff_residual_is_small_after_solve(mesentery):
                                    jnp.asarray(fixed), jnp.asarray(state["pressure_Pa"]),
                                    jnp.asarray(injection))
     assert float(res) < 1e-10
+
+
+def test_starling_leak_gradients_match_differences():
+    # one vessel in a 7 × 7 × 1 grid, lumen at 2 kPa, box at 0: d(leak)/d(L_p) and d/d(K)
+    from nanotransport.model import network_exchange
+    g = grids.cartesian3d((7e-4, 7e-4, 1e-4), (7, 7, 1), origin_m=(-3.5e-4, -3.5e-4, 0.0))
+    pos, segs = vn._line_vessel(g, [0.0], [0.0])
+    pieces = vn._vessel_pieces(g, pos, segs, 5e-6)
+
+    def leak(theta):
+        lp, k = theta
+        tissue = network_exchange.TissueExchange(k, lp, outer="value", outer_axes=(0, 1))
+        out = network_exchange.solve(g, pieces, segs, 2, np.array([5e-6]), tissue,
+                                     node_fixed=np.ones(2, bool), node_value=np.full(2, 2e3))
+        return out["segment_flux"][0] * 1e15
+
+    theta = jnp.array([2e-11, 3e-14])
+    grad = np.asarray(jax.grad(leak)(theta))
+    fd = [(float(leak(theta.at[i].multiply(1 + 1e-6))) - float(leak(theta.at[i].multiply(
+        1 - 1e-6)))) / (2e-6 * float(theta[i])) for i in range(2)]
+    np.testing.assert_allclose(grad, fd, rtol=1e-6)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -53,6 +54,12 @@ class TissueExchange:
     near_field: bool = True
 
     def __post_init__(self):
+        if self.outer not in OUTER:
+            raise ValueError(f"TissueExchange.outer = {self.outer!r}; allowed "
+                             f"{', '.join(OUTER)}")
+        if any(isinstance(getattr(self, n), jax.core.Tracer)
+               for n in ("conductivity", "wall_per_area", "sink_rate", "offset")):
+            return  # traced (under grad or jit): the values are checked where they are concrete
         for name in ("conductivity", "wall_per_area"):
             value = np.asarray(getattr(self, name))
             if not (np.all(np.isfinite(value)) and np.all(value > 0)):
@@ -63,9 +70,6 @@ class TissueExchange:
         if not set(self.outer_axes) <= {0, 1, 2}:
             raise ValueError(f"TissueExchange.outer_axes = {self.outer_axes!r}; allowed a "
                              "subset of (0, 1, 2)")
-        if self.outer not in OUTER:
-            raise ValueError(f"TissueExchange.outer = {self.outer!r}; allowed "
-                             f"{', '.join(OUTER)}")
 
 
 def tissue_faces(grid: Grid, outer_axes=(0, 1, 2)):
