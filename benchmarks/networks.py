@@ -3,8 +3,9 @@
 1. the rat mesentery (Secomb's NetFlowV2 network, 1130 pieces): flow and haematocrit with
    NetFlowV2's rheology, first call (compile + solve) and warm (median of 5);
 2. batched variants of the mesentery (every radius × a log-normal factor, 10 % spread) in one
-   vmap: per-variant cost with the SciPy LU ("direct", sequential under vmap) and with CG in
-   JAX ("cg"); N variants, default 100 (``--variants``);
+   compiled call, by ``vmap`` and by ``lax.map`` (one after the other): per-variant cost with
+   the SciPy LU ("direct", sequential under vmap) and with CG in JAX ("cg"); N variants,
+   default 100 (``--variants``, 0 skips);
 3. a synthetic tumor network of ~1e4 segments on a 128³ tissue grid: generation, exact
    segment-cell pieces, the coupled Starling solve (network + tissue, CG), and one hour of
    delivery (4 steps).
@@ -33,6 +34,12 @@ from nanotransport.model import segment_cells  # noqa: E402
 from nanotransport.studies import verify_network as vn  # noqa: E402
 
 
+def report(row):
+    """Print a row as soon as it is measured."""
+    print(" | ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}"
+                     for k, v in row.items()), flush=True)
+
+
 def timed(f, *args):
     t = time.perf_counter()
     out = f(*args)
@@ -49,13 +56,14 @@ def mesentery(rows):
     rows.append({"case": "mesentery flow + haematocrit (1130 pieces)", "first_s": first,
                  "warm_s": warm, "iterations": [int(state["picard_iterations"]),
                                                 int(state["newton_iterations"])]})
+    report(rows[-1])
     return net, topo, params
 
 
-def variants(rows, net, topo, params, n):
+def variants(rows, net, topo, params, n, solvers):
     rng = np.random.default_rng(0)
     factors = jnp.asarray(np.exp(0.1 * rng.standard_normal((n, net.n_segments))))
-    for solver in ("direct", "cg"):
+    for solver in solvers:
         rheo = vn.NETFLOW_RHEOLOGY.__class__(**{**vn.NETFLOW_RHEOLOGY.__dict__,
                                                 "solver": solver})
 
@@ -63,12 +71,14 @@ def variants(rows, net, topo, params, n):
             s = hm.solve_state(topo, {**params, "radius_m": params["radius_m"] * f}, rheo)
             return s["hematocrit"], s["converged"]
 
-        batched = jax.jit(jax.vmap(one))
-        (_, ok), first = timed(batched, factors)
-        (_, ok), warm = timed(batched, factors)
-        rows.append({"case": f"{n} mesentery variants in one vmap ({solver})",
-                     "first_s": first, "warm_s": warm,
-                     "per_variant_ms": 1e3 * warm / n, "converged": int(np.sum(ok))})
+        for label, batched in (("vmap", jax.jit(jax.vmap(one))),
+                               ("lax.map", jax.jit(lambda f: jax.lax.map(one, f)))):
+            (_, ok), first = timed(batched, factors)
+            (_, ok), warm = timed(batched, factors)
+            rows.append({"case": f"{n} mesentery variants in one {label} ({solver})",
+                         "first_s": first, "warm_s": warm,
+                         "per_variant_ms": 1e3 * warm / n, "converged": int(np.sum(ok))})
+            report(rows[-1])
 
 
 def large(rows):
@@ -97,21 +107,21 @@ def large(rows):
                  "pieces": int(len(pieces.cell)), "starling_cg_s": t_fluid,
                  "starling_residual": float(fluid["residual"]),
                  "delivery_1h_4_steps_s": t_del})
+    report(rows[-1])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", type=int, default=100)
     ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--solvers", default="direct,cg", help="Kirchhoff solvers of the batch")
     args = ap.parse_args()
     rows = []
     net, topo, params = mesentery(rows)
-    variants(rows, net, topo, params, args.variants)
+    if args.variants > 0:
+        variants(rows, net, topo, params, args.variants, args.solvers.split(","))
     if not args.skip_large:
         large(rows)
-    for r in rows:
-        print(" | ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}"
-                         for k, v in r.items()))
     path = Path(__file__).with_name("networks.json")
     path.write_text(json.dumps({"machine": "see benchmarks/RESULTS.md", "rows": rows},
                                indent=1))

@@ -196,3 +196,57 @@ def solve_steady(grid: Grid, transport: fv.Transport, source, reaction_rate=0.0,
         x = jax.lax.custom_linear_solve(matvec, b, solve, symmetric=True)
     res = jnp.linalg.norm(matvec(x) - b) / jnp.maximum(jnp.linalg.norm(b), jnp.finfo(dtype).tiny)
     return SteadyInfo(x[0], res)
+
+
+def gmres(matvec, b, x0=None, *, krylov_dim: int = 20, restarts: int = 10, rtol: float = 1e-10):
+    """Restarted GMRES(m) for A x = b with A given by ``matvec``, in plain JAX loops.
+
+    Arnoldi with modified Gram–Schmidt over a fixed Krylov dimension m = ``krylov_dim`` (a
+    static ``fori_loop``), the small least-squares problem solved by ``lstsq``, restarted
+    until ‖b − A x‖ ≤ rtol ‖b‖ or ``restarts`` times.  Hand-written because
+    ``jax.scipy.sparse.linalg.gmres`` wraps its solve in ``custom_linear_solve``, which
+    transposes ``matvec`` when traced: that fails when ``matvec`` is a forward-mode derivative
+    through a ``while_loop`` (a Newton step's Jacobian–vector product).  This one is never
+    differentiated (use it inside solvers whose outputs are differentiated implicitly).
+    Returns (x, relative residual)."""
+    b = jnp.asarray(b)
+    x = jnp.zeros_like(b) if x0 is None else x0
+    b_norm = jnp.maximum(jnp.linalg.norm(b), jnp.finfo(b.dtype).tiny)
+    m = krylov_dim
+
+    def cycle(x):
+        r = b - matvec(x)
+        beta = jnp.linalg.norm(r)
+        basis = jnp.zeros((m + 1,) + b.shape, b.dtype).at[0].set(r / jnp.maximum(beta, 1e-300))
+        hess = jnp.zeros((m + 1, m), b.dtype)
+
+        def arnoldi(j, carry):
+            basis, hess = carry
+            w = matvec(basis[j])
+            for_mask = jnp.arange(m + 1) <= j
+            coeffs = jnp.where(for_mask, jnp.tensordot(basis, w, axes=w.ndim), 0.0)
+            w = w - jnp.tensordot(coeffs, basis, axes=1)
+            # a second pass of Gram–Schmidt (re-orthogonalization) keeps the basis orthogonal
+            again = jnp.where(for_mask, jnp.tensordot(basis, w, axes=w.ndim), 0.0)
+            w = w - jnp.tensordot(again, basis, axes=1)
+            norm = jnp.linalg.norm(w)
+            hess = hess.at[:, j].set(coeffs + again).at[j + 1, j].set(norm)
+            basis = basis.at[j + 1].set(w / jnp.maximum(norm, 1e-300))
+            return basis, hess
+
+        basis, hess = jax.lax.fori_loop(0, m, arnoldi, (basis, hess))
+        rhs = jnp.zeros(m + 1, b.dtype).at[0].set(beta)
+        y = jnp.linalg.lstsq(hess, rhs)[0]
+        return x + jnp.tensordot(y, basis[:m], axes=1)
+
+    def cond(state):
+        _, res, k = state
+        return (res > rtol) & (k < restarts)
+
+    def body(state):
+        x, _, k = state
+        x = cycle(x)
+        return x, jnp.linalg.norm(b - matvec(x)) / b_norm, k + 1
+
+    x, res, _ = jax.lax.while_loop(cond, body, (x, jnp.linalg.norm(b - matvec(x)) / b_norm, 0))
+    return x, res

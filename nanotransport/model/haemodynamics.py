@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..engine import graph
+from ..engine import graph, linalg
 from ..engine import units
 from . import rheology
 from .vessel_network import INFLOW, PRESSURE, NetworkError, VesselNetwork
@@ -204,36 +204,46 @@ def _sweep(topo, params, rheo, q, hd):
     return h
 
 
+def _swept_residual(topo, params, rheo, h):
+    """R̃(H) = H − Ψ(H), Ψ the partition swept to its fixed point at the flows of H: the same
+    root as R, but its Jacobian holds the flow graph's whole downstream propagation, so GMRES
+    on it needs a few iterations instead of one per level of the graph's depth."""
+    _, q, _, _ = flows(topo, params, rheo, h)
+    return h - _sweep(topo, params, rheo, q, h)
+
+
 def _newton(topo, params, rheo, hd0):
-    """Damped Newton on R from ``hd0``: (H, iterations, ‖R‖∞)."""
-    res = lambda h: residual(topo, params, rheo, h)  # noqa: E731
+    """Damped Newton from ``hd0`` on the swept residual R̃ (GMRES with forward-mode
+    Jacobian–vector products), stopped on the plain residual R: (H, iterations, ‖R‖∞)."""
+    swept = lambda h: _swept_residual(topo, params, rheo, h)  # noqa: E731
+    plain = lambda h: jnp.max(jnp.abs(residual(topo, params, rheo, h)))  # noqa: E731
 
     def step(state):
-        h, r, it, _ = state
-        jvp = lambda v: jax.jvp(res, (h,), (v,))[1]  # noqa: E731
-        delta, _ = jax.scipy.sparse.linalg.gmres(jvp, -r, tol=1e-3 * rheo.tolerance,
-                                                 atol=0.0, restart=60, maxiter=20)
+        h, r, _, it, _ = state
+        jvp = lambda v: jax.jvp(swept, (h,), (v,))[1]  # noqa: E731
+        delta, _ = linalg.gmres(jvp, -r, krylov_dim=8, restarts=10,
+                                rtol=1e-3 * rheo.tolerance)
 
         def halve(s):
             lam, _, _ = s
             trial = h + 0.5 * lam * delta
-            return 0.5 * lam, trial, res(trial)
+            return 0.5 * lam, trial, swept(trial)
 
         def worse(s):
             lam, _, r_t = s
             return (jnp.linalg.norm(r_t) >= jnp.linalg.norm(r)) & (lam > 1.0 / 256)
 
         trial = h + delta
-        lam, h_new, r_new = jax.lax.while_loop(worse, halve, (1.0, trial, res(trial)))
-        return h_new, r_new, it + 1, lam
+        lam, h_new, r_new = jax.lax.while_loop(worse, halve, (1.0, trial, swept(trial)))
+        return h_new, r_new, plain(h_new), it + 1, lam
 
     def cond(state):
-        _, r, it, lam = state
-        return (jnp.max(jnp.abs(r)) > rheo.tolerance) & (it < rheo.newton_iterations) & \
-            (lam > 1.0 / 256)
+        _, _, r_plain, it, lam = state
+        return (r_plain > rheo.tolerance) & (it < rheo.newton_iterations) & (lam > 1.0 / 256)
 
-    h, r, it, _ = jax.lax.while_loop(cond, step, (hd0, res(hd0), 0, 1.0))
-    return h, it, jnp.max(jnp.abs(r))
+    h, _, r_plain, it, _ = jax.lax.while_loop(cond, step,
+                                              (hd0, swept(hd0), plain(hd0), 0, 1.0))
+    return h, it, r_plain
 
 
 def _picard(topo, params, rheo, hd0):
