@@ -155,7 +155,10 @@ def test_blood_enters_at_the_arterial_face(net):
     np.testing.assert_allclose(state["hematocrit"], SPEC.inflow_hematocrit, rtol=1e-9)
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow),
+                                  pytest.param(2, marks=pytest.mark.slow),
+                                  pytest.param(3, marks=pytest.mark.slow),
+                                  pytest.param(4, marks=pytest.mark.slow)])
 def test_default_rheology_converges(seed):
     """With phase separation (the default rheology) the flow converges on the bifurcating
     network of seeds 0-4."""
