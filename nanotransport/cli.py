@@ -65,6 +65,11 @@ def _check_scenario(scenario) -> None:
     machine's memory; the tissue maps file (if any) is valid for the grid."""
     from .model import scenario as sc, tissue
 
+    if scenario["tissue.network_file"]:
+        raise sc.ScenarioError(
+            f"tissue.network_file = {scenario['tissue.network_file']!r}: a network scenario "
+            "runs the network model (nanotransport network, or run); this command uses the "
+            "continuum model: allowed here tissue.network_file = ''")
     sc.check_memory(scenario)
     if scenario["tissue.maps_file"]:
         tissue.layout(scenario)

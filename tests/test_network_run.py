@@ -63,3 +63,5 @@ def test_missing_and_bad_network_files_are_named(tmp_path, capsys):
     assert rc == 2 and "dangling" in capsys.readouterr().err
     rc = cli.main(["network", "doxil", "--out", str(tmp_path / "c"), "--quiet"])
     assert rc == 2 and "tissue.network_file is empty" in capsys.readouterr().err
+    rc = cli.main(["compare", "tumor-network", "doxil", "--out", str(tmp_path / "d"), "--quiet"])
+    assert rc == 2 and "runs the network model" in capsys.readouterr().err

@@ -392,7 +392,8 @@ def builtin_names(include_presets: bool = False) -> list[str]:
     """Names of the built-in scenarios (package data ``scenarios/*.toml``)."""
     names = sorted(p.name[:-5] for p in (resources.files("nanotransport") / "scenarios")
                    .iterdir() if p.name.endswith(".toml"))
-    return [n for n in names if include_presets or not n.startswith("tumor-")]
+    return [n for n in names
+            if include_presets or n.removeprefix("tumor-") not in TUMOR_PRESETS]
 
 
 def builtin_description(name: str) -> str:
