@@ -33,7 +33,7 @@ _MODULES = {
                             "network_transport", "network_delivery")},
     **{m: "studies" for m in ("study", "design", "scan_spec", "scan_exec", "scan_result",
                               "cohort", "calibrate", "validate", "validate_heating",
-                              "verify", "verify_network", "network_run", "observations",
+                              "verify", "verify_network", "verify_rows", "network_run", "observations",
                               "fit")},
 }
 #: public name → (module path, attribute)

@@ -36,7 +36,7 @@ import numpy as np
 from ..engine import graph, linalg
 from ..engine import units
 from . import rheology
-from .vessel_network import INFLOW, PRESSURE, NetworkError, VesselNetwork
+from .vessel_network import PRESSURE, NetworkError, VesselNetwork
 
 HD_VISCOSITY_CAP = 0.95  #: haematocrit above which the viscosity laws are held (their fit ends)
 
@@ -149,8 +149,8 @@ def flows(topo: Topology, params: dict, rheo: Rheology, hd):
 
 
 def partition(topo: Topology, params: dict, rheo: Rheology, q, hd):
-    """Φ: each segment's haematocrit from its upstream node at flows ``q`` (module docstring).
-    Returns (new haematocrit per segment, external inflow per node m³/s)."""
+    """Φ: each segment's haematocrit from its upstream node at flows ``q`` (module
+    docstring)."""
     n = topo.n_nodes
     a, b = jnp.asarray(topo.edges[:, 0]), jnp.asarray(topo.edges[:, 1])
     d_um = 2.0 * params["radius_m"] / units.UM
@@ -165,7 +165,7 @@ def partition(topo: Topology, params: dict, rheo: Rheology, q, hd):
     tiny = 1e-300
     h_parent = rbc_in / jnp.maximum(f_in, tiny)
     if not rheo.phase_separation:
-        return h_parent[up], ext_in
+        return h_parent[up]
     n_out = jax.ops.segment_sum(jnp.ones_like(aq), up, n)
     f_out = jax.ops.segment_sum(aq, up, n)
     d_out_sum = jax.ops.segment_sum(d_um, up, n)
@@ -178,14 +178,13 @@ def partition(topo: Topology, params: dict, rheo: Rheology, q, hd):
                                      rheo.separation_width)
     split = h_parent[up] * fqe / jnp.maximum(x, tiny)
     two_way = n_out[up] == 2
-    return jnp.where(two_way & (x > 1e-12), split, jnp.where(two_way, 0.0, h_parent[up])), \
-        ext_in
+    return jnp.where(two_way & (x > 1e-12), split, jnp.where(two_way, 0.0, h_parent[up]))
 
 
 def residual(topo: Topology, params: dict, rheo: Rheology, hd):
     """R(H) = H − Φ(H) (module docstring)."""
     _, q, _, _ = flows(topo, params, rheo, hd)
-    return hd - partition(topo, params, rheo, q, hd)[0]
+    return hd - partition(topo, params, rheo, q, hd)
 
 
 def _sweep(topo, params, rheo, q, hd):
@@ -193,7 +192,7 @@ def _sweep(topo, params, rheo, q, hd):
     on an acyclic flow graph the sweep is exact after as many passes as its depth)."""
     def body(state):
         h, _, it = state
-        new = partition(topo, params, rheo, q, h)[0]
+        new = partition(topo, params, rheo, q, h)
         return new, jnp.max(jnp.abs(new - h)), it + 1
 
     def cond(state):
@@ -343,12 +342,14 @@ def solve_state(topo: Topology, params: dict, rheo: Rheology, hd0=None,
             **info, "converged": info["residual"] <= rheo.tolerance}
 
 
+_solve_state_jit = jax.jit(solve_state, static_argnums=(0, 2))
+
+
 def solve(net: VesselNetwork, rheo: Rheology = Rheology(), *, allow_unconverged=False):
     """``solve_state`` on a network, with the checks that need the flow: an error names an
     inlet (a pressure boundary that turned out to bring blood in) without a haematocrit, and
     a state that did not converge (unless ``allow_unconverged``)."""
-    topo = Topology.of(net)
-    state = jax.jit(solve_state, static_argnums=(0, 2))(topo, parameters(net), rheo)
+    state = _solve_state_jit(Topology.of(net), parameters(net), rheo)
     state = {k: np.asarray(v) for k, v in state.items()}
     inflow = state["external_inflow_m3_per_s"][net.boundary_node]
     scale = np.max(np.abs(state["flow_m3_per_s"]))
@@ -367,6 +368,3 @@ def solve(net: VesselNetwork, rheo: Rheology = Rheology(), *, allow_unconverged=
             "phase_separation=False, and see docs/networks.md)")
     return state
 
-
-__all__ = ["Rheology", "Topology", "parameters", "flows", "partition", "residual",
-           "solve_state", "solve", "HaemodynamicsError", "INFLOW"]

@@ -42,6 +42,7 @@ from scipy import interpolate, linalg as sla, special
 from ..engine import fv, grid as grids, linalg, solver
 from ..engine.units import MMHG_PA
 from . import verify_network
+from .verify_rows import check as _check, observed_order as _observed_order, row as _row
 
 
 # ------------------------------------------------------------------ helpers
@@ -50,45 +51,6 @@ def _require_x64() -> None:
         raise RuntimeError(
             "nanotransport.verify needs float64: call jax.config.update('jax_enable_x64', True) "
             "before run_cases() (the CLI does this for you)")
-
-
-def _observed_order(errors, spacings):
-    e1, e2 = float(errors[-2]), float(errors[-1])
-    h1, h2 = float(spacings[-2]), float(spacings[-1])
-    if e2 <= 0.0 or e1 <= 0.0:
-        return None
-    return math.log(e1 / e2) / math.log(h1 / h2)
-
-
-def _check(name, value, tolerance):
-    value = float(value)
-    return {"name": name, "value": value, "tolerance": float(tolerance),
-            "passed": bool(value <= tolerance)}
-
-
-def _row(case, description, finest_grid, errors, spacings, expected_order, tolerance,
-         checks=(), order=True):
-    errors = [float(e) for e in errors]
-    error = errors[-1]
-    obs = _observed_order(errors, spacings) if (order and len(errors) > 1) else None
-    ok = bool(np.isfinite(error) and error <= tolerance)
-    if expected_order is not None:
-        ok = ok and obs is not None and obs >= expected_order - 0.3
-    checks = list(checks)
-    ok = ok and all(c["passed"] for c in checks)
-    return {
-        "case": case,
-        "description": description,
-        "finest_grid": finest_grid,
-        "error": error,
-        "order": None if obs is None else float(obs),
-        "expected_order": None if expected_order is None else float(expected_order),
-        "tolerance": float(tolerance),
-        "passed": bool(ok),
-        "errors": errors,
-        "spacings": [float(h) for h in spacings],
-        "checks": checks,
-    }
 
 
 def _center_value(c):
