@@ -30,7 +30,7 @@ _MODULES = {
                             "summary", "objective", "vessel_network", "network_files",
                             "network_vtp", "network_hdf5", "network_generator", "rheology",
                             "haemodynamics", "segment_cells", "network_exchange",
-                            "network_transport", "network_delivery")},
+                            "network_transport", "network_delivery", "network_heating")},
     **{m: "studies" for m in ("study", "design", "scan_spec", "scan_exec", "scan_result",
                               "cohort", "calibrate", "validate", "validate_heating",
                               "verify", "verify_network", "verify_rows", "network_run", "observations",

@@ -749,6 +749,12 @@ def network_delivery(ds: xr.Dataset, path: Path) -> Path:
                 label="tissue, free drug")
     ax.set_xlabel("time (h)")
     ax.set_ylabel("µg/mL (tissue: per tissue volume)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_title("plasma input and tissue mean")
+    temperature = ds.get("tumor_mean_temperature_C")
+    if temperature is not None and float(temperature.max() - temperature.min()) > 0.01:
+        twin = ax.twinx()
+        twin.plot(ds.step, temperature, "C3:", label="tumor mean temperature")
+        twin.set_ylabel("tumor mean temperature (°C)", color="C3")
+        twin.tick_params(axis="y", colors="C3")
     return _save(fig, path)

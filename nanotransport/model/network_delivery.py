@@ -13,6 +13,18 @@ Each time step (docs/networks.md):
    the wall's back-diffusion γ c_cell taken implicitly in k, and u the interstitial Darcy
    velocity of the same Starling solve.
 
+Release (``Release``, optional): carriers (species 0) release their payload into free drug
+(species 1) at k_rel(T) (1/s, ``properties.release_rate``), in the lumen of every segment at
+its temperature (the conversion matrix of ``network_transport``, taken at each stage's time)
+and in the interstitium of every cell at its temperature, by Strang splitting
+R(h/2) T(h) R(h/2) with the exact exponential R: c₀ ← c₀ e^(−∫k dt),
+c₁ ← c₁ + (φ₀/φ₁) c₀ (1 − e^(−∫k dt)) (drug conserved to round-off, positive, second order;
+∫k dt by the midpoint rule over each half step).
+
+A solute's ``lumen_unbound_fraction`` f_u: the lumen carries the total (bound + unbound)
+concentration and only f_u of it crosses the wall (free drug on plasma proteins); the lumen
+then loses f_u·PS·c̄ and the tissue gains the same.
+
 The lumen depends on the tissue along it (back-diffusion); each step is repeated
 ``coupling_iterations`` times with the lumen driven by the midpoint tissue (c + c_new)/2, a
 fixed-point iteration toward the trapezoidal coupling (0 iterations: lagged by one step).
@@ -20,6 +32,7 @@ fixed-point iteration toward the trapezoidal coupling (0 iterations: lagged by o
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +50,9 @@ class Solute:
     """One species carried by blood and delivered into the tissue (SI): wall permeability P,
     interstitial diffusivity D, available volume fraction φ, reflection σ at the wall (solvent
     drag carries (1 − σ) J_v c̄), first-order loss in the tissue, and the convective
-    retardation R_F (the interstitial flow carries R_F u c)."""
+    retardation R_F (the interstitial flow carries R_F u c), and the fraction f_u of the lumen
+    concentration that crosses the wall (``lumen_unbound_fraction``: 1 for carriers, the
+    plasma unbound fraction for free drug, whose lumen value is then bound + unbound)."""
 
     name: str
     permeability_m_per_s: float
@@ -46,6 +61,7 @@ class Solute:
     reflection: float = 1.0
     decay_per_s: float = 0.0
     retardation: float = 1.0
+    lumen_unbound_fraction: float = 1.0
 
     def __post_init__(self):
         checks = {"permeability_m_per_s": self.permeability_m_per_s >= 0,
@@ -53,10 +69,11 @@ class Solute:
                   "volume_fraction": 0 < self.volume_fraction <= 1,
                   "reflection": 0 <= self.reflection <= 1,
                   "decay_per_s": self.decay_per_s >= 0,
-                  "retardation": 0 <= self.retardation <= 1}
+                  "retardation": 0 <= self.retardation <= 1,
+                  "lumen_unbound_fraction": 0 < self.lumen_unbound_fraction <= 1}
         allowed = {"permeability_m_per_s": ">= 0", "diffusivity_m2_per_s": "> 0",
                    "volume_fraction": "(0, 1]", "reflection": "[0, 1]", "decay_per_s": ">= 0",
-                   "retardation": "[0, 1]"}
+                   "retardation": "[0, 1]", "lumen_unbound_fraction": "(0, 1]"}
         for name, ok in checks.items():
             value = getattr(self, name)
             if not (ok and np.isfinite(value)):
@@ -137,14 +154,27 @@ def darcy_velocity(grid: Grid, pressure, conductivity, outer_value=None):
     return tuple(out)
 
 
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """Release of the carriers' payload (species 0) into free drug (species 1), 1/s:
+    ``segment_rate(t) -> (E,)`` in the lumen of each segment, ``cell_rate(t) -> grid.shape``
+    in the interstitium of each cell (k_rel(T) of the tissue temperature: ``network_heating``).
+    """
+
+    segment_rate: Callable
+    cell_rate: Callable
+
+
 def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
-        conversion_per_s=None, c0=None, coupling_iterations: int = 2) -> dict:
+        conversion_per_s=None, c0=None, coupling_iterations: int = 2,
+        release: Release | None = None) -> dict:
     """Advance the tissue from ``c0`` (zeros) to ``t_end_s`` in steps of ``dt_s``.
 
     ``plasma(t) -> (ns,)``: the inlet concentrations, mol/m³ (e.g. from ``pk``).
     ``conversion_per_s`` (ns, ns): first-order conversion in the lumen (``network_transport``).
     ``coupling_iterations``: corrections of each step with the lumen driven by the midpoint
     tissue (c + c_new)/2 instead of the step's start (0: lagged, first order in time).
+    ``release``: payload release in the lumen and the tissue (module docstring).
     Returns ``times_s`` (saved), ``tissue`` (saved, (ns, *grid.shape) each, per interstitial
     volume), ``tissue_mean`` (per step: volume-averaged per tissue volume, (steps, ns)),
     ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``."""
@@ -153,17 +183,29 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     n_steps = int(round(t_end_s / dt_s))
     if n_steps < 1 or not np.isclose(n_steps * dt_s, t_end_s, rtol=1e-9):
         raise ValueError(f"t_end_s = {t_end_s} is not a positive multiple of dt_s = {dt_s}")
+    if release is not None and ns < 2:
+        raise ValueError(f"release needs a carrier and a free species; got {ns} solute(s)")
     edges, n_nodes = net.segment_nodes, net.n_nodes
     conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
         conversion_per_s)
+    unbound = jnp.asarray([s.lumen_unbound_fraction for s in asm.solutes])
     ps = jax.ops.segment_sum(asm.gamma, pieces.segment, net.n_segments)  # (E, ns)
     drag = asm.piece_leak[:, None] * (1 - asm.reflection)  # (P, ns) m³/s
     # solvent drag leaves the lumen too: an extra loss in the lumen, not driven by c_t
-    lumen_loss = ps + jax.ops.segment_sum(drag, pieces.segment, net.n_segments)
+    lumen_loss = unbound * (ps + jax.ops.segment_sum(drag, pieces.segment, net.n_segments))
     tau = jnp.minimum(asm.volume / jnp.maximum(jnp.abs(asm.flow), 1e-300),
                       network_transport.TRANSIT_CAP_S)
-    m = conversion[None] + jax.vmap(jnp.diag)(lumen_loss / asm.volume[:, None])
-    expo, phi1, phi2 = network_transport._exponentials(m, tau)
+    loss_matrix = conversion[None] + jax.vmap(jnp.diag)(lumen_loss / asm.volume[:, None])
+    transfer = jnp.zeros((ns, ns)).at[0, 0].set(1.0).at[1, 0].set(-1.0)
+
+    def exponentials(time):
+        """The lumen's (e^Z, φ₁, φ₂) per segment, with the release rates at ``time``."""
+        if release is None:
+            return network_transport._exponentials(loss_matrix, tau)
+        k = release.segment_rate(time)
+        return network_transport._exponentials(loss_matrix + k[:, None, None] * transfer, tau)
+
+    fixed = None if release is not None else exponentials(0.0)
     cell_volume = jnp.asarray(grid.volume).ravel()
     phi = jnp.asarray([s.volume_fraction for s in asm.solutes])
     diffusivity = jnp.asarray([s.diffusivity_m2_per_s for s in asm.solutes])
@@ -187,15 +229,15 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         c_t = jax.ops.segment_sum(asm.gamma * cells, pieces.segment, net.n_segments) / \
             jnp.maximum(ps, 1e-300)
         s = (ps / asm.volume[:, None]) * c_t
-        maps = (expo, tau[:, None] * jnp.einsum("eij,ej->ei", phi1, s), phi1,
-                tau[:, None] * jnp.einsum("eij,ej->ei", phi2, s))
 
         def transport_at(time):
+            expo, phi1, phi2 = fixed if fixed is not None else exponentials(time)
+            maps = (expo, tau[:, None] * jnp.einsum("eij,ej->ei", phi1, s), phi1,
+                    tau[:, None] * jnp.einsum("eij,ej->ei", phi2, s))
             c_in = jnp.broadcast_to(plasma(time), (n_nodes, ns))
             _, _, mean = network_transport.lumen(edges, n_nodes, asm.flow, asm.inflow_node,
                                                  c_in, maps)
-            per_piece = asm.gamma * mean[pieces.segment] + \
-                drag * mean[pieces.segment]
+            per_piece = (asm.gamma + drag) * unbound * mean[pieces.segment]
             source = jax.ops.segment_sum(per_piece, pieces.cell, grid.size) / \
                 cell_volume[:, None]
             return fv.Transport(
@@ -205,11 +247,20 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
 
         return solver.implicit_step(grid, transport_at, c, dt_s, decay=decay, t=t)
 
+    def release_half_step(c, t):
+        """The exact release over [t, t + h/2] in every cell (module docstring)."""
+        lost = c[0] * -jnp.expm1(-release.cell_rate(t + 0.25 * dt_s) * 0.5 * dt_s)
+        return c.at[0].add(-lost).at[1].add(phi[0] / phi[1] * lost)
+
     def step(c, i):
         t = i * dt_s
+        if release is not None:
+            c = release_half_step(c, t)
         new = advance(c, c, t)
         for _ in range(coupling_iterations):  # the lumen at the step's midpoint tissue
             new = advance(c, 0.5 * (c + new), t)
+        if release is not None:
+            new = release_half_step(new, t + 0.5 * dt_s)
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
         return new, (amount / jnp.sum(cell_volume), amount)
 

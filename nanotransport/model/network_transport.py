@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..engine import linalg
+
 
 TRANSIT_CAP_S = 1e7  #: transit time used where a segment has no flow (it then equilibrates)
 
@@ -45,7 +47,7 @@ def _exponentials(m, tau):
     big = jnp.concatenate([jnp.concatenate([z, eye, zero], -1),
                            jnp.concatenate([zero, zero, eye], -1),
                            jnp.concatenate([zero, zero, zero], -1)], -2)
-    top = jax.vmap(jax.scipy.linalg.expm)(big)[:, :n]
+    top = linalg.expm_small(big)[:, :n]
     return top[..., :n], top[..., n:2 * n], top[..., 2 * n:]
 
 

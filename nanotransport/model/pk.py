@@ -99,7 +99,7 @@ import jax
 import jax.numpy as jnp
 
 from ..engine import units
-from ..engine.linalg import small_solve
+from ..engine import linalg
 
 # --------------------------------------------------------------------------------------
 # State layout
@@ -274,53 +274,6 @@ def infusion_input(params: SystemicParameters, dose_mol, infusion_duration_s,
                        params.n_state) / infusion_duration_s
 
 
-# Padé(13) coefficients b_0..b_13 and the scaling threshold θ_13 of Higham (2005), SIAM J.
-# Matrix Anal. Appl. 26:1179, Table 2.3 (backward error below double-precision round-off).
-_PADE13 = (64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
-           129060195264000.0, 10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0,
-           40840800.0, 960960.0, 16380.0, 182.0, 1.0)
-_THETA13 = 5.371920351148152
-# at most 48 squarings: ‖M t‖₁ up to 5.37·2^48 = 1.5e15 (e.g. a 0.05/s release over 1e9 s)
-_MAX_SQUARINGS = 48
-
-
-def _expm(m):
-    """exp(m) for one or a batch (..., n, n) of small matrices: scaling and squaring with the
-    degree-13 Padé approximant, r = (V − U)⁻¹ (V + U) at m/2^s, then squared s times, where
-    s = max(0, ⌈log2(‖m‖₁/θ_13)⌉).
-
-    Hand-written instead of ``jax.scipy.linalg.expm`` because that one solves with batched LAPACK
-    LU, which deadlocked the CPU thread pool for a vmapped batch of 256 (jaxlib 0.10, 2 cores); here
-    the solve is ``linalg.small_solve``, elementwise and the same on CPU and GPU.  The squarings
-    run in a loop of ``_MAX_SQUARINGS`` iterations that square only while i < s (a ``cond``; a
-    batch of matrices squares while i < max(s), each matrix only while i < its own s; under an
-    outer ``vmap`` the ``cond`` becomes a select, as in jax's expm, and all iterations run), and s
-    carries no derivative (it is piecewise constant), so reverse and forward mode go through."""
-    norm = jnp.max(jnp.sum(jnp.abs(m), axis=-2), axis=-1)
-    s = jax.lax.stop_gradient(jnp.clip(jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-300) / _THETA13)),
-                                       0, _MAX_SQUARINGS))
-    a = m / (2.0 ** s)[..., None, None]
-    b = _PADE13
-    eye = jnp.broadcast_to(jnp.eye(m.shape[-1], dtype=m.dtype), m.shape)
-    a2 = a @ a
-    a4 = a2 @ a2
-    a6 = a4 @ a2
-    u = a @ (a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2) + b[7] * a6 + b[5] * a4 + b[3] * a2
-             + b[1] * eye)
-    v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
-    r = small_solve(v - u, v + u)
-
-    s_max = jnp.max(s)  # a batch squares while any of its matrices needs it
-
-    def square(i, r):
-        if s.ndim == 0:  # one matrix: square only when needed
-            return jax.lax.cond(i < s, lambda x: x @ x, lambda x: x, r)
-        return jax.lax.cond(i < s_max, lambda x: jnp.where((i < s)[..., None, None], x @ x, x),
-                            lambda x: x, r)
-
-    return jax.lax.fori_loop(0, _MAX_SQUARINGS, square, r)
-
-
 def _augmented(a, b):
     """[[A, b], [0, 0]], shape (10, 10)."""
     n = a.shape[0]
@@ -344,7 +297,7 @@ def propagator(params: SystemicParameters, dt, input_rate=None):
 @jax.jit
 def _propagator(params, dt, b):
     a = rate_matrix(params)
-    e = _expm(_augmented(a, b.astype(a.dtype)) * dt.astype(a.dtype))
+    e = linalg.expm_small(_augmented(a, b.astype(a.dtype)) * dt.astype(a.dtype))
     n = a.shape[0]
     return e[:n, :n], e[:n, n]
 
@@ -352,7 +305,7 @@ def _propagator(params, dt, b):
 def step_exact(params: SystemicParameters, y, dt, input_rate=None) -> jnp.ndarray:
     """Exact solution y(t + dt) of dy/dt = A y + b for constant b = ``input_rate`` (mol/s).
 
-    Uses the matrix exponential (``_expm``) of the augmented matrix [[A, b], [0, 0]] (differentiable
+    Uses the matrix exponential (``engine.linalg.expm_small``) of the augmented matrix [[A, b], [0, 0]] (differentiable
     in the parameters, y, dt and b).
     """
     phi, gamma = propagator(params, dt, input_rate)
@@ -406,7 +359,8 @@ def _simulate(params, times, dose_mol, infusion_duration_s, fraction_encapsulate
     t1 = jnp.minimum(t, jnp.where(is_inf, tinf, 0.0))  # time under infusion
     t2 = t - t1  # time after the infusion stopped
     # one batched matrix exponential for both phases of every output time
-    e = _expm(jnp.concatenate([m_inf[None] * t1[:, None, None], m_off[None] * t2[:, None, None]]))
+    e = linalg.expm_small(jnp.concatenate([m_inf[None] * t1[:, None, None],
+                                           m_off[None] * t2[:, None, None]]))
     e1, e2 = e[: t.shape[0]], e[t.shape[0]:]
     z0 = jnp.concatenate([y_bolus, jnp.ones((1,), dtype)])
     z1 = jnp.einsum("nij,j->ni", e1, z0)
@@ -452,7 +406,7 @@ def _trajectory(params, times, dose_mol, infusion_duration_s, fraction_encapsula
     under = (t_ext <= tinf) & is_inf  # interval (start, t_ext] under the infusion
     m = jnp.where(under[:, None, None], _augmented(a, rate)[None],
                   _augmented(a, jnp.zeros_like(rate))[None]) * (t_ext - start)[:, None, None]
-    prefix = jax.lax.associative_scan(lambda p, q: q @ p, _expm(m))  # E_i ⋯ E_0
+    prefix = jax.lax.associative_scan(lambda p, q: q @ p, linalg.expm_small(m))  # E_i ⋯ E_0
     z = prefix @ z0
     keep = jnp.arange(n) + (jnp.arange(n) >= pos)  # drop the inserted T
     return z[keep, :a.shape[0]]
@@ -503,8 +457,8 @@ def _unit_moments(params, fraction_encapsulated):
     """(−A_r⁻¹ u, A_r⁻² u) for a unit dose u split by ``fraction_encapsulated``."""
     ar = _active_block(params)
     u = dose_vector(1.0, fraction_encapsulated, ar.dtype, params.n_state)[:params.n_active]
-    w0 = -small_solve(ar, u)
-    return w0, -small_solve(ar, w0)
+    w0 = -linalg.small_solve(ar, u)
+    return w0, -linalg.small_solve(ar, w0)
 
 
 def _plasma_rows(params, dtype):

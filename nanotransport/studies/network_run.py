@@ -14,14 +14,18 @@ or ``nanotransport run`` on such a scenario; docs/networks.md):
    simplification); the Starling exchange of fluid between every vessel piece and its cell,
    and the interstitial pressure and Darcy flow, in one solve (``network_exchange``), the
    box's faces at the surrounding tissue's pressure;
-4. the plasma concentrations of encapsulated and free (unbound) drug from the systemic model
+4. the plasma concentrations of encapsulated and free drug from the systemic model
    (``pk``, the scenario's formulation, dose and patient) drive the network's inlets;
-5. delivery of carrier (encapsulated drug) and free drug into the interstitium over
+5. the tissue temperature of the scenario's ``heating.*`` (``network_heating``: one steady
+   Pennes shape following the heating schedule) and the carriers' release rate k_rel(T) in
+   every segment's lumen and every tissue cell (leakage at 37 °C, triggered release where
+   heated);
+6. delivery of carrier (encapsulated drug) and free drug into the interstitium over
    ``numerics.t_end_h`` (``network_delivery``), in steps of ``numerics.max_dt_min``.
 
-The continuum model's local kinetics (cells, binding, release in the tissue) are not part of
-this first network model: it answers where carriers and drug leave the vessels and how far
-they get (docs/networks.md, limitations).
+The continuum model's cell kinetics (uptake, binding, receptors) are not part of this network
+model: it answers where carriers and drug leave the vessels, where the payload is released and
+how far it gets (docs/networks.md, limitations).
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ from ..engine import grid as grids
 from ..engine import units
 from ..model import haemodynamics as hm
 from ..model import network_delivery as nd
-from ..model import network_exchange, network_files, network_generator, pk, segment_cells
+from ..model import heat, network_exchange, network_files, network_generator, network_heating
+from ..model import pk, segment_cells
 from ..model import simulate, tissue
 from ..model.scenario import Scenario, ScenarioError
 from ..model.vessel_network import VesselNetwork
@@ -63,8 +68,9 @@ class NetworkRun:
     fluid: dict  # network_exchange.solve for pressure
     delivery: dict  # network_delivery.run
     plasma_times_s: np.ndarray
-    plasma: np.ndarray  # (times, 2): encapsulated, free unbound, mol/m³
+    plasma: np.ndarray  # (times, 2): encapsulated, free total (bound + unbound), mol/m³
     solutes: tuple
+    temperature: network_heating.TissueTemperature
     seconds: dict
 
 
@@ -143,7 +149,8 @@ def _region_values(scenario: Scenario, region: str) -> dict:
             "oncotic_offset": float(scenario[key + "protein_reflection_coefficient"])
             * (float(scenario[key + "plasma_oncotic_pressure_mmhg"])
                - float(scenario[key + "interstitial_oncotic_pressure_mmhg"])) * units.MMHG_PA,
-            "lymph": pick(maps.lymph)}
+            "lymph": pick(maps.lymph), "k_th": pick(maps.thermal_conductivity),
+            "w_b": pick(maps.blood_heat_sink), "rho_c": pick(maps.heat_capacity)}
 
 
 def tumor_cells(grid: grids.Grid, scenario: Scenario) -> np.ndarray:
@@ -159,13 +166,14 @@ def tumor_cells(grid: grids.Grid, scenario: Scenario) -> np.ndarray:
 
 
 def plasma_series(scenario: Scenario, times_s: np.ndarray) -> np.ndarray:
-    """(times, 2): plasma encapsulated and free unbound drug, mol/m³, at ``times_s``."""
+    """(times, 2): plasma encapsulated and free (bound + unbound) drug, mol/m³, at
+    ``times_s``."""
     params, dose = simulate.systemic_parameters(scenario)
     enc = scenario["formulation.encapsulated_fraction"]
     y = pk.simulate(params, jnp.asarray(times_s), dose,
                     float(scenario["dose.infusion_duration_min"]) * units.MIN, enc)
     c = pk.plasma_concentrations(params, y)
-    return np.stack([np.asarray(c.encapsulated), np.asarray(c.free_unbound)], axis=1)
+    return np.stack([np.asarray(c.encapsulated), np.asarray(c.free_total)], axis=1)
 
 
 def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
@@ -201,10 +209,22 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
         "(mean)")
     solutes = (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
                          tv["sigma_carrier"], retardation=tv["rf_carrier"]),
-               nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"]))
+               nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"],
+                         lumen_unbound_fraction=float(
+                             scenario["drug.unbound_fraction_plasma"])))
+    temperature = tissue_temperature(scenario, grid, in_tumor, tv, nv)
+    release = nd.Release(*network_heating.release_rates(
+        temperature, pieces, net.n_segments,
+        release_temperature_C=float(scenario["formulation.release_temperature_C"]),
+        width_C=float(scenario["formulation.release_transition_width_C"]),
+        leak_per_s=float(scenario["formulation.leak_rate_per_h"]) / units.HOUR,
+        max_rate_per_s=float(scenario["formulation.release_max_rate_per_s"])))
+    if temperature.source != "none":
+        log(f"heating: {temperature.source}, peak tissue temperature "
+            f"{peak_temperature(temperature, t_end_s(scenario)).max():.1f} °C")
     permeability = np.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1)
     reflection = np.stack([by_piece("sigma_carrier"), by_piece("sigma_free")], axis=1)
-    t_end = float(scenario["numerics.t_end_h"]) * units.HOUR
+    t_end = t_end_s(scenario)
     dt = float(scenario["numerics.max_dt_min"]) * units.MIN
     n_steps = max(1, int(np.ceil(t_end / dt)))
     dt = t_end / n_steps
@@ -221,13 +241,71 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
                       tissue_hydraulic_conductivity=tv["K"],
                       outer_pressure_Pa=SURROUNDING_PRESSURE_PA, piece_permeability=permeability,
                       piece_reflection=reflection)
-    delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every)
+    delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every, release=release)
     jax.block_until_ready(delivery["tissue"])
     seconds["delivery"] = time.perf_counter() - t0
     log(f"delivery: {n_steps} steps of {dt / units.MIN:.3g} min ({seconds['delivery']:.1f} s)")
     delivery = {k: np.asarray(v) for k, v in delivery.items()}
     return NetworkRun(scenario, net, state, grid, pieces, fluid, delivery, times, plasma,
-                      solutes, seconds)
+                      solutes, temperature, seconds)
+
+
+def t_end_s(scenario: Scenario) -> float:
+    """The run's end time, s."""
+    return float(scenario["numerics.t_end_h"]) * units.HOUR
+
+
+def tissue_temperature(scenario: Scenario, grid: grids.Grid, in_tumor: np.ndarray,
+                       tumor_values: dict, normal_values: dict
+                       ) -> network_heating.TissueTemperature:
+    """The tissue temperature of ``heating.*`` on the network's grid (``network_heating``):
+    the tumor's k, W and ρc in its sphere, normal tissue's outside, the target region and the
+    focus placed relative to the tumor centre (the box centre for the synthetic network and
+    for a network file)."""
+    g = lambda key: scenario[f"heating.{key}"]  # noqa: E731
+    minute = units.MIN
+    schedule = network_heating.Schedule(
+        start_s=float(g("heating_start_min")) * minute,
+        duration_s=float(g("heating_duration_min")) * minute,
+        ramp_s=float(g("ramp_min")) * minute, cooldown_s=float(g("cooldown_min")) * minute,
+        target_c=float(g("target_temperature_C")), arterial_c=float(g("arterial_temperature_C")))
+    source = g("source")
+    if source == "none":
+        return network_heating.TissueTemperature(jnp.zeros(grid.shape), source, schedule, 0.0)
+    lo = np.asarray([f[0] for f in grid.faces])
+    hi = np.asarray([f[-1] for f in grid.faces])
+    centre = 0.5 * (lo + hi)
+    centred = grids.cartesian3d(tuple(hi - lo), grid.shape, origin_m=tuple(lo - centre))
+    tumor = in_tumor.reshape(grid.shape)
+    by_cell = lambda key: np.where(tumor, tumor_values[key], normal_values[key])  # noqa: E731
+    thermal = network_heating.Thermal(by_cell("k_th"), by_cell("w_b"), by_cell("rho_c"))
+    region = heat.target_mask(centred, tumor, g("target_region"),
+                              float(scenario["network.tumor_radius_mm"]) * units.MM,
+                              float(g("target_margin_mm")) * units.MM)
+    shape = network_heating.steady_shape(
+        centred, thermal, source, region=region,
+        focus_offset_m=float(g("focus_offset_mm")) * units.MM,
+        focus_fwhm_m=float(g("focus_fwhm_mm")) * units.MM,
+        relaxation_per_s=float(g("protocol_relaxation_per_s")))
+    peak = float(jnp.max(shape))
+    if source == "ultrasound":
+        return network_heating.TissueTemperature(shape / peak, source, schedule,
+                                                 float(g("power_w")) * peak)
+    # read in °C at the plateau's rise (the soft T90's smoothing is in °C)
+    rise = (schedule.target_c - schedule.arterial_c) * shape / peak
+    probe = heat.probe_index(centred, float(g("probe_offset_mm")) * units.MM)
+    y = float(network_heating.readout(rise, region, centred.volume, g("control_readout"),
+                                      probe))
+    return network_heating.TissueTemperature(shape / peak, source, schedule,
+                                             (schedule.target_c - schedule.arterial_c) / y)
+
+
+def peak_temperature(temperature: network_heating.TissueTemperature, t_end: float):
+    """Per cell the highest temperature over [0, t_end] (°C), from the amplitude on a
+    10-s grid of times."""
+    times = jnp.linspace(0.0, t_end, max(2, int(t_end / 10.0) + 1))
+    return np.asarray(temperature.schedule.arterial_c + jnp.max(
+        temperature.amplitude(times)) * temperature.shape)
 
 
 def _save_every(n_steps: int, dt: float) -> int:
@@ -276,8 +354,21 @@ def summary(r: NetworkRun) -> dict:
         "tissue_auc_free_ug_h_per_ml": float(np.sum(tumor_mean[:, 1] * dt_h)) * mw,
         "tissue_final_carrier_ug_per_ml": float(tumor_mean[-1, 0]) * mw,
         "tissue_final_free_ug_per_ml": float(tumor_mean[-1, 1]) * mw,
+        "heating_source": r.temperature.source,
+        "peak_tissue_temperature_C": float(np.max(peak_temperature(
+            r.temperature, float(r.delivery["step_times_s"][-1])))),
+        "peak_tumor_mean_temperature_C": float(np.max(tumor_mean_temperature(r))),
         "seconds": {k: round(v, 2) for k, v in r.seconds.items()},
     }
+
+
+def tumor_mean_temperature(r: NetworkRun) -> np.ndarray:
+    """Volume-weighted mean temperature of the tumor's cells at each step's end, °C."""
+    tumor = tumor_cells(r.grid, r.scenario).reshape(r.grid.shape)
+    weights = np.asarray(r.grid.volume) * tumor
+    shape_mean = float(np.sum(weights * np.asarray(r.temperature.shape)) / np.sum(weights))
+    amplitude = np.asarray(r.temperature.amplitude(jnp.asarray(r.delivery["step_times_s"])))
+    return r.temperature.schedule.arterial_c + amplitude * shape_mean
 
 
 def to_dataset(r: NetworkRun):
@@ -307,7 +398,12 @@ def to_dataset(r: NetworkRun):
         "tissue_mean_carrier_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 0] * mw),
         "tissue_mean_free_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 1] * mw),
         "plasma_encapsulated_ug_per_ml": (("plasma_time",), r.plasma[:, 0] * mw),
-        "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
+        "plasma_free_total_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
+        "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw
+                                          * r.solutes[1].lumen_unbound_fraction),
+        "peak_temperature_C": (("x", "y", "z"), peak_temperature(
+            r.temperature, float(r.delivery["step_times_s"][-1]))),
+        "tumor_mean_temperature_C": (("step",), tumor_mean_temperature(r)),
     }
     coords = {"x": x / units.UM, "y": y / units.UM, "z": z / units.UM,
               "time": r.delivery["times_s"] / units.HOUR,
