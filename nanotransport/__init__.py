@@ -33,8 +33,8 @@ _MODULES = {
                             "network_transport", "network_delivery", "network_heating")},
     **{m: "studies" for m in ("study", "design", "scan_spec", "scan_exec", "scan_result",
                               "cohort", "calibrate", "validate", "validate_heating",
-                              "verify", "verify_network", "verify_rows", "network_run", "observations",
-                              "fit")},
+                              "verify", "verify_network", "verify_rows", "network_run",
+                              "network_design", "observations", "fit")},
 }
 #: public name → (module path, attribute)
 _NAMES = {

@@ -15,7 +15,7 @@ import xarray as xr
 from .model import imaging, organs, pk
 from . import outdir
 from .engine import export_cache, units
-from .model.scenario import Scenario, ScenarioError
+from .model.scenario import Scenario
 from .model.simulate import Result
 from .model.tissue import Layout
 from .model.transport import carriers_per_tissue_volume, drug_per_tissue_volume, payload_locations

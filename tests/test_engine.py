@@ -698,3 +698,27 @@ def test_expm_small_matches_scipy_over_many_scales():
     for g, m in zip(got, a):
         want = scipy.linalg.expm(m)
         assert np.max(np.abs(g - want)) <= 1e-12 * np.max(np.abs(want)) + 1e-14
+
+
+def test_krylov_starting_guess_does_not_leak_into_derivatives():
+    """``implicit_step`` starts its second stage's Krylov solve from the first stage; the
+    derivative systems that ``custom_linear_solve`` solves with the same routine must start
+    from zero: a zero tangent gives a zero derivative, and a real one matches differences."""
+    from nanotransport.engine import solver
+    g = grid.cartesian3d((6e-4,) * 3, (11,) * 3)
+    rng = np.random.default_rng(0)
+    base = jnp.asarray(rng.uniform(0, 1e-3, size=(1, 11, 11, 11)))
+    mask = jnp.asarray(rng.uniform(size=(1, 11, 11, 11)) < 0.1)
+    c0 = jnp.asarray(rng.uniform(size=(1, 11, 11, 11)))
+    tr = fv.Transport(diffusivity=3e-12 * jnp.ones((1, 11, 11, 11)),
+                      capacity=0.3 * jnp.ones((1, 11, 11, 11)))
+
+    def f(s):
+        decay = base + jnp.where(mask, 1e-2 * jnp.exp(s), 0.0)
+        return solver.implicit_step(g, tr, c0, 900.0, decay=decay)
+
+    zero = jax.jvp(f, (0.0,), (0.0,))[1]
+    assert float(jnp.max(jnp.abs(zero))) == 0.0
+    tangent = jnp.sum(jax.jvp(f, (0.0,), (1.0,))[1])
+    fd = (jnp.sum(f(1e-5)) - jnp.sum(f(-1e-5))) / 2e-5
+    assert abs(float(tangent) / float(fd) - 1) < 1e-6

@@ -152,7 +152,8 @@ def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
     """Solve A x = b (A from ``level``) by preconditioned CG (symmetric) or BiCGStab,
     differentiable through ``custom_linear_solve``.  The preconditioner is the multigrid
     V-cycle of the symmetric part unless ``preconditioner`` (r ↦ ≈ A⁻¹ r, symmetric positive
-    definite for CG) is given."""
+    definite for CG) is given.  ``x0``: a starting guess; the tolerance is then relative to
+    the initial residual ‖b − A x0‖ (a stricter stop than relative to ‖b‖)."""
     precond = preconditioner
     if precond is None:
         levels = hierarchy(symmetric_part(level))
@@ -161,10 +162,10 @@ def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
 
     def krylov(op, rhs):
         if symmetric:
-            y, _ = jax.scipy.sparse.linalg.cg(op, rhs, x0=x0, tol=tol, atol=0.0,
-                                              maxiter=maxiter, M=precond)
+            y, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=tol, atol=0.0, maxiter=maxiter,
+                                              M=precond)
         else:
-            y, _ = jax.scipy.sparse.linalg.bicgstab(op, rhs, x0=x0, tol=tol, atol=0.0,
+            y, _ = jax.scipy.sparse.linalg.bicgstab(op, rhs, tol=tol, atol=0.0,
                                                     maxiter=maxiter, M=precond)
         return y
 
@@ -175,8 +176,11 @@ def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
                                                 M=precond)
         return y
 
-    x = jax.lax.custom_linear_solve(matvec, b, krylov, transpose_solve=krylov_t,
-                                    symmetric=symmetric)
+    # a starting guess x0 enters as the correction form A (x − x0) = b − A x0: custom_linear_solve
+    # calls the same solve for the derivatives' systems, which must start from zero, not x0
+    start = jnp.zeros_like(b) if x0 is None else x0
+    x = start + jax.lax.custom_linear_solve(matvec, b - matvec(start), krylov,
+                                            transpose_solve=krylov_t, symmetric=symmetric)
     res = jnp.linalg.norm(matvec(x) - b) / jnp.maximum(jnp.linalg.norm(b),
                                                        jnp.finfo(b.dtype).tiny)
     return KrylovInfo(x, res)

@@ -102,7 +102,7 @@ class Assembly:
 def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=None,
              fluid: dict | None = None, tissue_hydraulic_conductivity=None,
              outer_pressure_Pa=None, piece_permeability=None,
-             piece_reflection=None) -> Assembly:
+             piece_reflection=None, radius_m=None) -> Assembly:
     """An ``Assembly`` from a network, its haemodynamic ``state`` (``haemodynamics.solve``),
     the solutes and, optionally, the Starling solution ``fluid`` (``network_exchange.solve``
     for pressure) with the tissue's K (m²/(Pa·s)) for the interstitial velocity and the
@@ -110,15 +110,17 @@ def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=Non
     with the fluid that leaves it (``fv.Outflow`` faces), and do not diffuse out.
     ``piece_permeability`` (pieces, solutes), m/s, and ``piece_reflection`` (pieces,
     solutes): wall properties per piece (vessels of different regions) in place of each
-    Solute's own."""
+    Solute's own.  ``radius_m`` (segments,): radii in place of the network's (e.g. traced, for
+    derivatives with respect to them)."""
     pieces = segment_cells.intersect(net, grid) if pieces is None else pieces
-    radius = jnp.asarray(net.segment_radius_m)[pieces.segment]
+    segment_radius = jnp.asarray(net.segment_radius_m if radius_m is None else radius_m)
+    radius = segment_radius[pieces.segment]
     perm = (jnp.asarray([s.permeability_m_per_s for s in solutes])[None]
             if piece_permeability is None else jnp.asarray(piece_permeability))
     gamma = jnp.stack([segment_cells.exchange_conductance(
         perm[:, i], s.diffusivity_m2_per_s * s.volume_fraction, radius,
         pieces.length_m, pieces.equivalent_radius_m) for i, s in enumerate(solutes)], axis=1)
-    volume = jnp.pi * jnp.asarray(net.segment_radius_m)**2 * jnp.asarray(net.segment_length_m)
+    volume = jnp.pi * segment_radius**2 * jnp.asarray(net.segment_length_m)
     leak = jnp.zeros(len(pieces.segment))
     velocity = None
     if fluid is not None:
@@ -226,9 +228,10 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         tissue follow the plasma closely: a source frozen over the step would be first
         order)."""
         cells = c_lumen_side.reshape(ns, -1).T[pieces.cell]  # (P, ns)
-        c_t = jax.ops.segment_sum(asm.gamma * cells, pieces.segment, net.n_segments) / \
-            jnp.maximum(ps, 1e-300)
-        s = (ps / asm.volume[:, None]) * c_t
+        # the back-flux per lumen volume, (PS/V) c_t = Σ γ c_cell / V (no division by PS: a
+        # segment without pieces has PS = 0, and 0/PS would poison the derivatives with NaN)
+        s = jax.ops.segment_sum(asm.gamma * cells, pieces.segment, net.n_segments) / \
+            asm.volume[:, None]
 
         def transport_at(time):
             expo, phi1, phi2 = fixed if fixed is not None else exponentials(time)

@@ -107,4 +107,6 @@ def exchange_conductance(wall_per_area, tissue_conductivity, radius_m, length_m,
     if not near_field:
         return wall
     log_ratio = jnp.maximum(jnp.log(equivalent_radius_m / radius_m), 0.0)
-    return 1.0 / (1.0 / wall + log_ratio / (2.0 * np.pi * tissue_conductivity * length_m))
+    # 1/(1/wall + ln/(2πκℓ)) written without 1/wall (a closed wall, P = 0, or a piece of zero
+    # length would give 1/0 and NaN derivatives): ℓ cancels in wall · ln/(2πκℓ)
+    return wall / (1.0 + wall_per_area * radius_m * log_ratio / tissue_conductivity)

@@ -276,7 +276,7 @@ def profile_parameter(prob: Problem, theta, chi2, sigma2, i, sd_i) -> dict:
     better = None
     for side, sign in (("lower", -1.0), ("upper", 1.0)):
         bound = prob.lo[i] if sign < 0 else prob.hi[i]
-        start, prev_t, prev_d = np.array(theta, float), float(theta[i]), 0.0
+        start, prev_t = np.array(theta, float), float(theta[i])
         found = False
 
         def delta(t, warm):
@@ -300,7 +300,7 @@ def profile_parameter(prob: Problem, theta, chi2, sigma2, i, sd_i) -> dict:
                 ci[0 if sign < 0 else 1] = float(prob.p0[i] * math.exp(root))
                 found = True
                 break
-            start, prev_t, prev_d = th, t, d
+            start, prev_t = th, t
             if at_bound:
                 break
         if not found:
@@ -358,7 +358,6 @@ def curves(scenario: Scenario, obs: obsmod.Observations, model=None, points: int
            dose_mol: float | None = None) -> dict:
     """Model time courses of every (tissue, analyte) with data, in the unit of its first row,
     on 0..max(observed time, t_end) ({"tissue/analyte": {"time_h", "value", "unit"}})."""
-    import jax.numpy as jnp
 
     model = model or _default_model()
     groups = obs.groups()

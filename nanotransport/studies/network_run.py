@@ -207,18 +207,10 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
         f"{len(pieces.cell)} vessel pieces ({int(piece_tumor.sum())} in the tumor); "
         f"interstitial pressure {float(np.mean(fluid['cell'])) / units.MMHG_PA:.1f} mmHg "
         "(mean)")
-    solutes = (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
-                         tv["sigma_carrier"], retardation=tv["rf_carrier"]),
-               nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"],
-                         lumen_unbound_fraction=float(
-                             scenario["drug.unbound_fraction_plasma"])))
+    solutes = delivery_solutes(scenario, tv)
     temperature = tissue_temperature(scenario, grid, in_tumor, tv, nv)
-    release = nd.Release(*network_heating.release_rates(
-        temperature, pieces, net.n_segments,
-        release_temperature_C=float(scenario["formulation.release_temperature_C"]),
-        width_C=float(scenario["formulation.release_transition_width_C"]),
-        leak_per_s=float(scenario["formulation.leak_rate_per_h"]) / units.HOUR,
-        max_rate_per_s=float(scenario["formulation.release_max_rate_per_s"])))
+    release = nd.Release(*network_heating.release_rates(temperature, pieces, net.n_segments,
+                                                        **release_law(scenario)))
     if temperature.source != "none":
         log(f"heating: {temperature.source}, peak tissue temperature "
             f"{peak_temperature(temperature, t_end_s(scenario)).max():.1f} °C")
@@ -248,6 +240,24 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     delivery = {k: np.asarray(v) for k, v in delivery.items()}
     return NetworkRun(scenario, net, state, grid, pieces, fluid, delivery, times, plasma,
                       solutes, temperature, seconds)
+
+
+def delivery_solutes(scenario: Scenario, tumor_values: dict) -> tuple:
+    """Carrier (encapsulated drug) and free drug with the tumor's interstitial values (their
+    wall values are set per piece), free drug bound + unbound in the lumen."""
+    tv = tumor_values
+    return (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
+                      tv["sigma_carrier"], retardation=tv["rf_carrier"]),
+            nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"],
+                      lumen_unbound_fraction=float(scenario["drug.unbound_fraction_plasma"])))
+
+
+def release_law(scenario: Scenario) -> dict:
+    """The formulation's release law k_rel(T) (``network_heating.release_rates`` keywords)."""
+    return {"release_temperature_C": float(scenario["formulation.release_temperature_C"]),
+            "width_C": float(scenario["formulation.release_transition_width_C"]),
+            "leak_per_s": float(scenario["formulation.leak_rate_per_h"]) / units.HOUR,
+            "max_rate_per_s": float(scenario["formulation.release_max_rate_per_s"])}
 
 
 def t_end_s(scenario: Scenario) -> float:

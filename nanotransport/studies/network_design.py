@@ -1,0 +1,135 @@
+"""Vessel normalization by gradient: how delivery into a network's tumor responds to the tumor
+vessels' diameters and wall permeability (docs/networks.md, "Design by gradient").
+
+Normalization (Jain 2005 Science 307:58) shrinks dilated tumor vessels and tightens their
+walls.  Two design variables act on the *tumor segments* (those with a piece inside the tumor
+sphere) of a network scenario:
+
+    r → r e^(s_d)                      (diameter; flow, haematocrit, wall area all follow)
+    P_carrier, P_free, L_p → × e^(s_p)  (the walls' pores: solute and water permeability together)
+
+and the outputs are the tumor's mean carrier (encapsulated drug) and free drug in its
+interstitium at ``numerics.t_end_h``, µg/mL of tumor tissue, with everything between them
+recomputed: haematocrit and flow (``haemodynamics.solve_state``), the two-way Starling solve
+(interstitial pressure, leak, Darcy flow) and the delivery (``network_delivery.run``, with
+release at k_rel(T)).  Derivatives are forward mode (``jax.jacfwd``: two variables, and the
+delivery's Krylov and sweep loops need no reverse pass), checked against central differences
+(``tests/test_network_design.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..engine import grid as grids
+from ..engine import units
+from ..model import haemodynamics as hm
+from ..model import network_delivery as nd
+from ..model import network_exchange, network_heating, segment_cells
+from ..model.scenario import Scenario
+from ..model.vessel_network import VesselNetwork
+from . import network_run as nr
+
+DESIGN = ("log_diameter_scale", "log_permeability_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """The static part of a network scenario's delivery (geometry, tissue values, inputs)."""
+
+    scenario: Scenario
+    net: VesselNetwork
+    topo: hm.Topology
+    params: dict
+    rheology: hm.Rheology
+    grid: grids.Grid
+    pieces: segment_cells.Pieces
+    in_tumor: np.ndarray  # (cells,) bool
+    piece_tumor: np.ndarray  # (pieces,) bool
+    tumor_segment: np.ndarray  # (segments,) bool
+    tumor: dict  # network_run._region_values
+    normal: dict
+    temperature: network_heating.TissueTemperature
+    plasma_times_s: np.ndarray
+    plasma: np.ndarray
+    t_end_s: float
+    dt_s: float
+
+
+def problem(scenario: Scenario) -> Problem:
+    """The ``Problem`` of a network scenario (``network_run``'s steps, without solving)."""
+    net = nr.network_of(scenario)
+    grid = nr.tissue_grid(net, scenario)
+    pieces = segment_cells.intersect(net, grid)
+    in_tumor = nr.tumor_cells(grid, scenario)
+    piece_tumor = in_tumor[pieces.cell]
+    tumor_segment = np.zeros(net.n_segments, bool)
+    tumor_segment[np.asarray(pieces.segment)[piece_tumor]] = True
+    tv, nv = nr._region_values(scenario, "tumor"), nr._region_values(scenario, "normal")
+    t_end = nr.t_end_s(scenario)
+    n_steps = max(1, int(np.ceil(t_end / (float(scenario["numerics.max_dt_min"]) * units.MIN))))
+    times = np.linspace(0.0, t_end, 4 * n_steps + 1)
+    return Problem(scenario, net, hm.Topology.of(net), hm.parameters(net),
+                   nr.rheology_of(scenario), grid, pieces, in_tumor, piece_tumor, tumor_segment,
+                   tv, nv, nr.tissue_temperature(scenario, grid, in_tumor, tv, nv), times,
+                   nr.plasma_series(scenario, times), t_end, t_end / n_steps)
+
+
+def delivery(prob: Problem, design) -> jax.Array:
+    """(carrier, free drug) in the tumor's interstitium at the end, µg/mL of tumor tissue,
+    for ``design`` = (s_d, s_p) (module docstring); (0, 0) is the scenario as it is."""
+    s_d, s_p = design[0], design[1]
+    tv, nv = prob.tumor, prob.normal
+    radius = prob.params["radius_m"] * jnp.where(prob.tumor_segment, jnp.exp(s_d), 1.0)
+    params = {**prob.params, "radius_m": radius}
+    state = hm.solve_state(prob.topo, params, prob.rheology, gradients="forward")
+    wall = jnp.where(prob.piece_tumor, jnp.exp(s_p), 1.0)
+
+    def by_piece(key):
+        return jnp.where(prob.piece_tumor, tv[key], nv[key])
+
+    starling = network_exchange.TissueExchange(
+        conductivity=tv["K"], wall_per_area=by_piece("lp") * wall,
+        sink_rate=np.where(prob.in_tumor, tv["lymph"], nv["lymph"]),
+        offset=by_piece("oncotic_offset"), outer="value", outer_value=nr.SURROUNDING_PRESSURE_PA)
+    g, _ = hm.conductance(params, prob.rheology, state["hematocrit"])
+    fixed, pressure, injection = hm.node_conditions(prob.topo, params)
+    net = prob.net
+    fluid = network_exchange.solve(prob.grid, prob.pieces, net.segment_nodes, net.n_nodes, radius,
+                                   starling, segment_conductance=g, node_fixed=fixed,
+                                   node_value=pressure, node_injection=injection)
+    solutes = nr.delivery_solutes(prob.scenario, tv)
+    permeability = jnp.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1) * wall[:, None]
+    reflection = jnp.stack([by_piece("sigma_carrier"), by_piece("sigma_free")], axis=1)
+    asm = nd.assemble(net, prob.grid, state, solutes, pieces=prob.pieces, fluid=fluid,
+                      tissue_hydraulic_conductivity=tv["K"],
+                      outer_pressure_Pa=nr.SURROUNDING_PRESSURE_PA,
+                      piece_permeability=permeability, piece_reflection=reflection,
+                      radius_m=radius)
+    release = nd.Release(*network_heating.release_rates(
+        prob.temperature, prob.pieces, net.n_segments, **nr.release_law(prob.scenario)))
+    table, times = jnp.asarray(prob.plasma), jnp.asarray(prob.plasma_times_s)
+
+    def plasma_at(t):
+        return jnp.stack([jnp.interp(t, times, table[:, i]) for i in range(2)])
+
+    n_steps = int(round(prob.t_end_s / prob.dt_s))
+    out = nd.run(asm, plasma_at, prob.t_end_s, prob.dt_s, save_every=n_steps, release=release)
+    final = out["tissue"][-1].reshape(2, -1)  # per interstitial volume
+    volume = jnp.asarray(prob.grid.volume).ravel() * prob.in_tumor
+    phi = jnp.asarray([s.volume_fraction for s in solutes])
+    return (final @ volume) * phi / jnp.sum(volume) * units.DOXORUBICIN_MOLAR_MASS
+
+
+def sensitivity(prob: Problem, design=(0.0, 0.0)) -> dict:
+    """Values and forward-mode Jacobian of ``delivery`` at ``design``: ``values`` (2,),
+    ``jacobian`` (2 outputs × 2 design variables), per unit of log scale."""
+    def both(d):
+        y = delivery(prob, d)
+        return y, y
+
+    jac, values = jax.jit(jax.jacfwd(both, has_aux=True))(jnp.asarray(design, dtype=float))
+    return {"values": np.asarray(values), "jacobian": np.asarray(jac)}
