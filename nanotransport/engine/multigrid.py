@@ -152,20 +152,26 @@ def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
     """Solve A x = b (A from ``level``) by preconditioned CG (symmetric) or BiCGStab,
     differentiable through ``custom_linear_solve``.  The preconditioner is the multigrid
     V-cycle of the symmetric part unless ``preconditioner`` (r ↦ ≈ A⁻¹ r, symmetric positive
-    definite for CG) is given.  ``x0``: a starting guess; the tolerance is then relative to
-    the initial residual ‖b − A x0‖ (a stricter stop than relative to ‖b‖)."""
+    definite for CG) is given.  ``x0``: a starting guess.  The solve stops at
+    ‖b − A x‖ ≤ tol ‖b‖; derivative systems (``custom_linear_solve``) start from zero and
+    stop at tol times their own right-hand side or tol ‖b‖, whichever is larger (tangents
+    accurate relative to the primal's scale)."""
     precond = preconditioner
     if precond is None:
         levels = hierarchy(symmetric_part(level))
         precond = lambda r: v_cycle(levels, r)  # noqa: E731
     matvec = lambda x: apply(level, x)  # noqa: E731
 
+    # stop at ‖r‖ ≤ tol ‖b‖ (b the whole right-hand side, as without a starting guess): a
+    # tolerance relative to the correction's small residual could not be reached in float64
+    floor = tol * jax.lax.stop_gradient(jnp.linalg.norm(b))
+
     def krylov(op, rhs):
         if symmetric:
-            y, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=tol, atol=0.0, maxiter=maxiter,
+            y, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=tol, atol=floor, maxiter=maxiter,
                                               M=precond)
         else:
-            y, _ = jax.scipy.sparse.linalg.bicgstab(op, rhs, tol=tol, atol=0.0,
+            y, _ = jax.scipy.sparse.linalg.bicgstab(op, rhs, tol=tol, atol=floor,
                                                     maxiter=maxiter, M=precond)
         return y
 
@@ -178,6 +184,7 @@ def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
 
     # a starting guess x0 enters as the correction form A (x − x0) = b − A x0: custom_linear_solve
     # calls the same solve for the derivatives' systems, which must start from zero, not x0
+    # (from x0 they returned garbage tangents; tests/test_engine.py)
     start = jnp.zeros_like(b) if x0 is None else x0
     x = start + jax.lax.custom_linear_solve(matvec, b - matvec(start), krylov,
                                             transpose_solve=krylov_t, symmetric=symmetric)
