@@ -418,7 +418,7 @@ def worker_pypde(cfg):
         import pde
     except Exception as e:  # noqa: BLE001
         return dict(skipped=f"py-pde not importable: {e!r}"), None
-    n, conv, dt, steps = cfg["N"], cfg["convection"], cfg["dt"], cfg["steps"]
+    n, conv, dt = cfg["N"], cfg["convection"], cfg["dt"]
     t0 = time.perf_counter()
     grid = pde.CartesianGrid([[0.0, L_M]] * 3, [n] * 3)
     s = pde.ScalarField(grid, S_MOL * source_mask(n))

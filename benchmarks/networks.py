@@ -6,11 +6,14 @@
    compiled call, by ``vmap`` and by ``lax.map`` (one after the other): per-variant cost with
    the SciPy LU ("direct", sequential under vmap) and with CG in JAX ("cg"); N variants,
    default 100 (``--variants``, 0 skips);
-3. a synthetic tumor network of ~1e4 segments on a 128³ tissue grid: generation, exact
+3. the mesentery and four random trees, each compiled on its own, against all padded to one
+   size (``hm.stack``) and solved in one compiled call;
+4. a synthetic tumor network of ~1e4 segments on a 128³ tissue grid: generation, exact
    segment-cell pieces, the coupled Starling solve (network + tissue, CG), and one hour of
    delivery (4 steps).
 
-Run: python benchmarks/networks.py [--variants N] [--skip-large]
+Run: python benchmarks/networks.py [--variants N] [--solvers direct,cg]
+     [--batching vmap,lax.map] [--skip-sizes] [--skip-large]
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def timed(f, *args):
 def mesentery(rows):
     net = network_files.read_network(vn.mesentery_path())
     topo, params = hm.Topology.of(net), hm.parameters(net)
-    f = jax.jit(hm.solve_state, static_argnums=(0, 2))
+    f = jax.jit(hm.solve_state, static_argnums=(2,))
     state, first = timed(f, topo, params, vn.NETFLOW_RHEOLOGY)
     warm = statistics.median(timed(f, topo, params, vn.NETFLOW_RHEOLOGY)[1] for _ in range(5))
     rows.append({"case": "mesentery flow + haematocrit (1130 pieces)", "first_s": first,
@@ -60,7 +63,7 @@ def mesentery(rows):
     return net, topo, params
 
 
-def variants(rows, net, topo, params, n, solvers):
+def variants(rows, net, topo, params, n, solvers, batchings):
     rng = np.random.default_rng(0)
     factors = jnp.asarray(np.exp(0.1 * rng.standard_normal((n, net.n_segments))))
     for solver in solvers:
@@ -71,14 +74,39 @@ def variants(rows, net, topo, params, n, solvers):
             s = hm.solve_state(topo, {**params, "radius_m": params["radius_m"] * f}, rheo)
             return s["hematocrit"], s["converged"]
 
-        for label, batched in (("vmap", jax.jit(jax.vmap(one))),
-                               ("lax.map", jax.jit(lambda f: jax.lax.map(one, f)))):
+        ways = {"vmap": lambda: jax.jit(jax.vmap(one)),
+                "lax.map": lambda: jax.jit(lambda f: jax.lax.map(one, f))}
+        for label in batchings:
+            batched = ways[label]()
             (_, ok), first = timed(batched, factors)
             (_, ok), warm = timed(batched, factors)
             rows.append({"case": f"{n} mesentery variants in one {label} ({solver})",
                          "first_s": first, "warm_s": warm,
                          "per_variant_ms": 1e3 * warm / n, "converged": int(np.sum(ok))})
             report(rows[-1])
+
+
+def different_sizes(rows, mesentery_net):
+    """The mesentery and random trees of different sizes: each compiled on its own, against
+    all padded to one size (``hm.stack``) and solved by one compiled ``lax.map``."""
+    from nanotransport.model.vessel_network import PRESSURE
+    nets = [mesentery_net] + [vn._tree_network(*vn.random_tree(levels=lv, seed=lv), PRESSURE,
+                                               4000.0) for lv in (7, 8, 9, 10)]
+    rheo = vn.NETFLOW_RHEOLOGY
+    t = time.perf_counter()
+    for net in nets:
+        jax.block_until_ready(jax.jit(hm.solve_state, static_argnums=(2,))(
+            hm.Topology.of(net), hm.parameters(net), rheo)["hematocrit"])
+    apart = time.perf_counter() - t
+    topo, params, mask = hm.stack(nets)
+    batched = jax.jit(lambda t, p: jax.lax.map(lambda a: hm.solve_state(*a, rheo), (t, p)))
+    out, first = timed(batched, topo, params)
+    out, warm = timed(batched, topo, params)
+    rows.append({"case": f"{len(nets)} networks of {min(n.n_segments for n in nets)}-"
+                         f"{max(n.n_segments for n in nets)} segments",
+                 "separate_compiles_s": apart, "padded_first_s": first, "padded_warm_s": warm,
+                 "converged": int(np.sum(out["converged"]))})
+    report(rows[-1])
 
 
 def large(rows):
@@ -123,11 +151,17 @@ def main():
     ap.add_argument("--variants", type=int, default=100)
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--solvers", default="direct,cg", help="Kirchhoff solvers of the batch")
+    ap.add_argument("--batching", default="vmap,lax.map", help="vmap, lax.map or both")
+    ap.add_argument("--skip-sizes", action="store_true",
+                    help="skip networks of different sizes padded to one compile")
     args = ap.parse_args()
     rows = []
     net, topo, params = mesentery(rows)
     if args.variants > 0:
-        variants(rows, net, topo, params, args.variants, args.solvers.split(","))
+        variants(rows, net, topo, params, args.variants, args.solvers.split(","),
+                 args.batching.split(","))
+    if not args.skip_sizes:
+        different_sizes(rows, net)
     if not args.skip_large:
         large(rows)
     path = Path(__file__).with_name("networks.json")

@@ -187,7 +187,7 @@ def main(argv=None):
     # ------------------------------------------------------------ 1. tumor types
     t0 = time.perf_counter()
     preset_scn = {p: base_scenario(quick, p) for p in PRESETS}
-    rows, bp = [], {}
+    bp = {}
     per_preset = {}
     for preset in PRESETS:
         s = preset_scn[preset]

@@ -69,7 +69,6 @@ def test_step_profile_stays_positive_and_bounded(courant, method):
 def test_limited_sharper_than_upwind_on_a_step():
     n, u = 200, 1.0
     g = grids.slab(1.0, n)
-    x = np.asarray(g.centers[0])
     tr = fv.Transport(diffusivity=jnp.asarray(0.0), velocity=(jnp.asarray(u),),
                       boundaries=((fv.Inflow(1.0), fv.Outflow()),))
     c0 = jnp.zeros((1, n))

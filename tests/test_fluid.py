@@ -1,7 +1,6 @@
 """Interstitial pressure: tumor embedded in normal tissue with lymphatics (docs/model.md §4)."""
 import numpy as np
 import pytest
-from scipy.special import i0  # noqa: F401  (cylinder closed form lives in test_verify)
 
 from nanotransport import grid as grids, units
 from nanotransport.model.fluid import solve_pressure

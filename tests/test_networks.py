@@ -197,3 +197,34 @@ def test_starling_leak_gradients_match_differences():
     fd = [(float(leak(theta.at[i].multiply(1 + 1e-6))) - float(leak(theta.at[i].multiply(
         1 - 1e-6)))) / (2e-6 * float(theta[i])) for i in range(2)]
     np.testing.assert_allclose(grad, fd, rtol=1e-6)
+
+
+def test_networks_of_different_sizes_share_one_compile():
+    rheo = vn.NETFLOW_RHEOLOGY
+    nets = [vn._tree_network(*vn.random_tree(levels=lv, seed=lv), PRESSURE, 4000.0)
+            for lv in (6, 7, 8)]
+    assert len({net.n_segments for net in nets}) == 3
+    topo, params, mask = hm.stack(nets)
+    solve = jax.jit(lambda t, p: hm.solve_state(t, p, rheo))
+    batch = jax.jit(jax.vmap(lambda t, p: hm.solve_state(t, p, rheo)))(topo, params)
+    for i, net in enumerate(nets):
+        single = hm.solve(net, rheo)
+        one = solve(*jax.tree_util.tree_map(lambda x: x[i], (topo, params)))
+        m = net.n_segments
+        assert mask[i].sum() == m and bool(batch["converged"][i])
+        for state in (batch, one):
+            hd = np.asarray(state["hematocrit"])[i] if state is batch else one["hematocrit"]
+            q = np.asarray(state["flow_m3_per_s"])[i] if state is batch else one["flow_m3_per_s"]
+            np.testing.assert_allclose(hd[:m], single["hematocrit"], rtol=0, atol=1e-9)
+            np.testing.assert_allclose(q[:m], single["flow_m3_per_s"], rtol=0,
+                                       atol=1e-9 * np.abs(single["flow_m3_per_s"]).max())
+    assert solve._cache_size() == 1  # three networks, one compiled solve
+    # the padding carries a flow of its own, so derivatives stay finite
+    g = jax.grad(lambda r: jnp.sum(hm.solve_state(
+        jax.tree_util.tree_map(lambda x: x[0], topo),
+        {**jax.tree_util.tree_map(lambda x: x[0], params), "radius_m": r}, rheo)["hematocrit"]))(
+        params["radius_m"][0])
+    assert np.all(np.isfinite(np.asarray(g)))
+    with pytest.raises(ValueError, match="two added nodes"):
+        hm.pad(hm.Topology.of(nets[0]), hm.parameters(nets[0]), nets[0].n_segments + 1,
+               nets[0].n_nodes + 1, len(nets[0].boundary_node) + 1)

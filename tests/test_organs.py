@@ -1,6 +1,5 @@
 """The whole-body organ model (model/organs.py): conservation, closed forms, exposures."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -44,40 +44,37 @@ def laplacian_apply(edges, conductance, x):
     return node_balance(edges, flux, x.shape[0])
 
 
-def _host_lu_solve(edges: np.ndarray, n_nodes: int):
-    """A host function (g, fixed, rhs) → x solving the eliminated system by SuperLU."""
+def _host_lu_solve(edges, g, fixed, rhs):
+    """The eliminated system solved on the host by SciPy's sparse LU (SuperLU)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.linalg import spsolve
 
-    a, b = edges[:, 0], edges[:, 1]
-
-    def solve(g, fixed, rhs):
-        g, fixed, rhs = np.asarray(g, float), np.asarray(fixed, bool), np.asarray(rhs, float)
-        keep = ~(fixed[a] | fixed[b])  # couplings between two free nodes
-        diag = np.bincount(a, g, n_nodes) + np.bincount(b, g, n_nodes)
-        diag = np.where(fixed, 1.0, diag)
-        rows = np.concatenate([a[keep], b[keep], np.arange(n_nodes)])
-        cols = np.concatenate([b[keep], a[keep], np.arange(n_nodes)])
-        vals = np.concatenate([-g[keep], -g[keep], diag])
-        matrix = coo_matrix((vals, (rows, cols)), shape=(n_nodes, n_nodes)).tocsc()
-        return spsolve(matrix, rhs).astype(rhs.dtype)
-
-    return solve
+    edges = np.asarray(edges)
+    g, fixed, rhs = np.asarray(g, float), np.asarray(fixed, bool), np.asarray(rhs, float)
+    a, b, n_nodes = edges[:, 0], edges[:, 1], fixed.shape[0]
+    keep = ~(fixed[a] | fixed[b])  # couplings between two free nodes
+    diag = np.bincount(a, g, n_nodes) + np.bincount(b, g, n_nodes)
+    diag = np.where(fixed, 1.0, diag)
+    rows = np.concatenate([a[keep], b[keep], np.arange(n_nodes)])
+    cols = np.concatenate([b[keep], a[keep], np.arange(n_nodes)])
+    vals = np.concatenate([-g[keep], -g[keep], diag])
+    matrix = coo_matrix((vals, (rows, cols)), shape=(n_nodes, n_nodes)).tocsc()
+    return spsolve(matrix, rhs).astype(rhs.dtype)
 
 
 def kirchhoff_solve(edges, conductance, fixed, fixed_value, injection, *, solver="direct",
                     cg_tol=1e-12, cg_maxiter=100_000):
     """Node values p with ``g (p_a − p_b)`` balanced by ``injection`` at free nodes and
-    ``p = fixed_value`` where ``fixed``.  ``edges`` is a static (numpy) int array (m, 2)."""
+    ``p = fixed_value`` where ``fixed``.  ``edges`` is an int array (m, 2), numpy or traced
+    (networks padded to one size share a compile: ``haemodynamics.pad``)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver {solver!r}; allowed {', '.join(SOLVERS)}")
-    edges_np = np.asarray(edges)
     n = fixed.shape[0]
     fixed = jnp.asarray(fixed, bool)
     free = (~fixed).astype(conductance.dtype)
     scale = jax.lax.stop_gradient(jnp.mean(conductance))
     g = conductance / scale
-    edges_j = jnp.asarray(edges_np)
+    edges_j = jnp.asarray(edges)
     pinned = jnp.where(fixed, fixed_value, 0.0)
 
     def matvec(x):
@@ -86,12 +83,10 @@ def kirchhoff_solve(edges, conductance, fixed, fixed_value, injection, *, solver
     rhs = free * (injection / scale - laplacian_apply(edges_j, g, pinned)) + (1 - free) * pinned
 
     if solver == "direct":
-        host = _host_lu_solve(edges_np, n)
-
         def solve(_, r):
             shape = jax.ShapeDtypeStruct(r.shape, r.dtype)
-            return jax.pure_callback(host, shape, jax.lax.stop_gradient(g), fixed, r,
-                                     vmap_method="sequential")
+            return jax.pure_callback(_host_lu_solve, shape, edges_j, jax.lax.stop_gradient(g),
+                                     fixed, r, vmap_method="sequential")
     else:
         diag = jnp.where(fixed, 1.0, _degree_weight(edges_j, g, n))
 

@@ -79,9 +79,14 @@ class Rheology:
                                  f"{allowed}")
 
 
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["edges", "boundary_node", "boundary_is_pressure"],
+                   meta_fields=["n_nodes"])
 @dataclasses.dataclass(frozen=True)
 class Topology:
-    """The static part of a network: segment ends and which node carries which condition."""
+    """The integer part of a network: segment ends and which node carries which condition.
+    A pytree (its arrays are leaves, ``n_nodes`` is static): networks of one padded size
+    (``pad``) share a compile and batch under ``vmap``."""
 
     edges: np.ndarray  # (m, 2) int
     n_nodes: int
@@ -93,13 +98,6 @@ class Topology:
         return cls(net.segment_nodes, net.n_nodes, net.boundary_node,
                    net.boundary_kind == PRESSURE)
 
-    def __hash__(self):
-        return hash((self.edges.tobytes(), self.n_nodes, self.boundary_node.tobytes(),
-                     self.boundary_is_pressure.tobytes()))
-
-    def __eq__(self, other):
-        return isinstance(other, Topology) and hash(self) == hash(other)
-
 
 def parameters(net: VesselNetwork) -> dict:
     """The differentiable inputs of a network: a pytree of arrays (SI)."""
@@ -107,6 +105,66 @@ def parameters(net: VesselNetwork) -> dict:
             "length_m": jnp.asarray(net.segment_length_m),
             "boundary_value": jnp.asarray(net.boundary_value),
             "boundary_hematocrit": jnp.asarray(np.nan_to_num(net.boundary_hematocrit))}
+
+
+def pad(topo: Topology, params: dict, n_segments: int, n_nodes: int, n_boundary: int):
+    """``(topo, params)`` padded to ``n_segments``, ``n_nodes`` and ``n_boundary`` entries, so
+    that networks of different sizes share one compile and one ``vmap`` (``stack``).
+
+    The added nodes are pressure boundaries, the first at 1 Pa, the others at 0 Pa; the
+    added segments (radius 5 µm, length 100 µm) join the first two in parallel: a separate
+    small network with a small flow of its own (a flow of exactly zero would have no
+    derivative of its direction, and Newton's Jacobian would get NaN).  Added boundary
+    entries repeat the second added node.  Their inflow haematocrit is the real entries'
+    mean, so ``solve_state``'s default start is unchanged.  The real network's flows,
+    pressures and haematocrits are unchanged (tests/test_networks.py).  Needs two added nodes
+    when segments or boundary entries are added, and room in ``n_boundary`` for every added
+    node."""
+    m, n, b = topo.edges.shape[0], topo.n_nodes, topo.boundary_node.shape[0]
+    extra_nodes = n_nodes - n
+    if n_segments < m or extra_nodes < 0 or n_boundary < b + extra_nodes:
+        raise ValueError(f"pad to (segments, nodes, boundary entries) = ({n_segments}, "
+                         f"{n_nodes}, {n_boundary}); the network has ({m}, {n}, {b}) and "
+                         f"needs n_boundary >= {b} + the added nodes")
+    if (n_segments > m or n_boundary > b) and extra_nodes < 2:
+        raise ValueError(f"pad: added segments or boundary entries need two added nodes "
+                         f"(n_nodes = {n_nodes} for a network of {n})")
+    added = np.arange(n, n_nodes)
+    repeat = np.full(n_boundary - b - extra_nodes, n + 1)
+    edges = np.concatenate([np.asarray(topo.edges),
+                            np.tile([[n, n + 1]], (n_segments - m, 1))]).astype(np.int32)
+    boundary = np.concatenate([np.asarray(topo.boundary_node), added, repeat]).astype(np.int32)
+    is_pressure = np.concatenate([np.asarray(topo.boundary_is_pressure),
+                                  np.ones(n_boundary - b, bool)])
+    grow = lambda x, k, value: jnp.concatenate([x, jnp.full(k, value, x.dtype)])  # noqa: E731
+    mean_hd = jnp.mean(params["boundary_hematocrit"])
+    padded = {"radius_m": grow(params["radius_m"], n_segments - m, 5e-6),
+              "length_m": grow(params["length_m"], n_segments - m, 1e-4),
+              "boundary_value": jnp.concatenate([params["boundary_value"], jnp.asarray(
+                  np.arange(n_boundary - b) == 0, params["boundary_value"].dtype)]),
+              "boundary_hematocrit": grow(params["boundary_hematocrit"], n_boundary - b,
+                                          mean_hd)}
+    return Topology(edges, n_nodes, boundary, is_pressure), padded
+
+
+def stack(networks) -> tuple:
+    """Networks of any sizes as one batch: ``(topology, parameters, segment_mask)`` with a
+    leading axis over the networks, each padded (``pad``) to the largest segment count, the
+    largest node count + 2 and the boundary entries that needs.  ``jax.vmap(lambda t, p:
+    solve_state(t, p, rheo))(topology, parameters)`` solves them in one compiled call;
+    ``segment_mask`` (networks, segments) marks each network's real segments."""
+    networks = list(networks)
+    if not networks:
+        raise ValueError("stack: no networks")
+    n_nodes = max(net.n_nodes for net in networks) + 2
+    n_segments = max(net.n_segments for net in networks)
+    n_boundary = max(len(net.boundary_node) + n_nodes - net.n_nodes for net in networks)
+    padded = [pad(Topology.of(net), parameters(net), n_segments, n_nodes, n_boundary)
+              for net in networks]
+    topo = jax.tree_util.tree_map(lambda *x: np.stack(x), *[t for t, _ in padded])
+    params = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[p for _, p in padded])
+    mask = np.arange(n_segments)[None, :] < np.array([net.n_segments for net in networks])[:, None]
+    return topo, params, mask
 
 
 def _node_conditions(topo: Topology, params: dict):
@@ -278,7 +336,7 @@ def _gmres(matvec, b):
     return x
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 2))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _root_reverse(topo, params, rheo, hd0):
     """The root H* of R(·; θ), with a reverse-mode rule: θ̄ = −(∂R/∂θ)ᵀ λ where
     (∂R/∂H)ᵀ λ = H̄ (one GMRES solve with vector–Jacobian products)."""
@@ -287,15 +345,15 @@ def _root_reverse(topo, params, rheo, hd0):
 
 def _root_reverse_fwd(topo, params, rheo, hd0):
     hd, info = _iterate(topo, params, rheo, hd0)
-    return (hd, info), (hd, params, hd0)
+    return (hd, info), (topo, hd, params, hd0)
 
 
-def _root_reverse_bwd(topo, rheo, saved, cotangent):
-    hd, params, hd0 = saved
+def _root_reverse_bwd(rheo, saved, cotangent):
+    topo, hd, params, hd0 = saved
     _, vjp_h = jax.vjp(lambda h: residual(topo, params, rheo, h), hd)
     lam = _gmres(lambda v: vjp_h(v)[0], cotangent[0])
     _, vjp_p = jax.vjp(lambda p: residual(topo, p, rheo, hd), params)
-    return vjp_p(-lam)[0], jnp.zeros_like(hd0)
+    return None, vjp_p(-lam)[0], jnp.zeros_like(hd0)
 
 
 _root_reverse.defvjp(_root_reverse_fwd, _root_reverse_bwd)
@@ -342,7 +400,7 @@ def solve_state(topo: Topology, params: dict, rheo: Rheology, hd0=None,
             **info, "converged": info["residual"] <= rheo.tolerance}
 
 
-_solve_state_jit = jax.jit(solve_state, static_argnums=(0, 2))
+_solve_state_jit = jax.jit(solve_state, static_argnums=(2,))
 
 
 def solve(net: VesselNetwork, rheo: Rheology = Rheology(), *, allow_unconverged=False):

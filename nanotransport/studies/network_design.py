@@ -28,7 +28,7 @@ from ..engine import grid as grids
 from ..engine import units
 from ..model import haemodynamics as hm
 from ..model import network_delivery as nd
-from ..model import network_exchange, network_heating, segment_cells
+from ..model import network_heating, segment_cells
 from ..model.scenario import Scenario
 from ..model.vessel_network import VesselNetwork
 from . import network_run as nr
@@ -87,36 +87,19 @@ def delivery(prob: Problem, design) -> jax.Array:
     params = {**prob.params, "radius_m": radius}
     state = hm.solve_state(prob.topo, params, prob.rheology, gradients="forward")
     wall = jnp.where(prob.piece_tumor, jnp.exp(s_p), 1.0)
-
-    def by_piece(key):
-        return jnp.where(prob.piece_tumor, tv[key], nv[key])
-
-    starling = network_exchange.TissueExchange(
-        conductivity=tv["K"], wall_per_area=by_piece("lp") * wall,
-        sink_rate=np.where(prob.in_tumor, tv["lymph"], nv["lymph"]),
-        offset=by_piece("oncotic_offset"), outer="value", outer_value=nr.SURROUNDING_PRESSURE_PA)
-    g, _ = hm.conductance(params, prob.rheology, state["hematocrit"])
-    fixed, pressure, injection = hm.node_conditions(prob.topo, params)
-    net = prob.net
-    fluid = network_exchange.solve(prob.grid, prob.pieces, net.segment_nodes, net.n_nodes, radius,
-                                   starling, segment_conductance=g, node_fixed=fixed,
-                                   node_value=pressure, node_injection=injection)
+    walls = nr.wall_exchange(tv, nv, prob.in_tumor, prob.piece_tumor, wall)
+    fluid = nr.coupled_fluid(prob.net, params, prob.rheology, state["hematocrit"], prob.grid,
+                             prob.pieces, walls.starling)
     solutes = nr.delivery_solutes(prob.scenario, tv)
-    permeability = jnp.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1) * wall[:, None]
-    reflection = jnp.stack([by_piece("sigma_carrier"), by_piece("sigma_free")], axis=1)
-    asm = nd.assemble(net, prob.grid, state, solutes, pieces=prob.pieces, fluid=fluid,
+    asm = nd.assemble(prob.net, prob.grid, state, solutes, pieces=prob.pieces, fluid=fluid,
                       tissue_hydraulic_conductivity=tv["K"],
                       outer_pressure_Pa=nr.SURROUNDING_PRESSURE_PA,
-                      piece_permeability=permeability, piece_reflection=reflection,
+                      piece_permeability=walls.permeability, piece_reflection=walls.reflection,
                       radius_m=radius)
     release = nd.Release(*network_heating.release_rates(
-        prob.temperature, prob.pieces, net.n_segments, **nr.release_law(prob.scenario)))
-    table, times = jnp.asarray(prob.plasma), jnp.asarray(prob.plasma_times_s)
-
-    def plasma_at(t):
-        return jnp.stack([jnp.interp(t, times, table[:, i]) for i in range(2)])
-
+        prob.temperature, prob.pieces, prob.net.n_segments, **nr.release_law(prob.scenario)))
     n_steps = int(round(prob.t_end_s / prob.dt_s))
+    plasma_at = nr.plasma_interpolant(prob.plasma_times_s, prob.plasma)
     out = nd.run(asm, plasma_at, prob.t_end_s, prob.dt_s, save_every=n_steps, release=release)
     final = out["tissue"][-1].reshape(2, -1)  # per interstitial volume
     volume = jnp.asarray(prob.grid.volume).ravel() * prob.in_tumor

@@ -176,6 +176,16 @@ def plasma_series(scenario: Scenario, times_s: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(c.encapsulated), np.asarray(c.free_total)], axis=1)
 
 
+def plasma_interpolant(times_s, plasma):
+    """t ↦ the two plasma concentrations (``plasma_series``) interpolated linearly at t."""
+    times, table = jnp.asarray(times_s), jnp.asarray(plasma)
+
+    def plasma_at(t):
+        return jnp.stack([jnp.interp(t, times, table[:, i]) for i in range(2)])
+
+    return plasma_at
+
+
 def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     """The network model of ``scenario`` (module docstring); ``log`` gets progress lines."""
     jax.config.update("jax_enable_x64", True)
@@ -196,12 +206,10 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     tv, nv = _region_values(scenario, "tumor"), _region_values(scenario, "normal")
     in_tumor = tumor_cells(grid, scenario)
     piece_tumor = in_tumor[pieces.cell]
-    by_piece = lambda key: np.where(piece_tumor, tv[key], nv[key])  # noqa: E731
-    starling = network_exchange.TissueExchange(
-        conductivity=tv["K"], wall_per_area=by_piece("lp"),
-        sink_rate=np.where(in_tumor, tv["lymph"], nv["lymph"]),
-        offset=by_piece("oncotic_offset"), outer="value", outer_value=SURROUNDING_PRESSURE_PA)
-    fluid = _coupled_fluid(net, state, grid, pieces, starling, scenario)
+    walls = wall_exchange(tv, nv, in_tumor, piece_tumor)
+    fluid = coupled_fluid(net, hm.parameters(net), rheology_of(scenario), state["hematocrit"],
+                          grid, pieces, walls.starling)
+    fluid = {k: np.asarray(v) for k, v in fluid.items()}
     seconds["fluid"] = time.perf_counter() - t0
     log(f"tissue: grid {grid.shape} of {float(scenario['network.grid_spacing_um']):g} µm, "
         f"{len(pieces.cell)} vessel pieces ({int(piece_tumor.sum())} in the tumor); "
@@ -214,8 +222,6 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     if temperature.source != "none":
         log(f"heating: {temperature.source}, peak tissue temperature "
             f"{peak_temperature(temperature, t_end_s(scenario)).max():.1f} °C")
-    permeability = np.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1)
-    reflection = np.stack([by_piece("sigma_carrier"), by_piece("sigma_free")], axis=1)
     t_end = t_end_s(scenario)
     dt = float(scenario["numerics.max_dt_min"]) * units.MIN
     n_steps = max(1, int(np.ceil(t_end / dt)))
@@ -223,16 +229,12 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     save_every = _save_every(n_steps, dt)
     times = np.linspace(0.0, t_end, 4 * n_steps + 1)
     plasma = plasma_series(scenario, times)
-    table = jnp.asarray(plasma)
-
-    def plasma_at(t):
-        return jnp.stack([jnp.interp(t, jnp.asarray(times), table[:, i]) for i in range(2)])
-
+    plasma_at = plasma_interpolant(times, plasma)
     t0 = time.perf_counter()
     asm = nd.assemble(net, grid, state, solutes, pieces=pieces, fluid=fluid,
                       tissue_hydraulic_conductivity=tv["K"],
-                      outer_pressure_Pa=SURROUNDING_PRESSURE_PA, piece_permeability=permeability,
-                      piece_reflection=reflection)
+                      outer_pressure_Pa=SURROUNDING_PRESSURE_PA,
+                      piece_permeability=walls.permeability, piece_reflection=walls.reflection)
     delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every, release=release)
     jax.block_until_ready(delivery["tissue"])
     seconds["delivery"] = time.perf_counter() - t0
@@ -325,17 +327,47 @@ def _save_every(n_steps: int, dt: float) -> int:
     return max(d for d in range(1, per_hour + 1) if n_steps % d == 0)
 
 
-def _coupled_fluid(net, state, grid, pieces, starling, scenario):
-    """The Starling solve with the network's own flow conductances: blood pressure in the
-    vessels and interstitial pressure in the tissue together (two-way)."""
-    topo, params = hm.Topology.of(net), hm.parameters(net)
-    g, _ = hm.conductance(params, rheology_of(scenario), jnp.asarray(state["hematocrit"]))
+@dataclasses.dataclass(frozen=True)
+class Walls:
+    """Per vessel piece: the Starling exchange, and the solutes' (carrier, free drug) wall
+    permeability and reflection, (pieces, 2)."""
+
+    starling: network_exchange.TissueExchange
+    permeability: jax.Array
+    reflection: jax.Array
+
+
+def wall_exchange(tumor_values: dict, normal_values: dict, in_tumor, piece_tumor,
+                  wall_scale=1.0) -> Walls:
+    """The vessel walls of the tumor's pieces and of normal tissue's (``_region_values``),
+    the tumor's interstitial conductivity throughout, lymphatics by cell; ``wall_scale`` (a
+    number or one per piece) multiplies L_p and both permeabilities (``network_design``)."""
+    tv, nv = tumor_values, normal_values
+
+    def by_piece(key):
+        return jnp.where(piece_tumor, tv[key], nv[key])
+
+    starling = network_exchange.TissueExchange(
+        conductivity=tv["K"], wall_per_area=by_piece("lp") * wall_scale,
+        sink_rate=np.where(in_tumor, tv["lymph"], nv["lymph"]),
+        offset=by_piece("oncotic_offset"), outer="value", outer_value=SURROUNDING_PRESSURE_PA)
+    permeability = jnp.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1)
+    reflection = jnp.stack([by_piece("sigma_carrier"), by_piece("sigma_free")], axis=1)
+    return Walls(starling, permeability * jnp.reshape(wall_scale, (-1, 1)), reflection)
+
+
+def coupled_fluid(net: VesselNetwork, params: dict, rheology: hm.Rheology, hematocrit, grid,
+                  pieces, starling: network_exchange.TissueExchange) -> dict:
+    """The Starling solve with the network's own flow conductances at ``hematocrit``: blood
+    pressure in the vessels and interstitial pressure in the tissue together (two-way;
+    traceable in ``params``, ``hematocrit`` and ``starling``)."""
+    topo = hm.Topology.of(net)
+    g, _ = hm.conductance(params, rheology, jnp.asarray(hematocrit))
     fixed, pressure, injection = hm.node_conditions(topo, params)
-    out = network_exchange.solve(grid, pieces, net.segment_nodes, net.n_nodes,
-                                 net.segment_radius_m, starling, segment_conductance=g,
-                                 node_fixed=fixed, node_value=pressure,
-                                 node_injection=injection)
-    return {k: np.asarray(v) for k, v in out.items()}
+    return network_exchange.solve(grid, pieces, net.segment_nodes, net.n_nodes,
+                                  params["radius_m"], starling, segment_conductance=g,
+                                  node_fixed=fixed, node_value=pressure,
+                                  node_injection=injection)
 
 
 def summary(r: NetworkRun) -> dict:
