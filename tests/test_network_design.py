@@ -1,29 +1,42 @@
-"""Forward-mode derivatives of network delivery with respect to vessel normalization
-(``studies/network_design``) against central differences."""
+"""Forward-mode derivatives of network delivery (``studies/network_design``) against central
+differences: vessel normalization and the formulation's size and release temperature."""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from nanotransport.model.scenario import load
+from nanotransport.model.scenario import ScenarioError, load
 from nanotransport.studies import network_design
 
 
-def test_normalization_jacobian_matches_central_differences():
-    # a 0.6-mm synthetic network (680 segments), one 15-min step: haematocrit root, Starling
-    # solve, lumen sweep and the implicit tissue step all differentiated
-    sc = load("tumor-network", ["network.box_mm=[0.6,0.6,0.6]", "network.tumor_radius_mm=0.2",
-                                "network.core_radius_mm=0.08", "numerics.t_end_h=0.25",
-                                "numerics.max_dt_min=15"])
-    prob = network_design.problem(sc)
-    out = network_design.sensitivity(prob, (0.1, -0.2))
+def test_design_jacobian_matches_central_differences():
+    # ThermoDox on a 0.6-mm synthetic network (680 segments), heated from the start, one
+    # 15-min step: haematocrit root, Starling solve, plasma PK, release at k_rel(T), lumen
+    # sweep and the implicit tissue step all differentiated
+    sc = load("thermodox-network", [
+        "network.box_mm=[0.6,0.6,0.6]", "network.tumor_radius_mm=0.2",
+        "network.core_radius_mm=0.08", "numerics.t_end_h=0.25", "numerics.max_dt_min=15",
+        "heating.heating_start_min=0", "heating.ramp_min=1"])
+    prob = network_design.problem(sc, ["diameter_nm", "release_temperature_C"])
+    x0 = network_design.start(prob) + np.array([0.1, -0.2, 0.0, 0.0])
+    np.testing.assert_allclose(x0[2:], [100.0, 41.3])
+    out = network_design.sensitivity(prob, x0)
     f = jax.jit(lambda d: network_design.delivery(prob, d))
-    h = 1e-4
-    for i in range(2):
-        e = np.zeros(2)
+    # delivery is only piecewise smooth in s_d (docs/networks.md): its differences need a
+    # small step (at 1e-3 the difference is 40 % off); the others are smooth at these steps
+    for i, h in enumerate((1e-6, 1e-4, 1e-2, 1e-4)):
+        e = np.zeros(4)
         e[i] = h
-        fd = (np.asarray(f(jnp.asarray([0.1, -0.2]) + e))
-              - np.asarray(f(jnp.asarray([0.1, -0.2]) - e))) / (2 * h)
+        fd = (np.asarray(f(jnp.asarray(x0 + e))) - np.asarray(f(jnp.asarray(x0 - e)))) / (2 * h)
         np.testing.assert_allclose(out["jacobian"][:, i], fd, rtol=1e-5)
     assert np.all(out["values"] > 0)
+    # a hotter transition releases less at 42 °C: less free drug, more carrier left
+    assert out["jacobian"][1, 3] < 0 < out["jacobian"][0, 3]
+
+
+def test_structure_fields_cannot_be_varied():
+    sc = load("thermodox-network")
+    with pytest.raises(ScenarioError, match="heating.target_temperature_C.*cannot be varied"):
+        network_design.problem(sc, ["target_temperature_C"])

@@ -129,8 +129,8 @@ def test_protocol_temperature_holds_the_readout_at_the_set_point():
     sc = load("thermodox-network")
     net = network_run.network_of(sc)
     g = network_run.tissue_grid(net, sc)
-    tv = network_run._region_values(sc, "tumor")
-    nv = network_run._region_values(sc, "normal")
+    tv = network_run.region_values(sc, "tumor")
+    nv = network_run.region_values(sc, "normal")
     tumor = network_run.tumor_cells(g, sc)
     temp = network_run.tissue_temperature(sc, g, tumor, tv, nv)
     plateau = 60.0 * (15 + 30)  # inside the plateau

@@ -64,6 +64,9 @@ class Solute:
     lumen_unbound_fraction: float = 1.0
 
     def __post_init__(self):
+        if any(isinstance(getattr(self, f.name), jax.core.Tracer)
+               for f in dataclasses.fields(self)):
+            return  # traced (under jit or a derivative): checked where the values are concrete
         checks = {"permeability_m_per_s": self.permeability_m_per_s >= 0,
                   "diffusivity_m2_per_s": self.diffusivity_m2_per_s > 0,
                   "volume_fraction": 0 < self.volume_fraction <= 1,

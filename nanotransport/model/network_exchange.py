@@ -127,7 +127,7 @@ def solve(grid: Grid, pieces: Pieces, segment_nodes: np.ndarray, n_nodes: int,
     if tissue.outer == "value":
         blocks.append((np.stack([bcells + n_nodes, np.full(len(bcells), outer)], 1),
                        tissue.conductivity * jnp.asarray(bfactors)))
-    if np.any(np.asarray(tissue.sink_rate) > 0):
+    if isinstance(tissue.sink_rate, jax.core.Tracer) or np.any(np.asarray(tissue.sink_rate) > 0):
         blocks.append((np.stack([np.arange(n_cells) + n_nodes, np.full(n_cells, sink)], 1),
                        tissue.sink_rate * jnp.asarray(volume)))
     if segment_conductance is not None:

@@ -1,5 +1,5 @@
-"""Vessel normalization by gradient: how delivery into a network's tumor responds to the tumor
-vessels' diameters and wall permeability (docs/networks.md, "Design by gradient").
+"""Design by gradient on a vessel network: how delivery into the tumor responds to vessel
+normalization and to the formulation (docs/networks.md, "Design by gradient").
 
 Normalization (Jain 2005 Science 307:58) shrinks dilated tumor vessels and tightens their
 walls.  Two design variables act on the *tumor segments* (those with a piece inside the tumor
@@ -8,13 +8,19 @@ sphere) of a network scenario:
     r → r e^(s_d)                      (diameter; flow, haematocrit, wall area all follow)
     P_carrier, P_free, L_p → × e^(s_p)  (the walls' pores: solute and water permeability together)
 
-and the outputs are the tumor's mean carrier (encapsulated drug) and free drug in its
-interstitium at ``numerics.t_end_h``, µg/mL of tumor tissue, with everything between them
-recomputed: haematocrit and flow (``haemodynamics.solve_state``), the two-way Starling solve
-(interstitial pressure, leak, Darcy flow) and the delivery (``network_delivery.run``, with
-release at k_rel(T)).  Derivatives are forward mode (``jax.jacfwd``: two variables, and the
-delivery's Krylov and sweep loops need no reverse pass), checked against central differences
-(``tests/test_network_design.py``).
+and any numeric scenario fields can be added (``problem(scenario, varied=...)``, user units,
+e.g. ``diameter_nm``, ``release_temperature_C``): the carrier's size sets its wall
+permeability, reflection, interstitial diffusion and hindered convection (the continuum
+model's laws, ``network_run.region_values``) and its plasma clearance (``pk``); the release
+temperature sets the release k_rel(T) in the heated vessels and tissue and the leak in plasma.
+The outputs are the tumor's mean carrier (encapsulated drug) and free drug in its interstitium
+at ``numerics.t_end_h``, µg/mL of tumor tissue, with everything between them recomputed:
+haematocrit and flow (``haemodynamics.solve_state``), the two-way Starling solve (interstitial
+pressure, leak, Darcy flow), the plasma input and the delivery (``network_delivery.run``, with
+release at k_rel(T)).  The tissue temperature is that of the scenario as given (its
+``heating.*`` fields and thermal properties are not varied).  Derivatives are forward mode
+(``jax.jacfwd``: a few variables, and the delivery's Krylov and sweep loops need no reverse
+pass), checked against central differences (``tests/test_network_design.py``).
 """
 from __future__ import annotations
 
@@ -28,12 +34,14 @@ from ..engine import grid as grids
 from ..engine import units
 from ..model import haemodynamics as hm
 from ..model import network_delivery as nd
-from ..model import network_heating, segment_cells
-from ..model.scenario import Scenario
+from ..model import network_heating, segment_cells, tissue
+from ..model.scenario import Scenario, ScenarioError, resolve_name
 from ..model.vessel_network import VesselNetwork
 from . import network_run as nr
 
 DESIGN = ("log_diameter_scale", "log_permeability_scale")
+#: field groups that set the problem's structure or temperature, computed once (not varied)
+FIXED_GROUPS = ("network.", "numerics.", "heating.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,17 +58,23 @@ class Problem:
     in_tumor: np.ndarray  # (cells,) bool
     piece_tumor: np.ndarray  # (pieces,) bool
     tumor_segment: np.ndarray  # (segments,) bool
-    tumor: dict  # network_run._region_values
-    normal: dict
+    layout: object  # tissue.layout of the scenario (region_values' structure)
+    varied: tuple  # scenario fields after the two normalization variables
     temperature: network_heating.TissueTemperature
     plasma_times_s: np.ndarray
-    plasma: np.ndarray
     t_end_s: float
     dt_s: float
 
 
-def problem(scenario: Scenario) -> Problem:
-    """The ``Problem`` of a network scenario (``network_run``'s steps, without solving)."""
+def problem(scenario: Scenario, varied=()) -> Problem:
+    """The ``Problem`` of a network scenario (``network_run``'s steps, without solving);
+    ``varied``: scenario fields (names or dotted paths) that follow the two normalization
+    variables in the design vector."""
+    varied = tuple(resolve_name(name) for name in varied)
+    for path in varied:
+        if path.startswith(FIXED_GROUPS) or path not in scenario.params:
+            raise ScenarioError(f"network design: {path!r} cannot be varied; allowed: numeric "
+                                f"fields outside {', '.join(g + '*' for g in FIXED_GROUPS)}")
     net = nr.network_of(scenario)
     grid = nr.tissue_grid(net, scenario)
     pieces = segment_cells.intersect(net, grid)
@@ -68,21 +82,26 @@ def problem(scenario: Scenario) -> Problem:
     piece_tumor = in_tumor[pieces.cell]
     tumor_segment = np.zeros(net.n_segments, bool)
     tumor_segment[np.asarray(pieces.segment)[piece_tumor]] = True
-    tv, nv = nr._region_values(scenario, "tumor"), nr._region_values(scenario, "normal")
+    lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+    tv = nr.region_values(scenario, "tumor", lay)
+    nv = nr.region_values(scenario, "normal", lay)
     t_end = nr.t_end_s(scenario)
     n_steps = max(1, int(np.ceil(t_end / (float(scenario["numerics.max_dt_min"]) * units.MIN))))
     times = np.linspace(0.0, t_end, 4 * n_steps + 1)
     return Problem(scenario, net, hm.Topology.of(net), hm.parameters(net),
                    nr.rheology_of(scenario), grid, pieces, in_tumor, piece_tumor, tumor_segment,
-                   tv, nv, nr.tissue_temperature(scenario, grid, in_tumor, tv, nv), times,
-                   nr.plasma_series(scenario, times), t_end, t_end / n_steps)
+                   lay, varied, nr.tissue_temperature(scenario, grid, in_tumor, tv, nv), times,
+                   t_end, t_end / n_steps)
 
 
 def delivery(prob: Problem, design) -> jax.Array:
     """(carrier, free drug) in the tumor's interstitium at the end, µg/mL of tumor tissue,
-    for ``design`` = (s_d, s_p) (module docstring); (0, 0) is the scenario as it is."""
+    for ``design`` = (s_d, s_p, *values of ``prob.varied``) (module docstring); (0, 0, the
+    scenario's values) is the scenario as it is."""
     s_d, s_p = design[0], design[1]
-    tv, nv = prob.tumor, prob.normal
+    scenario = prob.scenario.replace(**dict(zip(prob.varied, design[2:])))
+    tv = nr.region_values(scenario, "tumor", prob.layout)
+    nv = nr.region_values(scenario, "normal", prob.layout)
     radius = prob.params["radius_m"] * jnp.where(prob.tumor_segment, jnp.exp(s_d), 1.0)
     params = {**prob.params, "radius_m": radius}
     state = hm.solve_state(prob.topo, params, prob.rheology, gradients="forward")
@@ -90,16 +109,17 @@ def delivery(prob: Problem, design) -> jax.Array:
     walls = nr.wall_exchange(tv, nv, prob.in_tumor, prob.piece_tumor, wall)
     fluid = nr.coupled_fluid(prob.net, params, prob.rheology, state["hematocrit"], prob.grid,
                              prob.pieces, walls.starling)
-    solutes = nr.delivery_solutes(prob.scenario, tv)
+    solutes = nr.delivery_solutes(scenario, tv)
     asm = nd.assemble(prob.net, prob.grid, state, solutes, pieces=prob.pieces, fluid=fluid,
                       tissue_hydraulic_conductivity=tv["K"],
                       outer_pressure_Pa=nr.SURROUNDING_PRESSURE_PA,
                       piece_permeability=walls.permeability, piece_reflection=walls.reflection,
                       radius_m=radius)
     release = nd.Release(*network_heating.release_rates(
-        prob.temperature, prob.pieces, prob.net.n_segments, **nr.release_law(prob.scenario)))
+        prob.temperature, prob.pieces, prob.net.n_segments, **nr.release_law(scenario)))
     n_steps = int(round(prob.t_end_s / prob.dt_s))
-    plasma_at = nr.plasma_interpolant(prob.plasma_times_s, prob.plasma)
+    plasma_at = nr.plasma_interpolant(prob.plasma_times_s,
+                                      nr.plasma_series(scenario, prob.plasma_times_s))
     out = nd.run(asm, plasma_at, prob.t_end_s, prob.dt_s, save_every=n_steps, release=release)
     final = out["tissue"][-1].reshape(2, -1)  # per interstitial volume
     volume = jnp.asarray(prob.grid.volume).ravel() * prob.in_tumor
@@ -107,12 +127,19 @@ def delivery(prob: Problem, design) -> jax.Array:
     return (final @ volume) * phi / jnp.sum(volume) * units.DOXORUBICIN_MOLAR_MASS
 
 
-def sensitivity(prob: Problem, design=(0.0, 0.0)) -> dict:
-    """Values and forward-mode Jacobian of ``delivery`` at ``design``: ``values`` (2,),
-    ``jacobian`` (2 outputs × 2 design variables), per unit of log scale."""
+def start(prob: Problem) -> np.ndarray:
+    """The design vector of the scenario as it is: (0, 0, the varied fields' values)."""
+    return np.asarray([0.0, 0.0] + [float(prob.scenario[p]) for p in prob.varied])
+
+
+def sensitivity(prob: Problem, design=None) -> dict:
+    """Values and forward-mode Jacobian of ``delivery`` at ``design`` (default ``start``):
+    ``values`` (2,), ``jacobian`` (2 outputs × the design variables: per unit of log scale
+    for the two normalization variables, per user unit for the varied fields)."""
     def both(d):
         y = delivery(prob, d)
         return y, y
 
+    design = start(prob) if design is None else design
     jac, values = jax.jit(jax.jacfwd(both, has_aux=True))(jnp.asarray(design, dtype=float))
     return {"values": np.asarray(values), "jacobian": np.asarray(jac)}

@@ -129,26 +129,28 @@ def tissue_grid(net: VesselNetwork, scenario: Scenario) -> grids.Grid:
     return grids.cartesian3d(tuple(extent), shape, origin_m=tuple(lo))
 
 
-def _region_values(scenario: Scenario, region: str) -> dict:
+def region_values(scenario: Scenario, region: str, lay=None) -> dict:
     """The interstitial and wall properties of ``region`` ("tumor" or "normal") from the
     continuum model's maps (one cell of that region in the scenario's own layout: the same
-    laws and fields, docs/model.md)."""
-    lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+    laws and fields, docs/model.md).  Traceable in the scenario's numbers (``lay``, the
+    layout of the scenario as given, then keeps the structure concrete)."""
+    if lay is None:
+        lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
     maps = tissue.tissue_maps(lay, scenario)
     inside = np.asarray(lay.tumor if region == "tumor" else lay.normal) > 0
     index = int(np.argmax(inside & (np.asarray(lay.necrotic) == 0)))
-    pick = lambda a: float(np.asarray(a).ravel()[index])  # noqa: E731
+    pick = lambda a: jnp.ravel(jnp.asarray(a))[index]  # noqa: E731
     key = f"tissue.{region}."
-    s_v = float(scenario[key + "vessel_surface_density_per_cm"]) / units.CM
+    s_v = scenario[key + "vessel_surface_density_per_cm"] / units.CM
     return {"phi_e": pick(maps.phi_e), "K": pick(maps.hydraulic_k),
             "lp": pick(maps.lp_sv) / s_v,
             "p_carrier": pick(maps.ps_carrier) / s_v, "sigma_carrier": pick(maps.sigma_carrier),
             "d_carrier": pick(maps.d_carrier), "rf_carrier": pick(maps.rf_carrier),
             "p_free": pick(maps.ps_free) / s_v,
             "sigma_free": pick(maps.sigma_free), "d_free": pick(maps.d_free),
-            "oncotic_offset": float(scenario[key + "protein_reflection_coefficient"])
-            * (float(scenario[key + "plasma_oncotic_pressure_mmhg"])
-               - float(scenario[key + "interstitial_oncotic_pressure_mmhg"])) * units.MMHG_PA,
+            "oncotic_offset": scenario[key + "protein_reflection_coefficient"]
+            * (scenario[key + "plasma_oncotic_pressure_mmhg"]
+               - scenario[key + "interstitial_oncotic_pressure_mmhg"]) * units.MMHG_PA,
             "lymph": pick(maps.lymph), "k_th": pick(maps.thermal_conductivity),
             "w_b": pick(maps.blood_heat_sink), "rho_c": pick(maps.heat_capacity)}
 
@@ -165,15 +167,15 @@ def tumor_cells(grid: grids.Grid, scenario: Scenario) -> np.ndarray:
     return (r < float(scenario["network.tumor_radius_mm"]) * units.MM).ravel()
 
 
-def plasma_series(scenario: Scenario, times_s: np.ndarray) -> np.ndarray:
+def plasma_series(scenario: Scenario, times_s: np.ndarray) -> jax.Array:
     """(times, 2): plasma encapsulated and free (bound + unbound) drug, mol/m³, at
-    ``times_s``."""
+    ``times_s`` (traceable in the scenario's numbers)."""
     params, dose = simulate.systemic_parameters(scenario)
     enc = scenario["formulation.encapsulated_fraction"]
     y = pk.simulate(params, jnp.asarray(times_s), dose,
-                    float(scenario["dose.infusion_duration_min"]) * units.MIN, enc)
+                    scenario["dose.infusion_duration_min"] * units.MIN, enc)
     c = pk.plasma_concentrations(params, y)
-    return np.stack([np.asarray(c.encapsulated), np.asarray(c.free_total)], axis=1)
+    return jnp.stack([c.encapsulated, c.free_total], axis=1)
 
 
 def plasma_interpolant(times_s, plasma):
@@ -203,7 +205,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     t0 = time.perf_counter()
     grid = tissue_grid(net, scenario)
     pieces = segment_cells.intersect(net, grid)
-    tv, nv = _region_values(scenario, "tumor"), _region_values(scenario, "normal")
+    tv, nv = region_values(scenario, "tumor"), region_values(scenario, "normal")
     in_tumor = tumor_cells(grid, scenario)
     piece_tumor = in_tumor[pieces.cell]
     walls = wall_exchange(tv, nv, in_tumor, piece_tumor)
@@ -228,7 +230,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     dt = t_end / n_steps
     save_every = _save_every(n_steps, dt)
     times = np.linspace(0.0, t_end, 4 * n_steps + 1)
-    plasma = plasma_series(scenario, times)
+    plasma = np.asarray(plasma_series(scenario, times))
     plasma_at = plasma_interpolant(times, plasma)
     t0 = time.perf_counter()
     asm = nd.assemble(net, grid, state, solutes, pieces=pieces, fluid=fluid,
@@ -251,15 +253,16 @@ def delivery_solutes(scenario: Scenario, tumor_values: dict) -> tuple:
     return (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
                       tv["sigma_carrier"], retardation=tv["rf_carrier"]),
             nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"],
-                      lumen_unbound_fraction=float(scenario["drug.unbound_fraction_plasma"])))
+                      lumen_unbound_fraction=scenario["drug.unbound_fraction_plasma"]))
 
 
 def release_law(scenario: Scenario) -> dict:
-    """The formulation's release law k_rel(T) (``network_heating.release_rates`` keywords)."""
-    return {"release_temperature_C": float(scenario["formulation.release_temperature_C"]),
-            "width_C": float(scenario["formulation.release_transition_width_C"]),
-            "leak_per_s": float(scenario["formulation.leak_rate_per_h"]) / units.HOUR,
-            "max_rate_per_s": float(scenario["formulation.release_max_rate_per_s"])}
+    """The formulation's release law k_rel(T) (``network_heating.release_rates`` keywords;
+    traceable in the scenario's numbers)."""
+    return {"release_temperature_C": scenario["formulation.release_temperature_C"],
+            "width_C": scenario["formulation.release_transition_width_C"],
+            "leak_per_s": scenario["formulation.leak_rate_per_h"] / units.HOUR,
+            "max_rate_per_s": scenario["formulation.release_max_rate_per_s"]}
 
 
 def t_end_s(scenario: Scenario) -> float:
@@ -339,7 +342,7 @@ class Walls:
 
 def wall_exchange(tumor_values: dict, normal_values: dict, in_tumor, piece_tumor,
                   wall_scale=1.0) -> Walls:
-    """The vessel walls of the tumor's pieces and of normal tissue's (``_region_values``),
+    """The vessel walls of the tumor's pieces and of normal tissue's (``region_values``),
     the tumor's interstitial conductivity throughout, lymphatics by cell; ``wall_scale`` (a
     number or one per piece) multiplies L_p and both permeabilities (``network_design``)."""
     tv, nv = tumor_values, normal_values
@@ -349,7 +352,7 @@ def wall_exchange(tumor_values: dict, normal_values: dict, in_tumor, piece_tumor
 
     starling = network_exchange.TissueExchange(
         conductivity=tv["K"], wall_per_area=by_piece("lp") * wall_scale,
-        sink_rate=np.where(in_tumor, tv["lymph"], nv["lymph"]),
+        sink_rate=jnp.where(in_tumor, tv["lymph"], nv["lymph"]),
         offset=by_piece("oncotic_offset"), outer="value", outer_value=SURROUNDING_PRESSURE_PA)
     permeability = jnp.stack([by_piece("p_carrier"), by_piece("p_free")], axis=1)
     reflection = jnp.stack([by_piece("sigma_carrier"), by_piece("sigma_free")], axis=1)
@@ -442,7 +445,7 @@ def to_dataset(r: NetworkRun):
         "plasma_encapsulated_ug_per_ml": (("plasma_time",), r.plasma[:, 0] * mw),
         "plasma_free_total_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
         "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw
-                                          * r.solutes[1].lumen_unbound_fraction),
+                                          * float(r.solutes[1].lumen_unbound_fraction)),
         "peak_temperature_C": (("x", "y", "z"), peak_temperature(
             r.temperature, float(r.delivery["step_times_s"][-1]))),
         "tumor_mean_temperature_C": (("step",), tumor_mean_temperature(r)),
