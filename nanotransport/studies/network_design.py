@@ -86,12 +86,12 @@ def problem(scenario: Scenario, varied=()) -> Problem:
     tv = nr.region_values(scenario, "tumor", lay)
     nv = nr.region_values(scenario, "normal", lay)
     t_end = nr.t_end_s(scenario)
-    n_steps = max(1, int(np.ceil(t_end / (float(scenario["numerics.max_dt_min"]) * units.MIN))))
+    n_steps, dt = nr.time_steps(scenario)
     times = np.linspace(0.0, t_end, 4 * n_steps + 1)
     return Problem(scenario, net, hm.Topology.of(net), hm.parameters(net),
                    nr.rheology_of(scenario), grid, pieces, in_tumor, piece_tumor, tumor_segment,
                    lay, varied, nr.tissue_temperature(scenario, grid, in_tumor, tv, nv), times,
-                   t_end, t_end / n_steps)
+                   t_end, dt)
 
 
 def delivery(prob: Problem, design) -> jax.Array:

@@ -205,7 +205,8 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     t0 = time.perf_counter()
     grid = tissue_grid(net, scenario)
     pieces = segment_cells.intersect(net, grid)
-    tv, nv = region_values(scenario, "tumor"), region_values(scenario, "normal")
+    lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+    tv, nv = region_values(scenario, "tumor", lay), region_values(scenario, "normal", lay)
     in_tumor = tumor_cells(grid, scenario)
     piece_tumor = in_tumor[pieces.cell]
     walls = wall_exchange(tv, nv, in_tumor, piece_tumor)
@@ -225,9 +226,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
         log(f"heating: {temperature.source}, peak tissue temperature "
             f"{peak_temperature(temperature, t_end_s(scenario)).max():.1f} °C")
     t_end = t_end_s(scenario)
-    dt = float(scenario["numerics.max_dt_min"]) * units.MIN
-    n_steps = max(1, int(np.ceil(t_end / dt)))
-    dt = t_end / n_steps
+    n_steps, dt = time_steps(scenario)
     save_every = _save_every(n_steps, dt)
     times = np.linspace(0.0, t_end, 4 * n_steps + 1)
     plasma = np.asarray(plasma_series(scenario, times))
@@ -268,6 +267,14 @@ def release_law(scenario: Scenario) -> dict:
 def t_end_s(scenario: Scenario) -> float:
     """The run's end time, s."""
     return float(scenario["numerics.t_end_h"]) * units.HOUR
+
+
+def time_steps(scenario: Scenario) -> tuple[int, float]:
+    """(number of steps, step in s): equal steps of at most ``numerics.max_dt_min`` to
+    ``numerics.t_end_h``."""
+    t_end = t_end_s(scenario)
+    n_steps = max(1, int(np.ceil(t_end / (float(scenario["numerics.max_dt_min"]) * units.MIN))))
+    return n_steps, t_end / n_steps
 
 
 def tissue_temperature(scenario: Scenario, grid: grids.Grid, in_tumor: np.ndarray,
