@@ -411,53 +411,46 @@ def update_running(h: Heating, grid: Grid, mode: str, readout_mode: str, probe: 
     t1 = t + dt
     z = a["integrator_c"]
     y0 = readout(h, readout_mode, temp0, probe)
-    y1 = readout(h, readout_mode, temp1, probe)
     w_region = h.region * h.volume
-    q0 = soft_quantile(temp0, w_region, jnp.asarray([0.1, 0.5, 0.9]))
-    q1 = soft_quantile(temp1, w_region, jnp.asarray([0.1, 0.5, 0.9]))
     tumor_w = h.tumor * h.volume
-
-    def above(temp):
-        s = jax.nn.sigmoid((temp - release_c) / ABOVE_SMOOTHING_C)
-        return jnp.sum(tumor_w * s) / jnp.sum(tumor_w)
-
-    def power(tt, temp, y):
-        q = source_function(h, mode, tt, y, z, t)(temp) if mode != "none" else 0.0 * temp
-        return jnp.sum(q * h.volume)
-
-    trap = lambda f0, f1: 0.5 * dt * (f0 + f1)  # noqa: E731
-    pl0, pl1 = plateau(h, t), plateau(h, t1)
-    err1 = setpoint(h, t1) - y1
-    err0 = setpoint(h, t) - y0
     ind = lambda x: jax.nn.sigmoid((x - release_c) / ABOVE_SMOOTHING_C)  # noqa: E731
-    p0, p1 = power(t, temp0, y0), power(t1, temp1, y0)
-    perf = lambda temp: jnp.sum(perfusion_sink(temp) * (temp - h.arterial_c) * h.volume)  # noqa
+
+    def at_end(tt, temp):
+        """The integrands at one end of the step, each under its accumulator's name (the
+        controller's power with the readout held at the step's start, as the step uses it)."""
+        q = source_function(h, mode, tt, y0, z, t)(temp) if mode != "none" else 0.0 * temp
+        y = readout(h, readout_mode, temp, probe)
+        q90, q50, q10 = soft_quantile(temp, w_region, jnp.asarray([0.1, 0.5, 0.9]))
+        above = jnp.sum(tumor_w * ind(temp)) / jnp.sum(tumor_w)
+        pl = plateau(h, tt)
+        err = setpoint(h, tt) - y
+        return dict(
+            above=above, fraction_above_release_plateau=pl * above, plateau_s=pl,
+            t90_plateau=pl * q90, t50_plateau=pl * q50, t10_plateau=pl * q10,
+            readout_plateau=pl * y, error=err, control_error_plateau_sq=pl * err**2,
+            cem43_t90_min=cem43_rate(q90), time_t90_above_release_s=ind(q90),
+            time_t50_above_release_s=ind(q50), heat_deposited_j=jnp.sum(q * h.volume),
+            heat_perfusion_j=jnp.sum(perfusion_sink(temp) * (temp - h.arterial_c) * h.volume),
+            heat_boundary_j=boundary_loss(grid, h, temp))
+
+    # both ends in one vmapped evaluation, traced and compiled once (the heat bookkeeping was
+    # a quarter of a heated step's program when each end was traced on its own)
+    ends = jax.vmap(at_end)(jnp.stack([t, t1]).astype(temp0.dtype), jnp.stack([temp0, temp1]))
+    integrated = {k: a[k] + 0.5 * dt * (v[0] + v[1]) for k, v in ends.items()
+                  if k in ACCUMULATORS}
+    err1 = ends["error"][1]
     new = {
+        **integrated,
         "integrator_c": z + dt * integrator_rate(h, mode, t, y0, z),
         "tumor_temperature_max_c": jnp.maximum(a["tumor_temperature_max_c"], jnp.max(
             jnp.where(h.tumor > 0, temp1, -jnp.inf))),
         "normal_temperature_max_c": jnp.maximum(a["normal_temperature_max_c"], jnp.max(
             jnp.where(h.normal > 0, temp1, -jnp.inf))),
-        "fraction_above_release_max": jnp.maximum(a["fraction_above_release_max"], above(temp1)),
-        "fraction_above_release_plateau": a["fraction_above_release_plateau"]
-        + trap(pl0 * above(temp0), pl1 * above(temp1)),
-        "plateau_s": a["plateau_s"] + trap(pl0, pl1),
-        "t90_plateau": a["t90_plateau"] + trap(pl0 * q0[0], pl1 * q1[0]),
-        "t50_plateau": a["t50_plateau"] + trap(pl0 * q0[1], pl1 * q1[1]),
-        "t10_plateau": a["t10_plateau"] + trap(pl0 * q0[2], pl1 * q1[2]),
-        "readout_plateau": a["readout_plateau"] + trap(pl0 * y0, pl1 * y1),
+        "fraction_above_release_max": jnp.maximum(a["fraction_above_release_max"],
+                                                  ends["above"][1]),
         # strict plateau (the end is inside it: the set point holds until then)
         "control_error_plateau_max_c": jnp.maximum(a["control_error_plateau_max_c"], jnp.where(
             (t1 >= h.start_s + h.ramp_s) & (t1 <= h.start_s + h.duration_s), jnp.abs(err1), 0.0)),
-        "control_error_plateau_sq": a["control_error_plateau_sq"]
-        + trap(pl0 * err0**2, pl1 * err1**2),
-        "cem43_t90_min": a["cem43_t90_min"] + trap(cem43_rate(q0[0]), cem43_rate(q1[0])),
-        "time_t90_above_release_s": a["time_t90_above_release_s"] + trap(ind(q0[0]), ind(q1[0])),
-        "time_t50_above_release_s": a["time_t50_above_release_s"] + trap(ind(q0[1]), ind(q1[1])),
-        "heat_deposited_j": a["heat_deposited_j"] + trap(p0, p1),
-        "heat_perfusion_j": a["heat_perfusion_j"] + trap(perf(temp0), perf(temp1)),
-        "heat_boundary_j": a["heat_boundary_j"] + trap(boundary_loss(grid, h, temp0),
-                                                       boundary_loss(grid, h, temp1)),
-        "power_max_w": jnp.maximum(a["power_max_w"], p1),
+        "power_max_w": jnp.maximum(a["power_max_w"], ends["heat_deposited_j"][1]),  # W at t1
     }
     return jnp.stack([jnp.asarray(new[k], acc.dtype) for k in ACCUMULATORS])
