@@ -207,43 +207,50 @@ def solve_steady(grid: Grid, transport: fv.Transport, source, reaction_rate=0.0,
 def gmres(matvec, b, x0=None, *, krylov_dim: int = 20, restarts: int = 10, rtol: float = 1e-10):
     """Restarted GMRES(m) for A x = b with A given by ``matvec``, in plain JAX loops.
 
-    Arnoldi with modified Gram–Schmidt over a fixed Krylov dimension m = ``krylov_dim`` (a
-    static ``fori_loop``), the small least-squares problem solved by ``lstsq``, restarted
-    until ‖b − A x‖ ≤ rtol ‖b‖ or ``restarts`` times.  Hand-written because
-    ``jax.scipy.sparse.linalg.gmres`` wraps its solve in ``custom_linear_solve``, which
-    transposes ``matvec`` when traced: that fails when ``matvec`` is a forward-mode derivative
-    through a ``while_loop`` (a Newton step's Jacobian–vector product).  This one is never
-    differentiated (use it inside solvers whose outputs are differentiated implicitly).
-    Returns (x, relative residual)."""
+    Each cycle is one static ``fori_loop`` of m + 1 products: the first gives the residual
+    r = b − A x that starts the basis, the others the Arnoldi vectors (Gram–Schmidt, twice);
+    the small least-squares problem min ‖β e₁ − H y‖ is solved by ``lstsq``, and its residual
+    (‖b − A x‖ after the cycle, in exact arithmetic) decides the restart, until it is
+    ≤ rtol ‖b‖ or after ``restarts`` cycles.  ``matvec`` is thus traced once: each call site
+    of a Jacobian–vector product through a network solve is a copy of it in the compiled
+    program.  Hand-written because ``jax.scipy.sparse.linalg.gmres`` wraps its solve in
+    ``custom_linear_solve``, which transposes ``matvec`` when traced: that fails when
+    ``matvec`` is a forward-mode derivative through a ``while_loop`` (a Newton step's
+    Jacobian–vector product).  This one is never differentiated (use it inside solvers whose
+    outputs are differentiated implicitly).
+    Returns (x, relative residual estimate of the last cycle)."""
     b = jnp.asarray(b)
     x = jnp.zeros_like(b) if x0 is None else x0
     b_norm = jnp.maximum(jnp.linalg.norm(b), jnp.finfo(b.dtype).tiny)
     m = krylov_dim
+    slots = jnp.arange(m + 1)
 
     def cycle(x):
-        r = b - matvec(x)
-        beta = jnp.linalg.norm(r)
-        basis = jnp.zeros((m + 1,) + b.shape, b.dtype).at[0].set(r / jnp.maximum(beta, 1e-300))
-        hess = jnp.zeros((m + 1, m), b.dtype)
-
-        def arnoldi(j, carry):
-            basis, hess = carry
-            w = matvec(basis[j])
-            for_mask = jnp.arange(m + 1) <= j
-            coeffs = jnp.where(for_mask, jnp.tensordot(basis, w, axes=w.ndim), 0.0)
+        def product(j, carry):
+            basis, hess, beta = carry
+            k = jnp.maximum(j - 1, 0)  # the Arnoldi column of product j ≥ 1
+            w = matvec(jnp.where(j == 0, x, basis[k]))
+            r = b - w  # product 0: the residual
+            r_norm = jnp.linalg.norm(r)
+            mask = slots <= k
+            coeffs = jnp.where(mask, jnp.tensordot(basis, w, axes=w.ndim), 0.0)
             w = w - jnp.tensordot(coeffs, basis, axes=1)
             # a second pass of Gram–Schmidt (re-orthogonalization) keeps the basis orthogonal
-            again = jnp.where(for_mask, jnp.tensordot(basis, w, axes=w.ndim), 0.0)
+            again = jnp.where(mask, jnp.tensordot(basis, w, axes=w.ndim), 0.0)
             w = w - jnp.tensordot(again, basis, axes=1)
             norm = jnp.linalg.norm(w)
-            hess = hess.at[:, j].set(coeffs + again).at[j + 1, j].set(norm)
-            basis = basis.at[j + 1].set(w / jnp.maximum(norm, 1e-300))
-            return basis, hess
+            first = j == 0
+            column = hess.at[:, k].set(coeffs + again).at[k + 1, k].set(norm)
+            return (jnp.where(first, basis.at[0].set(r / jnp.maximum(r_norm, 1e-300)),
+                              basis.at[k + 1].set(w / jnp.maximum(norm, 1e-300))),
+                    jnp.where(first, hess, column), jnp.where(first, r_norm, beta))
 
-        basis, hess = jax.lax.fori_loop(0, m, arnoldi, (basis, hess))
+        basis, hess, beta = jax.lax.fori_loop(
+            0, m + 1, product, (jnp.zeros((m + 1,) + b.shape, b.dtype),
+                                jnp.zeros((m + 1, m), b.dtype), jnp.zeros((), b.dtype)))
         rhs = jnp.zeros(m + 1, b.dtype).at[0].set(beta)
         y = jnp.linalg.lstsq(hess, rhs)[0]
-        return x + jnp.tensordot(y, basis[:m], axes=1)
+        return x + jnp.tensordot(y, basis[:m], axes=1), jnp.linalg.norm(rhs - hess @ y) / b_norm
 
     def cond(state):
         _, res, k = state
@@ -251,10 +258,10 @@ def gmres(matvec, b, x0=None, *, krylov_dim: int = 20, restarts: int = 10, rtol:
 
     def body(state):
         x, _, k = state
-        x = cycle(x)
-        return x, jnp.linalg.norm(b - matvec(x)) / b_norm, k + 1
+        x, res = cycle(x)
+        return x, res, k + 1
 
-    x, res, _ = jax.lax.while_loop(cond, body, (x, jnp.linalg.norm(b - matvec(x)) / b_norm, 0))
+    x, res, _ = jax.lax.while_loop(cond, body, (x, jnp.asarray(jnp.inf, b.dtype), 0))
     return x, res
 
 

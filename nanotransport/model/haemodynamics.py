@@ -247,59 +247,68 @@ def residual(topo: Topology, params: dict, rheo: Rheology, hd):
 
 def _sweep(topo, params, rheo, q, hd):
     """The partition repeated at fixed flows until H stops changing (≤ one pass per segment:
-    on an acyclic flow graph the sweep is exact after as many passes as its depth)."""
+    on an acyclic flow graph the sweep is exact after as many passes as its depth).
+    Returns (H swept, ‖Φ(H) − H‖∞): the first pass's change is the plain residual
+    ‖R(H)‖∞."""
     def body(state):
-        h, _, it = state
+        h, change, first, it = state
         new = partition(topo, params, rheo, q, h)
-        return new, jnp.max(jnp.abs(new - h)), it + 1
+        change = jnp.max(jnp.abs(new - h))
+        return new, change, jnp.where(it == 0, change, first), it + 1
 
     def cond(state):
-        _, change, it = state
+        _, change, _, it = state
         return (change > 0.1 * rheo.tolerance) & (it < topo.edges.shape[0] + 2)
 
-    h, _, _ = jax.lax.while_loop(cond, body, (hd, jnp.inf, 0))
-    return h
+    inf = jnp.asarray(jnp.inf, hd.dtype)
+    h, _, first, _ = jax.lax.while_loop(cond, body, (hd, inf, inf, 0))
+    return h, first
 
 
 def _swept_residual(topo, params, rheo, h):
-    """R̃(H) = H − Ψ(H), Ψ the partition swept to its fixed point at the flows of H: the same
-    root as R, but its Jacobian holds the flow graph's whole downstream propagation, so GMRES
-    on it needs a few iterations instead of one per level of the graph's depth."""
+    """(R̃(H) = H − Ψ(H), ‖R(H)‖∞), Ψ the partition swept to its fixed point at the flows
+    of H: the same root as R, but its Jacobian holds the flow graph's whole downstream
+    propagation, so GMRES on it needs a few iterations instead of one per level of the
+    graph's depth."""
     _, q, _, _ = flows(topo, params, rheo, h)
-    return h - _sweep(topo, params, rheo, q, h)
+    swept, plain = _sweep(topo, params, rheo, q, h)
+    return h - swept, plain
 
 
 def _newton(topo, params, rheo, hd0):
     """Damped Newton from ``hd0`` on the swept residual R̃ (GMRES with forward-mode
-    Jacobian–vector products), stopped on the plain residual R: (H, iterations, ‖R‖∞)."""
+    Jacobian–vector products), stopped on the plain residual R: (H, iterations, ‖R‖∞).
+    The residuals are evaluated at two places only (the start and the line search; every
+    call site is a copy in the compiled program): the line search starts at λ = 2 with an
+    infinite residual, so its first pass tries the full step."""
     swept = lambda h: _swept_residual(topo, params, rheo, h)  # noqa: E731
-    plain = lambda h: jnp.max(jnp.abs(residual(topo, params, rheo, h)))  # noqa: E731
 
     def step(state):
         h, r, _, it, _ = state
-        jvp = lambda v: jax.jvp(swept, (h,), (v,))[1]  # noqa: E731
+        jvp = lambda v: jax.jvp(lambda hh: swept(hh)[0], (h,), (v,))[1]  # noqa: E731
         delta, _ = linalg.gmres(jvp, -r, krylov_dim=8, restarts=10,
                                 rtol=1e-3 * rheo.tolerance)
 
         def halve(s):
-            lam, _, _ = s
-            trial = h + 0.5 * lam * delta
-            return 0.5 * lam, trial, swept(trial)
+            lam = 0.5 * s[0]
+            trial = h + lam * delta
+            return (lam, trial, *swept(trial))
 
         def worse(s):
-            lam, _, r_t = s
+            lam, _, r_t, _ = s
             return (jnp.linalg.norm(r_t) >= jnp.linalg.norm(r)) & (lam > 1.0 / 256)
 
-        trial = h + delta
-        lam, h_new, r_new = jax.lax.while_loop(worse, halve, (1.0, trial, swept(trial)))
-        return h_new, r_new, plain(h_new), it + 1, lam
+        lam, h_new, r_new, plain_new = jax.lax.while_loop(
+            worse, halve, (jnp.asarray(2.0, h.dtype), h, jnp.full_like(r, jnp.inf),
+                           jnp.asarray(jnp.inf, h.dtype)))
+        return h_new, r_new, plain_new, it + 1, lam
 
     def cond(state):
         _, _, r_plain, it, lam = state
         return (r_plain > rheo.tolerance) & (it < rheo.newton_iterations) & (lam > 1.0 / 256)
 
-    h, _, r_plain, it, _ = jax.lax.while_loop(cond, step,
-                                              (hd0, swept(hd0), plain(hd0), 0, 1.0))
+    h, _, r_plain, it, _ = jax.lax.while_loop(
+        cond, step, (hd0, *swept(hd0), 0, jnp.asarray(1.0, hd0.dtype)))
     return h, it, r_plain
 
 
@@ -308,7 +317,7 @@ def _picard(topo, params, rheo, hd0):
     def body(state):
         h, _, it = state
         _, q, _, _ = flows(topo, params, rheo, h)
-        target = _sweep(topo, params, rheo, q, h)
+        target, _ = _sweep(topo, params, rheo, q, h)
         change = jnp.max(jnp.abs(target - h))
         return h + rheo.relaxation * (target - h), change, it + 1
 
