@@ -262,9 +262,11 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         t = i * dt_s
         if release is not None:
             c = release_half_step(c, t)
-        new = advance(c, c, t)
-        for _ in range(coupling_iterations):  # the lumen at the step's midpoint tissue
-            new = advance(c, 0.5 * (c + new), t)
+        # the lumen at the step's midpoint tissue (c + new)/2, from new = c: the first pass is
+        # the lagged step (exactly: (c + c)/2 = c in floating point); one loop, so the step
+        # is traced and compiled once, not 1 + coupling_iterations times
+        new = jax.lax.fori_loop(0, 1 + coupling_iterations,
+                                lambda _, new: advance(c, 0.5 * (c + new), t), c)
         if release is not None:
             new = release_half_step(new, t + 0.5 * dt_s)
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
