@@ -34,7 +34,7 @@ from ..engine import grid as grids
 from ..engine import units
 from ..model import haemodynamics as hm
 from ..model import network_delivery as nd
-from ..model import network_heating, segment_cells, tissue
+from ..model import network_heating, segment_cells
 from ..model.scenario import Scenario, ScenarioError, resolve_name
 from ..model.vessel_network import VesselNetwork
 from . import network_run as nr
@@ -58,7 +58,7 @@ class Problem:
     in_tumor: np.ndarray  # (cells,) bool
     piece_tumor: np.ndarray  # (pieces,) bool
     tumor_segment: np.ndarray  # (segments,) bool
-    layout: object  # tissue.layout of the scenario (region_values' structure)
+    layout: object  # nr.continuum_layout of the scenario (region_values' structure)
     varied: tuple  # scenario fields after the two normalization variables
     temperature: network_heating.TissueTemperature
     plasma_times_s: np.ndarray
@@ -82,7 +82,7 @@ def problem(scenario: Scenario, varied=()) -> Problem:
     piece_tumor = in_tumor[pieces.cell]
     tumor_segment = np.zeros(net.n_segments, bool)
     tumor_segment[np.asarray(pieces.segment)[piece_tumor]] = True
-    lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+    lay = nr.continuum_layout(scenario)
     tv = nr.region_values(scenario, "tumor", lay)
     nv = nr.region_values(scenario, "normal", lay)
     t_end = nr.t_end_s(scenario)

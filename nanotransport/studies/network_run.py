@@ -129,13 +129,19 @@ def tissue_grid(net: VesselNetwork, scenario: Scenario) -> grids.Grid:
     return grids.cartesian3d(tuple(extent), shape, origin_m=tuple(lo))
 
 
+def continuum_layout(scenario: Scenario) -> tissue.Layout:
+    """The continuum model's layout of the scenario, without its maps file (the network
+    tissue reads one cell per region from it, ``region_values``)."""
+    return tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+
+
 def region_values(scenario: Scenario, region: str, lay=None) -> dict:
     """The interstitial and wall properties of ``region`` ("tumor" or "normal") from the
     continuum model's maps (one cell of that region in the scenario's own layout: the same
     laws and fields, docs/model.md).  Traceable in the scenario's numbers (``lay``, the
     layout of the scenario as given, then keeps the structure concrete)."""
     if lay is None:
-        lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+        lay = continuum_layout(scenario)
     maps = tissue.tissue_maps(lay, scenario)
     inside = np.asarray(lay.tumor if region == "tumor" else lay.normal) > 0
     index = int(np.argmax(inside & (np.asarray(lay.necrotic) == 0)))
@@ -205,7 +211,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     t0 = time.perf_counter()
     grid = tissue_grid(net, scenario)
     pieces = segment_cells.intersect(net, grid)
-    lay = tissue.layout(scenario.replace(**{"tissue.maps_file": ""}))
+    lay = continuum_layout(scenario)
     tv, nv = region_values(scenario, "tumor", lay), region_values(scenario, "normal", lay)
     in_tumor = tumor_cells(grid, scenario)
     piece_tumor = in_tumor[pieces.cell]
