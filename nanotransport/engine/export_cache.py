@@ -122,6 +122,13 @@ def _digest(feed: Callable, x) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=256)
+def _avals_text(avals: tuple) -> str:
+    """Shapes, dtypes and weak types of the arguments (memoized: a host loop calls an entry
+    point with the same hundred-odd argument types once per macro-interval)."""
+    return ";".join(f"{a.shape}{a.dtype}{'w' if a.weak_type else ''}" for a in avals)
+
+
 _static_digest = functools.cache(functools.partial(_digest, _feed))
 _treedef_digest = functools.cache(functools.partial(_digest, _feed_treedef))
 
@@ -139,8 +146,7 @@ def key(name: str, static: tuple, treedef, avals, source: str | None = None) -> 
     h = hashlib.sha256()
     for part in (source or source_digest(), jax.__version__, jaxlib.__version__,
                  jax.default_backend(), str(jax.config.jax_enable_x64), name,
-                 static_digest, _treedef_digest(treedef),
-                 ";".join(f"{a.shape}{a.dtype}{'w' if a.weak_type else ''}" for a in avals)):
+                 static_digest, _treedef_digest(treedef), _avals_text(tuple(avals))):
         h.update(part.encode() + b"\0")
     return h.hexdigest()
 
@@ -285,7 +291,7 @@ def call(name: str, fn: Callable, args: tuple, static: tuple = ()):
         return _fall_back(name, e, fn, args, static)
     if k in _loaded:
         run = _loaded[k]
-        return fn(*args, *static) if run is None else run(*leaves)
+        return fn(*args, *static) if run is None else run(*_committed(leaves))
     path = _folder / f"{k}.jaxexport"
     try:
         if path.exists():
@@ -298,13 +304,28 @@ def call(name: str, fn: Callable, args: tuple, static: tuple = ()):
             run = _read(path)  # as a later process will (its outputs' types, e.g. no weak ones)
             counts["miss"] += 1
             log.debug("export cache: %s exported to %s", name, path)
-        out = run(*leaves)
+        out = run(*_committed(leaves))
     except Exception as e:  # noqa: BLE001 -- never worse than the plain call
         _loaded[k] = None  # this process calls fn from now on; a later one writes a new file
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
         return _fall_back(name, e, fn, args, static)
     _loaded[k] = run
+    return out
+
+
+def _committed(leaves: list) -> list:
+    """The array leaves committed to their device.  ``jax.jit`` lowers an uncommitted argument
+    (a fresh ``jnp.asarray``) and a committed one (an earlier call's output) to two programs,
+    so a host loop that feeds back its outputs (``solver.integrate_on_host``: the time ``t``)
+    would compile, and load from the persistent cache, its entry point twice."""
+    out = []
+    for x in leaves:
+        if isinstance(x, jax.Array) and not x.committed:
+            x = jax.device_put(x, next(iter(x.devices())))
+        elif isinstance(x, np.ndarray):
+            x = jax.device_put(x, jax.devices()[0])
+        out.append(x)
     return out
 
 
