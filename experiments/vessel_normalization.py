@@ -1,16 +1,16 @@
-"""Vessel normalization by gradient: how carrier and free-drug delivery into the synthetic tumor
-network respond to the tumor vessels' diameter and wall permeability.
+"""Vessel normalization by gradient: how carrier, free-drug and intracellular delivery into the
+synthetic tumor network respond to the tumor vessels' diameter and wall permeability.
 
 Normalization (Jain 2005 Science 307:58; Jain 2001 Nat Med 7:987) shrinks dilated tumor vessels
 and tightens their walls.  ``studies/network_design.py`` scales the tumor segments' radii by
 e^(s_d) and their wall permeabilities (carrier, free drug, water) by e^(s_p), recomputes flow and
 haematocrit, the Starling exchange and the delivery, and differentiates the tumor's mean carrier
-and free drug at the end in forward mode.  This script prints, for the `tumor-network` scenario
+and free drug and the drug in its cells at the end in forward mode.  This script prints, for the `tumor-network` scenario
 (Doxil) at the unmodified network and at a "normalized" one (diameters −20 %, permeability
 halved), the values and their elasticities ∂ln(value)/∂s — the design question "does
 normalization help this carrier here?" answered by gradient, without a parameter sweep.  A
 second table asks the formulation's question on the heated `thermodox-network` scenario: the
-elasticities ∂ln(value)/∂ln(x) of the tumor's carrier and free drug with respect to the
+elasticities ∂ln(value)/∂ln(x) of the tumor's carrier, free drug and drug in cells with respect to the
 liposome's diameter and its release temperature (°C), from one forward-mode Jacobian through
 the plasma PK, the walls, release at k_rel(T) and delivery.  Writes
 ``vessel_normalization.json``.  ``--quick``: a 0.6-mm box and 1 h (a smoke test).
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         out = network_design.sensitivity(prob, design)
         seconds = time.perf_counter() - t0
-        for i, name in enumerate(("carrier", "free drug")):
+        for i, name in enumerate(network_design.OUTPUTS):
             value = float(out["values"][i])
             rows.append({"network": label, "diameter_scale": round(float(np.exp(design[0])), 3),
                          "permeability_scale": round(float(np.exp(design[1])), 3),
@@ -82,7 +82,7 @@ def formulation_rows(quick: bool) -> list:
     out = network_design.sensitivity(prob, x0)
     seconds = round(time.perf_counter() - t0, 1)
     rows = []
-    for i, name in enumerate(("carrier", "free drug")):
+    for i, name in enumerate(network_design.OUTPUTS):
         value = float(out["values"][i])
         rows.append({"scenario": "thermodox-network" + (" (quick)" if quick else ""),
                      "quantity": f"tumor {name} at {prob.t_end_s / 3600:g} h (µg/mL)",

@@ -14,7 +14,7 @@ from nanotransport.studies import network_design
 def test_design_jacobian_matches_central_differences():
     # ThermoDox on a 0.6-mm synthetic network (680 segments), heated from the start, one
     # 15-min step: haematocrit root, Starling solve, plasma PK, release at k_rel(T), lumen
-    # sweep and the implicit tissue step all differentiated
+    # sweep, the implicit tissue step and the cells' uptake all differentiated
     sc = load("thermodox-network", [
         "network.box_mm=[0.6,0.6,0.6]", "network.tumor_radius_mm=0.2",
         "network.core_radius_mm=0.08", "numerics.t_end_h=0.25", "numerics.max_dt_min=15",
@@ -32,8 +32,9 @@ def test_design_jacobian_matches_central_differences():
         fd = (np.asarray(f(jnp.asarray(x0 + e))) - np.asarray(f(jnp.asarray(x0 - e)))) / (2 * h)
         np.testing.assert_allclose(out["jacobian"][:, i], fd, rtol=1e-5)
     assert np.all(out["values"] > 0)
-    # a hotter transition releases less at 42 °C: less free drug, more carrier left
+    # a hotter transition releases less at 42 °C: less free drug, less in cells, more carrier
     assert out["jacobian"][1, 3] < 0 < out["jacobian"][0, 3]
+    assert out["jacobian"][2, 3] < 0
 
 
 def test_structure_fields_cannot_be_varied():

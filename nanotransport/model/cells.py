@@ -31,7 +31,29 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ..engine import units
+
 AVIDITY_HALF_LIGANDS = 10.0
+
+
+def uptake_constants(s, phi_c, cell_density) -> dict:
+    """The drug's uptake and nuclear-binding constants (El-Kareh & Secomb 2000, Neoplasia 2:325;
+    scenario fields ``drug.uptake_*``, ``drug.nuclear_*``, given per 10⁵ cells in ng, µg/mL,
+    min and h) in SI per m³ of cells, for cells of volume φ_c/ρ_cells (``phi_c``: cell volume
+    fraction, ``cell_density``: cells per m³ of tissue): V_max (mol/(m³·s)), K_e (mol/m³ of
+    fluid), K_i and N_max (mol/m³ of cells), k_N and k_N,off (1/s).  Keys as the fields of
+    ``transport.Kinetics``; the continuum model and the network model's tissue share them."""
+    cell_volume = phi_c / cell_density  # m³ per cell
+    per_1e5_cells_ng = 1e-9 / 1e5 / units.DOXORUBICIN_MOLAR_MASS / cell_volume  # → mol/m³ cells
+    per_h = 1.0 / units.HOUR
+    return {
+        "uptake_vmax": s["drug.uptake_vmax_ng_per_1e5cells_min"] / units.MIN * per_1e5_cells_ng,
+        "uptake_ke": s["drug.uptake_ke_ug_per_ml"] * units.UG_PER_ML_TO_MOL_PER_M3,
+        "uptake_ki": s["drug.uptake_ki_ng_per_1e5cells"] * per_1e5_cells_ng,
+        "nuclear_binding_rate": s["drug.nuclear_binding_rate_per_h"] * per_h,
+        "nuclear_release_rate": s["drug.nuclear_release_rate_per_h"] * per_h,
+        "nuclear_capacity": s["drug.nuclear_capacity_ng_per_1e5cells"] * per_1e5_cells_ng,
+    }
 
 
 def effective_binding_rates(k_on_per_m_s, k_d_nm, ligands_per_particle):

@@ -21,6 +21,12 @@ R(h/2) T(h) R(h/2) with the exact exponential R: c₀ ← c₀ e^(−∫k dt),
 c₁ ← c₁ + (φ₀/φ₁) c₀ (1 − e^(−∫k dt)) (drug conserved to round-off, positive, second order;
 ∫k dt by the midpoint rule over each half step).
 
+Cells (``CellUptake``, optional): the cells of every tissue cell take up free drug (species 1)
+and bind it in the nucleus, the continuum model's law (El-Kareh & Secomb 2000), solved per cell
+by SDIRK2 (``solver.reaction_step``) in the same symmetric splitting:
+R_rel(h/2) R_cells(h/2) T(h) R_cells(h/2) R_rel(h/2), second order, φ_e f + φ_c (a + n)
+conserved to round-off.
+
 A solute's ``lumen_unbound_fraction`` f_u: the lumen carries the total (bound + unbound)
 concentration and only f_u of it crosses the wall (free drug on plasma proteins); the lumen
 then loses f_u·PS·c̄ and the tissue gains the same.
@@ -40,7 +46,7 @@ import numpy as np
 
 from ..engine import fv, solver
 from ..engine.grid import Grid
-from . import network_transport, segment_cells
+from . import network_transport, properties, segment_cells
 from .segment_cells import Pieces
 from .vessel_network import VesselNetwork
 
@@ -170,9 +176,60 @@ class Release:
     cell_rate: Callable
 
 
+@dataclasses.dataclass(frozen=True)
+class CellUptake:
+    """Uptake of free drug (species 1) by the cells of every tissue cell and its binding in
+    the nucleus, the continuum model's law (``transport.local_rates``; El-Kareh & Secomb 2000,
+    Neoplasia 2:325):
+
+        φ_e df/dt = −φ_c U,      da/dt = U − J_N,      dn/dt = J_N,
+        U = V_max [f_u f/(f_u f + K_e) − a/(a + K_i)],
+        J_N = k_N a (1 − n/N_max) − k_N,off n,
+
+    f the free drug per interstitial volume, a the exchangeable and n the DNA-bound drug per
+    cell volume (mol/m³); φ_e f + φ_c (a + n) is conserved.  Fields (SI, names as in
+    ``transport.Kinetics``; ``cells.uptake_constants`` converts the scenario's) are scalars or
+    arrays of the grid's shape (regions with different cells)."""
+
+    volume_fraction: object  # φ_c, m³ of cells per m³ of tissue
+    unbound_fraction: object  # f_u of interstitial free drug
+    uptake_vmax: object  # V_max, mol/(m³ of cells · s)
+    uptake_ke: object  # K_e, mol/m³ of fluid
+    uptake_ki: object  # K_i, mol/m³ of cells
+    nuclear_binding_rate: object  # k_N, 1/s
+    nuclear_release_rate: object  # k_N,off, 1/s
+    nuclear_capacity: object  # N_max, mol/m³ of cells
+
+    def __post_init__(self):
+        positive, non_negative = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
+        checks = {"volume_fraction": (lambda v: (v >= 0) & (v < 1), "[0, 1)"),
+                  "unbound_fraction": (lambda v: (v > 0) & (v <= 1), "(0, 1]"),
+                  "uptake_vmax": non_negative, "uptake_ke": positive, "uptake_ki": positive,
+                  "nuclear_binding_rate": non_negative, "nuclear_release_rate": non_negative,
+                  "nuclear_capacity": positive}
+        for name, (ok, allowed) in checks.items():
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                continue  # traced (under jit or a derivative): checked where it is concrete
+            v = np.asarray(value, float)
+            bad = ~(np.isfinite(v) & ok(v))
+            if np.any(bad):
+                raise ValueError(f"CellUptake: {name} = {v[bad].ravel()[0]!r}; allowed "
+                                 f"{allowed}")
+
+    def rates(self, phi_e, x):
+        """d(f, a, n)/dt of ``x`` = (f, a, n), each of the grid's shape (mol/(m³·s))."""
+        f, a, n = x
+        u = properties.cell_uptake_rate(self.unbound_fraction * f, a, self.uptake_vmax,
+                                        self.uptake_ke, self.uptake_ki)
+        j = self.nuclear_binding_rate * a * (1.0 - n / self.nuclear_capacity) \
+            - self.nuclear_release_rate * n
+        return jnp.stack([-self.volume_fraction / phi_e * u, u - j, j])
+
+
 def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         conversion_per_s=None, c0=None, coupling_iterations: int = 2,
-        release: Release | None = None) -> dict:
+        release: Release | None = None, cells: CellUptake | None = None) -> dict:
     """Advance the tissue from ``c0`` (zeros) to ``t_end_s`` in steps of ``dt_s``.
 
     ``plasma(t) -> (ns,)``: the inlet concentrations, mol/m³ (e.g. from ``pk``).
@@ -180,16 +237,20 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     ``coupling_iterations``: corrections of each step with the lumen driven by the midpoint
     tissue (c + c_new)/2 instead of the step's start (0: lagged, first order in time).
     ``release``: payload release in the lumen and the tissue (module docstring).
+    ``cells``: uptake of free drug (species 1) by the tissue's cells (``CellUptake``).
     Returns ``times_s`` (saved), ``tissue`` (saved, (ns, *grid.shape) each, per interstitial
     volume), ``tissue_mean`` (per step: volume-averaged per tissue volume, (steps, ns)),
-    ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``."""
+    ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``; with ``cells``
+    also ``cells`` (saved, (2, *grid.shape): a, n per cell volume), ``cells_mean`` and
+    ``cells_amount_mol`` (per step, (steps, 2): a, n per tissue volume and Σ φ_c a V)."""
     net, grid, pieces = asm.net, asm.grid, asm.pieces
     ns = len(asm.solutes)
     n_steps = int(round(t_end_s / dt_s))
     if n_steps < 1 or not np.isclose(n_steps * dt_s, t_end_s, rtol=1e-9):
         raise ValueError(f"t_end_s = {t_end_s} is not a positive multiple of dt_s = {dt_s}")
-    if release is not None and ns < 2:
-        raise ValueError(f"release needs a carrier and a free species; got {ns} solute(s)")
+    for what, given in (("release", release), ("cells", cells)):
+        if given is not None and ns < 2:
+            raise ValueError(f"{what} needs a carrier and a free species; got {ns} solute(s)")
     edges, n_nodes = net.segment_nodes, net.n_nodes
     conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
         conversion_per_s)
@@ -258,32 +319,54 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         lost = c[0] * -jnp.expm1(-release.cell_rate(t + 0.25 * dt_s) * 0.5 * dt_s)
         return c.at[0].add(-lost).at[1].add(phi[0] / phi[1] * lost)
 
-    def step(c, i):
+    phi_cells = None if cells is None else jnp.broadcast_to(
+        jnp.asarray(cells.volume_fraction), grid.shape).ravel()
+
+    def cells_half_step(c, q):
+        """The cells' uptake and binding over h/2 in every cell (``CellUptake``; SDIRK2)."""
+        x = solver.reaction_step(lambda _, x: cells.rates(phi[1], x), 0.0,
+                                 jnp.concatenate([c[1:2], q]), 0.5 * dt_s)
+        return c.at[1].set(x[0]), x[1:]
+
+    def step(carry, i):
+        c, q = carry
         t = i * dt_s
         if release is not None:
             c = release_half_step(c, t)
+        if cells is not None:
+            c, q = cells_half_step(c, q)
         # the lumen at the step's midpoint tissue (c + new)/2, from new = c: the first pass is
         # the lagged step (exactly: (c + c)/2 = c in floating point); one loop, so the step
         # is traced and compiled once, not 1 + coupling_iterations times
         new = jax.lax.fori_loop(0, 1 + coupling_iterations,
                                 lambda _, new: advance(c, 0.5 * (c + new), t), c)
+        if cells is not None:
+            new, q = cells_half_step(new, q)
         if release is not None:
             new = release_half_step(new, t + 0.5 * dt_s)
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
-        return new, (amount / jnp.sum(cell_volume), amount)
+        out = (amount / jnp.sum(cell_volume), amount)
+        if cells is not None:
+            in_cells = jnp.sum(q.reshape(2, -1) * (cell_volume * phi_cells), axis=1)
+            out += (in_cells / jnp.sum(cell_volume), in_cells)
+        return (new, q), out
 
     if n_steps % save_every:
         raise ValueError(f"save_every = {save_every} does not divide the {n_steps} steps")
 
     def block(carry, j):
-        carry, (means, amounts) = jax.lax.scan(
-            step, carry, j * save_every + jnp.arange(save_every))
-        return carry, (carry, means, amounts)
+        carry, per_step = jax.lax.scan(step, carry, j * save_every + jnp.arange(save_every))
+        return carry, (carry, per_step)
 
     c_start = jnp.zeros(shape) if c0 is None else jnp.asarray(c0)
-    _, (fields, means, amounts) = jax.lax.scan(block, c_start,
-                                               jnp.arange(n_steps // save_every))
-    return {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,
-            "tissue": fields, "tissue_mean": means.reshape(n_steps, ns),
-            "tissue_amount_mol": amounts.reshape(n_steps, ns),
-            "step_times_s": (np.arange(n_steps) + 1) * dt_s}
+    q_start = jnp.zeros((2,) + grid.shape, c_start.dtype)
+    _, ((fields, q_saved), per_step) = jax.lax.scan(block, (c_start, q_start),
+                                                    jnp.arange(n_steps // save_every))
+    out = {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,
+           "tissue": fields, "tissue_mean": per_step[0].reshape(n_steps, ns),
+           "tissue_amount_mol": per_step[1].reshape(n_steps, ns),
+           "step_times_s": (np.arange(n_steps) + 1) * dt_s}
+    if cells is not None:
+        out.update({"cells": q_saved, "cells_mean": per_step[2].reshape(n_steps, 2),
+                    "cells_amount_mol": per_step[3].reshape(n_steps, 2)})
+    return out

@@ -219,10 +219,6 @@ def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
     maps = tissue_maps(lay, scenario)
     fluid = solve_pressure(lay.grid, maps.hydraulic_k, maps.lp_sv, maps.p_eff, maps.lymph)
     pk_payload, dose_mol = systemic_parameters(scenario)
-    # cells: El-Kareh & Secomb constants per 1e5 cells → per m³ of cell volume
-    cell_volume = maps.phi_c / maps.cell_density  # m³ per cell
-    mw = units.DOXORUBICIN_MOLAR_MASS
-    per_1e5_cells_ng = 1e-9 / 1e5 / mw / cell_volume  # (ng per 1e5 cells) → mol/m³ of cells
     k_on, k_off = cells.effective_binding_rates(s["formulation.binding_on_rate_per_m_per_s"],
                                                 s["formulation.dissociation_constant_nm"],
                                                 s["formulation.ligands_per_particle"])
@@ -236,12 +232,7 @@ def model_inputs(scenario: Scenario, lay: Layout, names: tuple) -> Inputs:
         breakdown_rate=s["formulation.interstitial_breakdown_rate_per_h"] * per_h,
         degradation_rate=s["drug.degradation_rate_per_h"] * per_h,
         unbound_fraction=s["drug.unbound_fraction_plasma"],
-        uptake_vmax=s["drug.uptake_vmax_ng_per_1e5cells_min"] / units.MIN * per_1e5_cells_ng,
-        uptake_ke=s["drug.uptake_ke_ug_per_ml"] * units.UG_PER_ML_TO_MOL_PER_M3,
-        uptake_ki=s["drug.uptake_ki_ng_per_1e5cells"] * per_1e5_cells_ng,
-        nuclear_binding_rate=s["drug.nuclear_binding_rate_per_h"] * per_h,
-        nuclear_release_rate=s["drug.nuclear_release_rate_per_h"] * per_h,
-        nuclear_capacity=s["drug.nuclear_capacity_ng_per_1e5cells"] * per_1e5_cells_ng,
+        **cells.uptake_constants(s, maps.phi_c, maps.cell_density),
         digestion_rate=s["formulation.macrophage_release_rate_per_h"] * per_h,
         pinocytosis_rate=s["formulation.pinocytosis_rate_per_h"] * per_h,
         label_retained_fraction=s["imaging.label_retained_fraction"],

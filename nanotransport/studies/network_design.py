@@ -13,7 +13,8 @@ e.g. ``diameter_nm``, ``release_temperature_C``): the carrier's size sets its wa
 permeability, reflection, interstitial diffusion and hindered convection (the continuum
 model's laws, ``network_run.region_values``) and its plasma clearance (``pk``); the release
 temperature sets the release k_rel(T) in the heated vessels and tissue and the leak in plasma.
-The outputs are the tumor's mean carrier (encapsulated drug) and free drug in its interstitium
+The outputs (``OUTPUTS``) are the tumor's mean carrier (encapsulated drug) and free drug in its
+interstitium and the drug in its cells (exchangeable and DNA-bound, ``network_run.cell_uptake``)
 at ``numerics.t_end_h``, µg/mL of tumor tissue, with everything between them recomputed:
 haematocrit and flow (``haemodynamics.solve_state``), the two-way Starling solve (interstitial
 pressure, leak, Darcy flow), the plasma input and the delivery (``network_delivery.run``, with
@@ -40,6 +41,8 @@ from ..model.vessel_network import VesselNetwork
 from . import network_run as nr
 
 DESIGN = ("log_diameter_scale", "log_permeability_scale")
+#: what ``delivery`` returns, in order (µg/mL of tumor tissue at the end)
+OUTPUTS = ("carrier", "free drug", "drug in cells")
 #: field groups that set the problem's structure or temperature, computed once (not varied)
 FIXED_GROUPS = ("network.", "numerics.", "heating.")
 
@@ -95,8 +98,8 @@ def problem(scenario: Scenario, varied=()) -> Problem:
 
 
 def delivery(prob: Problem, design) -> jax.Array:
-    """(carrier, free drug) in the tumor's interstitium at the end, µg/mL of tumor tissue,
-    for ``design`` = (s_d, s_p, *values of ``prob.varied``) (module docstring); (0, 0, the
+    """(carrier, free drug) in the tumor's interstitium and the drug in its cells at the end
+    (``OUTPUTS``), µg/mL of tumor tissue, for ``design`` = (s_d, s_p, *values of ``prob.varied``) (module docstring); (0, 0, the
     scenario's values) is the scenario as it is."""
     s_d, s_p = design[0], design[1]
     scenario = prob.scenario.replace(**dict(zip(prob.varied, design[2:])))
@@ -120,11 +123,15 @@ def delivery(prob: Problem, design) -> jax.Array:
     n_steps = int(round(prob.t_end_s / prob.dt_s))
     plasma_at = nr.plasma_interpolant(prob.plasma_times_s,
                                       nr.plasma_series(scenario, prob.plasma_times_s))
-    out = nd.run(asm, plasma_at, prob.t_end_s, prob.dt_s, save_every=n_steps, release=release)
-    final = out["tissue"][-1].reshape(2, -1)  # per interstitial volume
-    volume = jnp.asarray(prob.grid.volume).ravel() * prob.in_tumor
+    uptake = nr.cell_uptake(scenario, tv, nv, prob.in_tumor, prob.grid)
+    out = nd.run(asm, plasma_at, prob.t_end_s, prob.dt_s, save_every=n_steps, release=release,
+                 cells=uptake)
     phi = jnp.asarray([s.volume_fraction for s in solutes])
-    return (final @ volume) * phi / jnp.sum(volume) * units.DOXORUBICIN_MOLAR_MASS
+    per_tissue = jnp.concatenate([  # per tissue volume
+        out["tissue"][-1].reshape(2, -1) * phi[:, None],
+        (jnp.sum(out["cells"][-1], axis=0) * uptake.volume_fraction).reshape(1, -1)])
+    volume = jnp.asarray(prob.grid.volume).ravel() * prob.in_tumor
+    return per_tissue @ volume / jnp.sum(volume) * units.DOXORUBICIN_MOLAR_MASS
 
 
 def start(prob: Problem) -> np.ndarray:
@@ -134,7 +141,7 @@ def start(prob: Problem) -> np.ndarray:
 
 def sensitivity(prob: Problem, design=None) -> dict:
     """Values and forward-mode Jacobian of ``delivery`` at ``design`` (default ``start``):
-    ``values`` (2,), ``jacobian`` (2 outputs × the design variables: per unit of log scale
+    ``values`` (3,), ``jacobian`` (3 ``OUTPUTS`` × the design variables: per unit of log scale
     for the two normalization variables, per user unit for the varied fields)."""
     def both(d):
         y = delivery(prob, d)

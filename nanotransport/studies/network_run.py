@@ -21,11 +21,13 @@ or ``nanotransport run`` on such a scenario; docs/networks.md):
    every segment's lumen and every tissue cell (leakage at 37 °C, triggered release where
    heated);
 6. delivery of carrier (encapsulated drug) and free drug into the interstitium over
-   ``numerics.t_end_h`` (``network_delivery``), in steps of ``numerics.max_dt_min``.
+   ``numerics.t_end_h`` (``network_delivery``), in steps of ``numerics.max_dt_min``, and the
+   uptake of free drug by the cells of every tissue cell and its binding in their nuclei (the
+   continuum model's law and the drug's ``drug.uptake_*``, ``drug.nuclear_*`` constants, with
+   the tumor's cells in the tumor sphere and normal tissue's outside: ``cell_uptake``).
 
-The continuum model's cell kinetics (uptake, binding, receptors) are not part of this network
-model: it answers where carriers and drug leave the vessels, where the payload is released and
-how far it gets (docs/networks.md, limitations).
+Receptor binding and internalization of targeted carriers, macrophages and carrier breakdown
+in the interstitium are not part of this network model (docs/networks.md, limitations).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from ..engine import units
 from ..model import haemodynamics as hm
 from ..model import network_delivery as nd
 from ..model import heat, network_exchange, network_files, network_generator, network_heating
-from ..model import pk, segment_cells
+from ..model import cells, pk, segment_cells
 from ..model import simulate, tissue
 from ..model.scenario import Scenario, ScenarioError
 from ..model.vessel_network import VesselNetwork
@@ -72,6 +74,7 @@ class NetworkRun:
     solutes: tuple
     temperature: network_heating.TissueTemperature
     seconds: dict
+    cell_fraction: np.ndarray  # φ_c per tissue cell (grid shape)
 
 
 def network_of(scenario: Scenario) -> VesselNetwork:
@@ -158,7 +161,9 @@ def region_values(scenario: Scenario, region: str, lay=None) -> dict:
             * (scenario[key + "plasma_oncotic_pressure_mmhg"]
                - scenario[key + "interstitial_oncotic_pressure_mmhg"]) * units.MMHG_PA,
             "lymph": pick(maps.lymph), "k_th": pick(maps.thermal_conductivity),
-            "w_b": pick(maps.blood_heat_sink), "rho_c": pick(maps.heat_capacity)}
+            "w_b": pick(maps.blood_heat_sink), "rho_c": pick(maps.heat_capacity),
+            "phi_c": pick(maps.phi_c), "cell_density": pick(maps.cell_density),
+            "fu_i": pick(maps.unbound_fraction_interstitial)}
 
 
 def tumor_cells(grid: grids.Grid, scenario: Scenario) -> np.ndarray:
@@ -228,6 +233,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     temperature = tissue_temperature(scenario, grid, in_tumor, tv, nv)
     release = nd.Release(*network_heating.release_rates(temperature, pieces, net.n_segments,
                                                         **release_law(scenario)))
+    uptake = cell_uptake(scenario, tv, nv, in_tumor, grid)
     if temperature.source != "none":
         log(f"heating: {temperature.source}, peak tissue temperature "
             f"{peak_temperature(temperature, t_end_s(scenario)).max():.1f} °C")
@@ -242,23 +248,42 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
                       tissue_hydraulic_conductivity=tv["K"],
                       outer_pressure_Pa=SURROUNDING_PRESSURE_PA,
                       piece_permeability=walls.permeability, piece_reflection=walls.reflection)
-    delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every, release=release)
+    delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every, release=release,
+                      cells=uptake)
     jax.block_until_ready(delivery["tissue"])
     seconds["delivery"] = time.perf_counter() - t0
     log(f"delivery: {n_steps} steps of {dt / units.MIN:.3g} min ({seconds['delivery']:.1f} s)")
     delivery = {k: np.asarray(v) for k, v in delivery.items()}
     return NetworkRun(scenario, net, state, grid, pieces, fluid, delivery, times, plasma,
-                      solutes, temperature, seconds)
+                      solutes, temperature, seconds, np.asarray(uptake.volume_fraction))
 
 
 def delivery_solutes(scenario: Scenario, tumor_values: dict) -> tuple:
     """Carrier (encapsulated drug) and free drug with the tumor's interstitial values (their
-    wall values are set per piece), free drug bound + unbound in the lumen."""
+    wall values are set per piece), free drug bound + unbound in the lumen and degraded in the
+    tissue at ``drug.degradation_rate_per_h``."""
     tv = tumor_values
     return (nd.Solute("carrier", tv["p_carrier"], tv["d_carrier"], tv["phi_e"],
                       tv["sigma_carrier"], retardation=tv["rf_carrier"]),
             nd.Solute("free", tv["p_free"], tv["d_free"], tv["phi_e"], tv["sigma_free"],
+                      decay_per_s=scenario["drug.degradation_rate_per_h"] / units.HOUR,
                       lumen_unbound_fraction=scenario["drug.unbound_fraction_plasma"]))
+
+
+def cell_uptake(scenario: Scenario, tumor_values: dict, normal_values: dict,
+                in_tumor: np.ndarray, grid: grids.Grid) -> nd.CellUptake:
+    """The drug's uptake and nuclear binding (``cells.uptake_constants``) in every tissue cell:
+    the tumor's cells (volume fraction, density, interstitial unbound fraction of
+    ``region_values``) in the tumor, normal tissue's outside (traceable in the scenario's
+    numbers)."""
+    inside = jnp.asarray(in_tumor).reshape(grid.shape)
+
+    def field(key):
+        return jnp.where(inside, tumor_values[key], normal_values[key])
+
+    return nd.CellUptake(volume_fraction=field("phi_c"), unbound_fraction=field("fu_i"),
+                         **cells.uptake_constants(scenario.params, field("phi_c"),
+                                                  field("cell_density")))
 
 
 def release_law(scenario: Scenario) -> dict:
@@ -392,6 +417,7 @@ def summary(r: NetworkRun) -> dict:
     inflow = float(np.sum(np.maximum(r.state["external_inflow_m3_per_s"], 0.0)))
     leak = float(np.sum(r.fluid["piece_flux"]))
     tumor_mean = r.delivery["tissue_mean"]
+    in_cells = r.delivery["cells_mean"].sum(axis=1)  # exchangeable + DNA-bound
     step_h = r.delivery["step_times_s"] / units.HOUR
     dt_h = np.diff(np.concatenate([[0.0], step_h]))
     mw = units.DOXORUBICIN_MOLAR_MASS
@@ -412,6 +438,9 @@ def summary(r: NetworkRun) -> dict:
         "tissue_auc_free_ug_h_per_ml": float(np.sum(tumor_mean[:, 1] * dt_h)) * mw,
         "tissue_final_carrier_ug_per_ml": float(tumor_mean[-1, 0]) * mw,
         "tissue_final_free_ug_per_ml": float(tumor_mean[-1, 1]) * mw,
+        "tissue_auc_intracellular_ug_h_per_ml": float(np.sum(in_cells * dt_h)) * mw,
+        "tissue_final_intracellular_ug_per_ml": float(in_cells[-1]) * mw,
+        "tissue_final_nuclear_ug_per_ml": float(r.delivery["cells_mean"][-1, 1]) * mw,
         "heating_source": r.temperature.source,
         "peak_tissue_temperature_C": float(np.max(peak_temperature(
             r.temperature, float(r.delivery["step_times_s"][-1])))),
@@ -455,6 +484,13 @@ def to_dataset(r: NetworkRun):
         "free_drug_ug_per_ml": (("time", "x", "y", "z"), tissue_fields[:, 1]),
         "tissue_mean_carrier_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 0] * mw),
         "tissue_mean_free_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 1] * mw),
+        "intracellular_ug_per_ml": (("time", "x", "y", "z"),
+                                    r.delivery["cells"].sum(axis=1) * r.cell_fraction * mw),
+        "nuclear_ug_per_ml": (("time", "x", "y", "z"),
+                              r.delivery["cells"][:, 1] * r.cell_fraction * mw),
+        "tissue_mean_intracellular_ug_per_ml": (("step",),
+                                                r.delivery["cells_mean"].sum(axis=1) * mw),
+        "tissue_mean_nuclear_ug_per_ml": (("step",), r.delivery["cells_mean"][:, 1] * mw),
         "plasma_encapsulated_ug_per_ml": (("plasma_time",), r.plasma[:, 0] * mw),
         "plasma_free_total_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
         "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw
@@ -474,6 +510,8 @@ def to_dataset(r: NetworkRun):
         ds[name].attrs["units"] = "h"
     ds.attrs.update({"scenario": r.scenario.name, "network": r.net.source,
                      "model": "nanotransport network model (docs/networks.md)",
-                     "tissue_fields": "per interstitial volume (µg/mL of interstitial fluid)",
+                     "tissue_fields": "carrier and free drug per interstitial volume (µg/mL of "
+                                      "interstitial fluid); intracellular (exchangeable + "
+                                      "DNA-bound) and nuclear (DNA-bound) per tissue volume",
                      "tissue_means": "per tissue volume"})
     return ds
