@@ -15,7 +15,7 @@ from nanotransport.model import haemodynamics as hm
 from nanotransport.model import network_delivery as nd
 from nanotransport.model import network_files, rheology, segment_cells
 from nanotransport.model.vessel_network import PRESSURE, NetworkError, VesselNetwork
-from nanotransport.studies import verify_network as vn
+from nanotransport.studies import validate, verify_network as vn
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,15 @@ def test_phase_separation_conserves_cells_and_matches_the_sharp_law():
     assert np.all(sharp[x <= x0] == 0.0) and np.all(sharp[x >= 1 - x0] == 1.0)
     g = jax.vmap(jax.grad(lambda f: rheology.red_cell_fraction(f, *args)))(jnp.asarray(x))
     assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_in_vivo_resistance_of_10um_rat_vessels_is_about_four_glass_tubes():
+    """Pries et al. 1994's abstract: ≈4× a glass tube at 10 µm and normal haematocrit (the
+    validate target, band ×/÷ 1.5 for an unspread value)."""
+    target = next(t for t in validate.targets()
+                  if t.id == "network-rat-10um-in-vivo-over-glass")
+    value = target.model(None)
+    assert target.low <= value <= target.high
 
 
 def test_rheology_settings_are_checked():

@@ -26,7 +26,8 @@ import numpy as np
 from ..model import pk
 from ..engine import units
 
-GROUPS = ("pk", "delivery", "retention", "distribution", "release", "heating")
+GROUPS = ("pk", "organs", "delivery", "retention", "distribution", "release", "heating",
+          "networks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,12 +450,38 @@ def _organ_targets() -> list[Target]:
     ]
 
 
+#: the rat mesentery's red cells (NetFlowV2's RheolParams.dat), for the network rheology target
+RAT_MEAN_CELL_VOLUME_FL = 55.0
+
+
+def _in_vivo_over_glass(d_um: float, hd: float) -> float:
+    """Flow resistance of a rat microvessel in vivo over that of a glass tube of the same
+    diameter and discharge haematocrit: the ratio of the network model's in vivo viscosity law
+    (``rheology.relative_viscosity``, "pries1994", with the rat's red-cell volume) to the in
+    vitro law at the same species-scaled diameter."""
+    from ..model import rheology
+
+    d_human = rheology.species_diameter_um(d_um, RAT_MEAN_CELL_VOLUME_FL)
+    return float(rheology.relative_viscosity("pries1994", d_um, hd, RAT_MEAN_CELL_VOLUME_FL)
+                 / rheology.in_vitro_relative_viscosity(d_human, hd))
+
+
+def _network_targets() -> list[Target]:
+    return [
+        Target("network-rat-10um-in-vivo-over-glass", "networks", "flow resistance of 10-µm "
+               "rat microvessels in vivo over a glass tube, normal haematocrit (0.45)", "1",
+               4.0, *_band(4.0), "Pries et al. 1994 Circ Res 75:904, abstract ('a factor of "
+               "≈4'; " + NO_SPREAD + ")", lambda r: _in_vivo_over_glass(10.0, 0.45),
+               quick=True),
+    ]
+
+
 def targets() -> list[Target]:
     """Every validation target, in report order."""
     from .validate_heating import TARGETS as HEATING_TARGETS
 
     out = (_pk_targets() + _independent_pk_targets() + _conjugate_targets()
-           + _organ_targets() + _model_targets() + HEATING_TARGETS)
+           + _organ_targets() + _model_targets() + HEATING_TARGETS + _network_targets())
     ids = [t.id for t in out]
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate validation target ids")
