@@ -25,7 +25,7 @@ Cells (``CellUptake``, optional): the cells of every tissue cell take up free dr
 and bind it in the nucleus, the continuum model's law (El-Kareh & Secomb 2000), solved per cell
 by SDIRK2 (``solver.reaction_step``) in the same symmetric splitting:
 R_rel(h/2) R_cells(h/2) T(h) R_cells(h/2) R_rel(h/2), second order, φ_e f + φ_c (a + n)
-conserved to round-off.
+conserved to round-off; the nuclear exposure ∫ n dt of the kill model is integrated alongside.
 
 A solute's ``lumen_unbound_fraction`` f_u: the lumen carries the total (bound + unbound)
 concentration and only f_u of it crosses the wall (free drug on plasma proteins); the lumen
@@ -218,13 +218,14 @@ class CellUptake:
                                  f"{allowed}")
 
     def rates(self, phi_e, x):
-        """d(f, a, n)/dt of ``x`` = (f, a, n), each of the grid's shape (mol/(m³·s))."""
-        f, a, n = x
+        """d(f, a, n, ∫n dt)/dt of ``x`` = (f, a, n, ∫n dt), each of the grid's shape
+        (mol/(m³·s); the last, the nuclear exposure of the kill model, a counter)."""
+        f, a, n = x[0], x[1], x[2]
         u = properties.cell_uptake_rate(self.unbound_fraction * f, a, self.uptake_vmax,
                                         self.uptake_ke, self.uptake_ki)
         j = self.nuclear_binding_rate * a * (1.0 - n / self.nuclear_capacity) \
             - self.nuclear_release_rate * n
-        return jnp.stack([-self.volume_fraction / phi_e * u, u - j, j])
+        return jnp.stack([-self.volume_fraction / phi_e * u, u - j, j, n])
 
 
 def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
@@ -241,8 +242,9 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     Returns ``times_s`` (saved), ``tissue`` (saved, (ns, *grid.shape) each, per interstitial
     volume), ``tissue_mean`` (per step: volume-averaged per tissue volume, (steps, ns)),
     ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``; with ``cells``
-    also ``cells`` (saved, (2, *grid.shape): a, n per cell volume), ``cells_mean`` and
-    ``cells_amount_mol`` (per step, (steps, 2): a, n per tissue volume and Σ φ_c a V)."""
+    also ``cells`` (saved, (3, *grid.shape): a, n per cell volume (mol/m³) and the nuclear
+    exposure ∫ n dt (mol·s/m³) of every cell), ``cells_mean`` and ``cells_amount_mol`` (per
+    step, (steps, 2): a, n per tissue volume and Σ φ_c a V, Σ φ_c n V)."""
     net, grid, pieces = asm.net, asm.grid, asm.pieces
     ns = len(asm.solutes)
     n_steps = int(round(t_end_s / dt_s))
@@ -323,9 +325,10 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         jnp.asarray(cells.volume_fraction), grid.shape).ravel()
 
     def cells_half_step(c, q):
-        """The cells' uptake and binding over h/2 in every cell (``CellUptake``; SDIRK2)."""
+        """The cells' uptake and binding over h/2 in every cell (``CellUptake``; SDIRK2,
+        the nuclear exposure ∫ n dt as a counter outside the Newton system)."""
         x = solver.reaction_step(lambda _, x: cells.rates(phi[1], x), 0.0,
-                                 jnp.concatenate([c[1:2], q]), 0.5 * dt_s)
+                                 jnp.concatenate([c[1:2], q]), 0.5 * dt_s, n_state=3)
         return c.at[1].set(x[0]), x[1:]
 
     def step(carry, i):
@@ -347,7 +350,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
         out = (amount / jnp.sum(cell_volume), amount)
         if cells is not None:
-            in_cells = jnp.sum(q.reshape(2, -1) * (cell_volume * phi_cells), axis=1)
+            in_cells = jnp.sum(q[:2].reshape(2, -1) * (cell_volume * phi_cells), axis=1)
             out += (in_cells / jnp.sum(cell_volume), in_cells)
         return (new, q), out
 
@@ -359,7 +362,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         return carry, (carry, per_step)
 
     c_start = jnp.zeros(shape) if c0 is None else jnp.asarray(c0)
-    q_start = jnp.zeros((2,) + grid.shape, c_start.dtype)
+    q_start = jnp.zeros((3,) + grid.shape, c_start.dtype)
     _, ((fields, q_saved), per_step) = jax.lax.scan(block, (c_start, q_start),
                                                     jnp.arange(n_steps // save_every))
     out = {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,

@@ -129,7 +129,7 @@ def delivery(prob: Problem, design) -> jax.Array:
     phi = jnp.asarray([s.volume_fraction for s in solutes])
     per_tissue = jnp.concatenate([  # per tissue volume
         out["tissue"][-1].reshape(2, -1) * phi[:, None],
-        (jnp.sum(out["cells"][-1], axis=0) * uptake.volume_fraction).reshape(1, -1)])
+        (jnp.sum(out["cells"][-1, :2], axis=0) * uptake.volume_fraction).reshape(1, -1)])
     volume = jnp.asarray(prob.grid.volume).ravel() * prob.in_tumor
     return per_tissue @ volume / jnp.sum(volume) * units.DOXORUBICIN_MOLAR_MASS
 

@@ -24,7 +24,8 @@ or ``nanotransport run`` on such a scenario; docs/networks.md):
    ``numerics.t_end_h`` (``network_delivery``), in steps of ``numerics.max_dt_min``, and the
    uptake of free drug by the cells of every tissue cell and its binding in their nuclei (the
    continuum model's law and the drug's ``drug.uptake_*``, ``drug.nuclear_*`` constants, with
-   the tumor's cells in the tumor sphere and normal tissue's outside: ``cell_uptake``).
+   the tumor's cells in the tumor sphere and normal tissue's outside: ``cell_uptake``), and
+   their survival by the continuum model's kill model (``surviving_fraction``).
 
 Receptor binding and internalization of targeted carriers, macrophages and carrier breakdown
 in the interstitium are not part of this network model (docs/networks.md, limitations).
@@ -75,6 +76,7 @@ class NetworkRun:
     temperature: network_heating.TissueTemperature
     seconds: dict
     cell_fraction: np.ndarray  # φ_c per tissue cell (grid shape)
+    cell_density: np.ndarray  # cells per m³ of tissue, per tissue cell (grid shape)
 
 
 def network_of(scenario: Scenario) -> VesselNetwork:
@@ -255,7 +257,8 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     log(f"delivery: {n_steps} steps of {dt / units.MIN:.3g} min ({seconds['delivery']:.1f} s)")
     delivery = {k: np.asarray(v) for k, v in delivery.items()}
     return NetworkRun(scenario, net, state, grid, pieces, fluid, delivery, times, plasma,
-                      solutes, temperature, seconds, np.asarray(uptake.volume_fraction))
+                      solutes, temperature, seconds, np.asarray(uptake.volume_fraction),
+                      np.asarray(cell_density(tv, nv, in_tumor, grid)))
 
 
 def delivery_solutes(scenario: Scenario, tumor_values: dict) -> tuple:
@@ -276,14 +279,45 @@ def cell_uptake(scenario: Scenario, tumor_values: dict, normal_values: dict,
     the tumor's cells (volume fraction, density, interstitial unbound fraction of
     ``region_values``) in the tumor, normal tissue's outside (traceable in the scenario's
     numbers)."""
-    inside = jnp.asarray(in_tumor).reshape(grid.shape)
-
     def field(key):
-        return jnp.where(inside, tumor_values[key], normal_values[key])
+        return _by_region(tumor_values[key], normal_values[key], in_tumor, grid)
 
     return nd.CellUptake(volume_fraction=field("phi_c"), unbound_fraction=field("fu_i"),
                          **cells.uptake_constants(scenario.params, field("phi_c"),
                                                   field("cell_density")))
+
+
+def _by_region(tumor_value, normal_value, in_tumor: np.ndarray, grid: grids.Grid):
+    """A field of the grid's shape: the tumor's value in the tumor's cells, normal tissue's
+    elsewhere."""
+    return jnp.where(jnp.asarray(in_tumor).reshape(grid.shape), tumor_value, normal_value)
+
+
+def cell_density(tumor_values: dict, normal_values: dict, in_tumor: np.ndarray,
+                 grid: grids.Grid):
+    """Cells per m³ of tissue in every tissue cell (``region_values``)."""
+    return _by_region(tumor_values["cell_density"], normal_values["cell_density"], in_tumor,
+                      grid)
+
+
+def surviving_fraction(r: "NetworkRun") -> np.ndarray:
+    """Surviving fraction of the cells of every tissue cell at the end, the continuum model's
+    kill model (``summary.surviving_fraction``): SF = exp(−ω ∫ n dt), n the DNA-bound drug in
+    ng per 10⁵ cells, ω = ``drug.kill_coefficient_per_ng_h_per_1e5cells``."""
+    cell_volume = r.cell_fraction / r.cell_density  # m³ per cell
+    to_ng_per_1e5 = units.DOXORUBICIN_MOLAR_MASS * 1e9 * 1e5 * cell_volume
+    auc_ng_h = np.asarray(r.delivery["cells"][-1, 2]) * to_ng_per_1e5 / units.HOUR
+    return np.exp(-float(r.scenario["drug.kill_coefficient_per_ng_h_per_1e5cells"]) * auc_ng_h)
+
+
+def tumor_efficacy(r: "NetworkRun") -> float:
+    """1 − the mean surviving fraction of the tumor's cells (weighted by cell number), as the
+    continuum model's ``summary.efficacy`` (its necrotic core excluded there; here the
+    network's tumor sphere holds cells throughout)."""
+    survival = surviving_fraction(r)
+    tumor = tumor_cells(r.grid, r.scenario).reshape(r.grid.shape)
+    w = np.asarray(r.grid.volume) * r.cell_density * tumor
+    return float(np.sum(w * (1.0 - survival)) / np.sum(w))
 
 
 def release_law(scenario: Scenario) -> dict:
@@ -441,6 +475,7 @@ def summary(r: NetworkRun) -> dict:
         "tissue_auc_intracellular_ug_h_per_ml": float(np.sum(in_cells * dt_h)) * mw,
         "tissue_final_intracellular_ug_per_ml": float(in_cells[-1]) * mw,
         "tissue_final_nuclear_ug_per_ml": float(r.delivery["cells_mean"][-1, 1]) * mw,
+        "tumor_efficacy": tumor_efficacy(r),
         "heating_source": r.temperature.source,
         "peak_tissue_temperature_C": float(np.max(peak_temperature(
             r.temperature, float(r.delivery["step_times_s"][-1])))),
@@ -485,7 +520,8 @@ def to_dataset(r: NetworkRun):
         "tissue_mean_carrier_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 0] * mw),
         "tissue_mean_free_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 1] * mw),
         "intracellular_ug_per_ml": (("time", "x", "y", "z"),
-                                    r.delivery["cells"].sum(axis=1) * r.cell_fraction * mw),
+                                    r.delivery["cells"][:, :2].sum(axis=1) * r.cell_fraction
+                                    * mw),
         "nuclear_ug_per_ml": (("time", "x", "y", "z"),
                               r.delivery["cells"][:, 1] * r.cell_fraction * mw),
         "tissue_mean_intracellular_ug_per_ml": (("step",),
@@ -495,6 +531,7 @@ def to_dataset(r: NetworkRun):
         "plasma_free_total_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
         "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw
                                           * float(r.solutes[1].lumen_unbound_fraction)),
+        "surviving_fraction": (("x", "y", "z"), surviving_fraction(r)),
         "peak_temperature_C": (("x", "y", "z"), peak_temperature(
             r.temperature, float(r.delivery["step_times_s"][-1]))),
         "tumor_mean_temperature_C": (("step",), tumor_mean_temperature(r)),
