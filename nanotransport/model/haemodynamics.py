@@ -411,13 +411,36 @@ def solve_state(topo: Topology, params: dict, rheo: Rheology, hd0=None,
 
 _solve_state_jit = jax.jit(solve_state, static_argnums=(2,))
 
+#: separation widths of the continuation, as multiples of the requested one (``solve``)
+CONTINUATION = (10.0, 3.0, 1.0)
+
 
 def solve(net: VesselNetwork, rheo: Rheology = Rheology(), *, allow_unconverged=False):
     """``solve_state`` on a network, with the checks that need the flow: an error names an
     inlet (a pressure boundary that turned out to bring blood in) without a haematocrit, and
-    a state that did not converge (unless ``allow_unconverged``)."""
-    state = _solve_state_jit(Topology.of(net), parameters(net), rheo)
+    a state that did not converge (unless ``allow_unconverged``).
+
+    With phase separation, a state that does not converge is solved again by continuation in
+    the law's smoothing width: at ``CONTINUATION`` × ``separation_width`` (at most 0.1), each
+    from the previous one's haematocrit.  Near its threshold the law at the default width
+    1e-3 is almost a kink, where the damped Newton step can stall (4 of 1,000 perturbed
+    mesentery variants; docs/networks.md); a wider law is smoother and its root moves
+    continuously with the width.  The result is the root at the requested width either way,
+    checked against ``tolerance``; ``continuation_widths`` lists the widths solved after the
+    first attempt (empty when it converged)."""
+    topo, params = Topology.of(net), parameters(net)
+    state = _solve_state_jit(topo, params, rheo)
+    widths = []
+    if not bool(state["converged"]) and rheo.phase_separation:
+        hd = None
+        for factor in CONTINUATION:
+            width = min(factor * rheo.separation_width, 0.1)
+            state = _solve_state_jit(topo, params,
+                                     dataclasses.replace(rheo, separation_width=width), hd)
+            hd = state["hematocrit"]
+            widths.append(width)
     state = {k: np.asarray(v) for k, v in state.items()}
+    state["continuation_widths"] = np.asarray(widths, float)
     inflow = state["external_inflow_m3_per_s"][net.boundary_node]
     scale = np.max(np.abs(state["flow_m3_per_s"]))
     missing = (inflow > 1e-9 * scale) & ~np.isfinite(net.boundary_hematocrit)

@@ -214,7 +214,10 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     seconds["haemodynamics"] = time.perf_counter() - t0
     log(f"haemodynamics: {int(state['picard_iterations'])} Picard + "
         f"{int(state['newton_iterations'])} Newton iterations, residual "
-        f"{float(state['residual']):.1e} ({seconds['haemodynamics']:.1f} s)")
+        f"{float(state['residual']):.1e} ({seconds['haemodynamics']:.1f} s)"
+        + (f"; converged by continuation in the separation width through "
+           f"{', '.join(f'{w:g}' for w in state['continuation_widths'])}"
+           if len(state["continuation_widths"]) else ""))
     t0 = time.perf_counter()
     grid = tissue_grid(net, scenario)
     pieces = segment_cells.intersect(net, grid)
@@ -465,6 +468,8 @@ def summary(r: NetworkRun) -> dict:
         "haemodynamics_iterations": [int(r.state["picard_iterations"]),
                                      int(r.state["newton_iterations"])],
         "haemodynamics_residual": float(r.state["residual"]),
+        "haemodynamics_continuation_widths": [float(w) for w in
+                                              r.state["continuation_widths"]],
         "fluid_leak_fraction_of_inflow": leak / inflow,
         "mean_interstitial_pressure_mmHg": float(np.mean(r.fluid["cell"])) / units.MMHG_PA,
         "max_interstitial_pressure_mmHg": float(np.max(r.fluid["cell"])) / units.MMHG_PA,
