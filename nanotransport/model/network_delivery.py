@@ -362,7 +362,8 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         return carry, (carry, per_step)
 
     c_start = jnp.zeros(shape) if c0 is None else jnp.asarray(c0)
-    q_start = jnp.zeros((3,) + grid.shape, c_start.dtype)
+    # the cells' a, n and ∫ n dt (none without cells: nothing carried or saved)
+    q_start = jnp.zeros((0 if cells is None else 3,) + grid.shape, c_start.dtype)
     _, ((fields, q_saved), per_step) = jax.lax.scan(block, (c_start, q_start),
                                                     jnp.arange(n_steps // save_every))
     out = {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,
