@@ -56,6 +56,16 @@ def uptake_constants(s, phi_c, cell_density) -> dict:
     }
 
 
+def kill_exponent(nuclear_auc, phi_c, cell_density, omega):
+    """ω ∫ n dt of the kill model (SF = exp(−ω ∫ n dt)): ``nuclear_auc`` ∫ n dt of the DNA-bound
+    drug in mol·s per m³ of cells, converted to ng·h per 10⁵ cells for cells of volume
+    φ_c/ρ_cells; ω (``drug.kill_coefficient_per_ng_h_per_1e5cells``) in 1/(ng·h/10⁵ cells).
+    The continuum model (``summary``) and the network model's tissue share it."""
+    cell_volume = phi_c / cell_density  # m³ per cell
+    to_ng_per_1e5 = units.DOXORUBICIN_MOLAR_MASS * 1e9 * 1e5 * cell_volume
+    return omega * (nuclear_auc * to_ng_per_1e5 / units.HOUR)
+
+
 def effective_binding_rates(k_on_per_m_s, k_d_nm, ligands_per_particle):
     """(k_on,eff in m³/(mol·s), k_off,eff in 1/s) of a multivalent particle.
 

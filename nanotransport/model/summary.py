@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import imaging, pk
+from . import cells, imaging, pk
 from ..engine import export_cache, units
 from .heat import soft_quantile
 from .simulate import ACCUMULATORS, RUNNING, Result
@@ -80,13 +80,11 @@ def _running(result: Result, name: str):
 
 
 def _kill_exponent(result: Result):
-    """ω ∫ n dt per cell, n the DNA-bound (nuclear) drug in ng/1e5 cells, ω the result's
-    ``drug.kill_coefficient_per_ng_h_per_1e5cells``."""
+    """ω ∫ n dt per cell (``cells.kill_exponent``), n the DNA-bound (nuclear) drug, ω the
+    result's ``drug.kill_coefficient_per_ng_h_per_1e5cells``."""
     maps = result.inputs.kinetics.maps
-    cell_volume = maps.phi_c / maps.cell_density
-    to_ng_per_1e5 = MW * 1e9 * 1e5 * cell_volume  # mol/m³ of cells → ng per 1e5 cells
-    auc_ng_h = result.field("nuclear_auc")[-1] * to_ng_per_1e5 / units.HOUR
-    return result.kill_coefficient * auc_ng_h
+    return cells.kill_exponent(result.field("nuclear_auc")[-1], maps.phi_c, maps.cell_density,
+                               result.kill_coefficient)
 
 
 def surviving_fraction(result: Result):

@@ -305,12 +305,11 @@ def cell_density(tumor_values: dict, normal_values: dict, in_tumor: np.ndarray,
 
 def surviving_fraction(r: "NetworkRun") -> np.ndarray:
     """Surviving fraction of the cells of every tissue cell at the end, the continuum model's
-    kill model (``summary.surviving_fraction``): SF = exp(−ω ∫ n dt), n the DNA-bound drug in
-    ng per 10⁵ cells, ω = ``drug.kill_coefficient_per_ng_h_per_1e5cells``."""
-    cell_volume = r.cell_fraction / r.cell_density  # m³ per cell
-    to_ng_per_1e5 = units.DOXORUBICIN_MOLAR_MASS * 1e9 * 1e5 * cell_volume
-    auc_ng_h = np.asarray(r.delivery["cells"][-1, 2]) * to_ng_per_1e5 / units.HOUR
-    return np.exp(-float(r.scenario["drug.kill_coefficient_per_ng_h_per_1e5cells"]) * auc_ng_h)
+    kill model (``cells.kill_exponent``): SF = exp(−ω ∫ n dt), n the DNA-bound drug in ng per
+    10⁵ cells, ω = ``drug.kill_coefficient_per_ng_h_per_1e5cells``."""
+    return np.exp(-cells.kill_exponent(
+        np.asarray(r.delivery["cells"][-1, 2]), r.cell_fraction, r.cell_density,
+        float(r.scenario["drug.kill_coefficient_per_ng_h_per_1e5cells"])))
 
 
 def tumor_efficacy(r: "NetworkRun") -> float:
