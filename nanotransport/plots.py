@@ -750,6 +750,9 @@ def network_delivery(ds: xr.Dataset, path: Path) -> Path:
     if "tissue_mean_intracellular_ug_per_ml" in ds:
         ax.semilogy(ds.step, np.maximum(ds.tissue_mean_intracellular_ug_per_ml, 1e-9), "C2",
                     label="tissue, in cells")
+    if "tissue_mean_macrophage_ug_per_ml" in ds:
+        ax.semilogy(ds.step, np.maximum(ds.tissue_mean_macrophage_ug_per_ml, 1e-9), "C4",
+                    label="tissue, in macrophages")
     ax.set_xlabel("time (h)")
     ax.set_ylabel("µg/mL (tissue: per tissue volume)")
     ax.legend(fontsize=8, loc="lower right")

@@ -1,6 +1,8 @@
 """Cells in the network model's tissue (``network_delivery.CellUptake``): uptake of free drug
 and its binding in the nucleus against an accurate solution of the same ODEs, second order in
-the step, drug conserved; bad constants named; the network run's intracellular outputs."""
+the step, drug conserved; bad constants named; the network run's intracellular outputs.
+Macrophages and carrier breakdown (``network_delivery.Macrophages``): the exact exponential,
+drug conserved with cells, the run's outputs; targeted scenarios refused."""
 from __future__ import annotations
 
 import json
@@ -10,12 +12,15 @@ import numpy as np
 import pytest
 import xarray as xr
 from scipy.integrate import solve_ivp
+from scipy.linalg import expm
 
 from nanotransport import cli
 from nanotransport.engine import grid as grids
 from nanotransport.model import haemodynamics as hm
 from nanotransport.model import network_delivery as nd
+from nanotransport.model.scenario import ScenarioError, load
 from nanotransport.model.vessel_network import PRESSURE, VesselNetwork
+from nanotransport.studies import network_run
 
 PHI_E = 0.4
 #: the doxil scenario's tumor cells (``cells.uptake_constants``: φ_c 0.53, 3e8 cells/mL)
@@ -51,10 +56,76 @@ def _reference(cells: nd.CellUptake, t_s):
     return sol.y.T
 
 
-def _run(cells, t_end_s, dt_s):
+def _run(cells, t_end_s, dt_s, carrier0=0.0, release=None, macrophages=None):
     g, asm = _closed_tissue()
-    c0 = jnp.stack([jnp.zeros(g.shape), jnp.full(g.shape, F0)])
-    return nd.run(asm, lambda t: jnp.zeros(2), t_end_s, dt_s, c0=c0, cells=cells)
+    c0 = jnp.stack([jnp.full(g.shape, carrier0), jnp.full(g.shape, F0)])
+    return nd.run(asm, lambda t: jnp.zeros(2), t_end_s, dt_s, c0=c0, cells=cells,
+                  release=release, macrophages=macrophages)
+
+
+def _generator(k_rel, k_m, k_d, phi0, phi1):
+    """d/dt of the amounts (φ₀ c₀, M, φ₁ f) per tissue volume under release, phagocytosis and
+    digestion (``network_delivery`` module docstring), as a matrix."""
+    return np.array([[-(k_rel + k_m), 0.0, 0.0],
+                     [k_m, -k_d, 0.0],
+                     [k_rel, k_d, 0.0]])
+
+
+@pytest.mark.parametrize("k_d_over_k", [0.3, 1.0, 1.0 + 1e-9, 4.0])
+def test_interstitial_exchange_is_the_exact_exponential(k_d_over_k):
+    """Release, phagocytosis and digestion over one interval against SciPy's matrix
+    exponential of the same linear system (digestion slower, equal to, within 1e-9 of, and
+    faster than the carrier's loss: the ψ = (1 − e^(−x))/x branch at x = 0)."""
+    k_rel, k_m, phi0, phi1, tau = 2e-5, 3e-5, 0.4, 0.35, 900.0
+    k_d = k_d_over_k * (k_rel + k_m)
+    start = np.array([1.3, 0.2, 0.7])  # c₀, M, f
+    c, m, f = nd.interstitial_exchange(*map(jnp.asarray, start), k_rel, k_m, k_d, phi0, phi1,
+                                       tau)
+    amounts = expm(_generator(k_rel, k_m, k_d, phi0, phi1) * tau) @ (
+        start * np.array([phi0, 1.0, phi1]))
+    np.testing.assert_allclose([float(c) * phi0, float(m), float(f) * phi1], amounts,
+                               rtol=1e-13)
+
+
+def test_macrophages_in_the_tissue_follow_the_linear_ode_and_conserve_drug():
+    """A closed, uniform tissue of carriers: with release and macrophages alone each step is
+    exact (the split pieces are exact exponentials and transport leaves a uniform field), so
+    the tissue follows expm to round-off; with the cells' uptake as well, φ_e (c + f) + M +
+    φ_c (a + n) stays φ_e (c₀ + f₀) every step."""
+    k_rel, k_m, k_d = 1e-5, 4e-5, 2e-5
+    release = nd.Release(lambda t: jnp.full(1, k_rel), lambda t: k_rel)
+    phagocytes = nd.Macrophages(uptake_rate=k_m, digestion_rate=k_d)
+    dt, c_start = 900.0, 2 * F0
+    out = _run(None, 6 * 3600.0, dt, c_start, release, phagocytes)
+    times = out["step_times_s"]
+    start = np.array([PHI_E * c_start, 0.0, PHI_E * F0])
+    exact = np.stack([expm(_generator(k_rel, k_m, k_d, PHI_E, PHI_E) * t) @ start
+                      for t in times])
+    got = np.column_stack([out["tissue_mean"][:, 0], out["macrophages_mean"],
+                           out["tissue_mean"][:, 1]])
+    np.testing.assert_allclose(got, exact, rtol=1e-12, atol=1e-15 * start.sum())
+    assert exact[-1, 1] > 0.1 * start[0]  # the macrophages hold a real share
+    with_cells = _run(nd.CellUptake(**REALISTIC), 2 * 3600.0, dt, c_start, release,
+                      phagocytes)
+    total = (with_cells["tissue_mean"].sum(axis=1) + with_cells["macrophages_mean"]
+             + with_cells["cells_mean"].sum(axis=1))
+    np.testing.assert_allclose(total, PHI_E * (c_start + F0), rtol=1e-12)
+
+
+def test_macrophages_need_release_and_valid_rates():
+    g, asm = _closed_tissue()
+    with pytest.raises(ValueError, match="macrophages need release"):
+        nd.run(asm, lambda t: jnp.zeros(2), 900.0, 900.0,
+               macrophages=nd.Macrophages(uptake_rate=1e-5, digestion_rate=1e-5))
+    with pytest.raises(ValueError, match="digestion_rate = -1.0 1/s; allowed >= 0"):
+        nd.Macrophages(uptake_rate=1e-5, digestion_rate=-1.0)
+
+
+def test_targeted_carriers_are_refused_by_the_network_model():
+    scenario = load("tumor-network", ["formulation.ligands_per_particle=30"])
+    with pytest.raises(ScenarioError, match="formulation.ligands_per_particle = 30.*allowed "
+                                            "there: 0"):
+        network_run.network_of(scenario)
 
 
 def test_cell_uptake_is_second_order_and_conserves_drug():
@@ -131,3 +202,8 @@ def test_the_network_run_reports_drug_in_cells(tmp_path):
         assert np.all((0 < survival) & (survival <= 1)) and survival.min() < 1
         np.testing.assert_allclose(float(ds.tissue_mean_intracellular_ug_per_ml[-1]),
                                    summary["tissue_final_intracellular_ug_per_ml"], rtol=1e-12)
+        # the tissue macrophages took up carriers (the tumor's k_M, default 0.075/h)
+        assert float(ds.macrophage_ug_per_ml.min()) >= 0
+        np.testing.assert_allclose(float(ds.tissue_mean_macrophage_ug_per_ml[-1]),
+                                   summary["tissue_final_macrophage_ug_per_ml"], rtol=1e-12)
+        assert summary["tissue_final_macrophage_ug_per_ml"] > 0

@@ -21,6 +21,14 @@ R(h/2) T(h) R(h/2) with the exact exponential R: c₀ ← c₀ e^(−∫k dt),
 c₁ ← c₁ + (φ₀/φ₁) c₀ (1 − e^(−∫k dt)) (drug conserved to round-off, positive, second order;
 ∫k dt by the midpoint rule over each half step).
 
+Macrophages (``Macrophages``, optional; with release): tissue macrophages phagocytose
+carriers at k_M (1/s, per cell) and free their payload by digestion at k_D, the continuum
+model's pathway (docs/model.md): with M the payload inside macrophages per tissue volume,
+dc₀/dt = −(k_rel + k_M) c₀, dM/dt = k_M φ₀ c₀ − k_D M, and φ₁ c₁ gains k_rel φ₀ c₀ + k_D M.
+Linear per cell, so R is again its exact exponential: c₀ ← c₀ e^(−Kτ) (K = k_rel + k_M),
+M ← M e^(−k_D τ) + k_M φ₀ c₀ τ e^(−Kτ) ψ((k_D − K)τ), ψ(x) = (1 − e^(−x))/x, and c₁ takes what
+the two others lost (φ₀ c₀ + M + φ₁ c₁ conserved to round-off).
+
 Cells (``CellUptake``, optional): the cells of every tissue cell take up free drug (species 1)
 and bind it in the nucleus, the continuum model's law (El-Kareh & Secomb 2000), solved per cell
 by SDIRK2 (``solver.reaction_step``) in the same symmetric splitting:
@@ -177,6 +185,44 @@ class Release:
 
 
 @dataclasses.dataclass(frozen=True)
+class Macrophages:
+    """Phagocytosis of carriers (species 0) by tissue macrophages and digestion of their
+    payload into free drug (species 1) (module docstring), 1/s: ``uptake_rate`` k_M (a scalar
+    or a field of the grid's shape: per region) and ``digestion_rate`` k_D."""
+
+    uptake_rate: object
+    digestion_rate: object
+
+    def __post_init__(self):
+        for name in ("uptake_rate", "digestion_rate"):
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                continue  # traced: checked where it is concrete
+            v = np.asarray(value, float)
+            bad = ~(np.isfinite(v) & (v >= 0))
+            if np.any(bad):
+                raise ValueError(f"Macrophages: {name} = {float(v[bad].ravel()[0])!r} 1/s; allowed "
+                                 ">= 0")
+
+
+def interstitial_exchange(c0, m, f, rate, uptake, digestion, phi0, phi1, tau):
+    """The exact solution over ``tau`` (s) of release and phagocytosis in every cell (module
+    docstring): (carrier c₀, macrophage payload M, free drug f) from (c0, m, f) with the release
+    rate ``rate`` held over the interval (k_rel, 1/s), ``uptake`` k_M and ``digestion`` k_D.
+    With k_M = 0 and M = 0 it is the release alone."""
+    total = rate + uptake
+    c_new = c0 * jnp.exp(-total * tau)
+    x = (digestion - total) * tau
+    small = jnp.abs(x) < 1e-6
+    x_safe = jnp.where(small, 1.0, x)
+    psi = jnp.where(small, 1.0 - 0.5 * x, -jnp.expm1(-x_safe) / x_safe)  # (1 − e^(−x))/x
+    m_new = m * jnp.exp(-digestion * tau) + uptake * phi0 * c0 * tau * jnp.exp(-total * tau) * psi
+    # what the carrier and the macrophages lost, as free drug (conserved to round-off)
+    lost = phi0 * (c0 - c_new) + (m - m_new)
+    return c_new, m_new, f + lost / phi1
+
+
+@dataclasses.dataclass(frozen=True)
 class CellUptake:
     """Uptake of free drug (species 1) by the cells of every tissue cell and its binding in
     the nucleus, the continuum model's law (``transport.local_rates``; El-Kareh & Secomb 2000,
@@ -214,7 +260,7 @@ class CellUptake:
             v = np.asarray(value, float)
             bad = ~(np.isfinite(v) & ok(v))
             if np.any(bad):
-                raise ValueError(f"CellUptake: {name} = {v[bad].ravel()[0]!r}; allowed "
+                raise ValueError(f"CellUptake: {name} = {float(v[bad].ravel()[0])!r}; allowed "
                                  f"{allowed}")
 
     def rates(self, phi_e, x):
@@ -230,7 +276,8 @@ class CellUptake:
 
 def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         conversion_per_s=None, c0=None, coupling_iterations: int = 2,
-        release: Release | None = None, cells: CellUptake | None = None) -> dict:
+        release: Release | None = None, cells: CellUptake | None = None,
+        macrophages: Macrophages | None = None) -> dict:
     """Advance the tissue from ``c0`` (zeros) to ``t_end_s`` in steps of ``dt_s``.
 
     ``plasma(t) -> (ns,)``: the inlet concentrations, mol/m³ (e.g. from ``pk``).
@@ -239,20 +286,28 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     tissue (c + c_new)/2 instead of the step's start (0: lagged, first order in time).
     ``release``: payload release in the lumen and the tissue (module docstring).
     ``cells``: uptake of free drug (species 1) by the tissue's cells (``CellUptake``).
+    ``macrophages``: phagocytosis of carriers and digestion (``Macrophages``; needs
+    ``release``, whose split step it joins).
     Returns ``times_s`` (saved), ``tissue`` (saved, (ns, *grid.shape) each, per interstitial
     volume), ``tissue_mean`` (per step: volume-averaged per tissue volume, (steps, ns)),
     ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``; with ``cells``
     also ``cells`` (saved, (3, *grid.shape): a, n per cell volume (mol/m³) and the nuclear
     exposure ∫ n dt (mol·s/m³) of every cell), ``cells_mean`` and ``cells_amount_mol`` (per
-    step, (steps, 2): a, n per tissue volume and Σ φ_c a V, Σ φ_c n V)."""
+    step, (steps, 2): a, n per tissue volume and Σ φ_c a V, Σ φ_c n V); with ``macrophages``
+    also ``macrophages`` (saved, grid.shape: payload in macrophages per tissue volume, mol/m³),
+    ``macrophages_mean`` and ``macrophages_amount_mol`` (per step: its volume average and
+    Σ M V)."""
     net, grid, pieces = asm.net, asm.grid, asm.pieces
     ns = len(asm.solutes)
     n_steps = int(round(t_end_s / dt_s))
     if n_steps < 1 or not np.isclose(n_steps * dt_s, t_end_s, rtol=1e-9):
         raise ValueError(f"t_end_s = {t_end_s} is not a positive multiple of dt_s = {dt_s}")
-    for what, given in (("release", release), ("cells", cells)):
+    for what, given in (("release", release), ("cells", cells), ("macrophages", macrophages)):
         if given is not None and ns < 2:
             raise ValueError(f"{what} needs a carrier and a free species; got {ns} solute(s)")
+    if macrophages is not None and release is None:
+        raise ValueError("macrophages need release (their split step is the release's); give "
+                         "a Release, with zero rates if the carrier releases nothing")
     edges, n_nodes = net.segment_nodes, net.n_nodes
     conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
         conversion_per_s)
@@ -316,10 +371,17 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
 
         return solver.implicit_step(grid, transport_at, c, dt_s, decay=decay, t=t)
 
-    def release_half_step(c, t):
-        """The exact release over [t, t + h/2] in every cell (module docstring)."""
-        lost = c[0] * -jnp.expm1(-release.cell_rate(t + 0.25 * dt_s) * 0.5 * dt_s)
-        return c.at[0].add(-lost).at[1].add(phi[0] / phi[1] * lost)
+    def release_half_step(c, m, t):
+        """The exact release (and phagocytosis) over [t, t + h/2] in every cell, the release
+        rate at the half step's midpoint (module docstring)."""
+        rate = release.cell_rate(t + 0.25 * dt_s)
+        if macrophages is None:
+            lost = c[0] * -jnp.expm1(-rate * 0.5 * dt_s)
+            return c.at[0].add(-lost).at[1].add(phi[0] / phi[1] * lost), m
+        c0, m0, f = interstitial_exchange(c[0], m[0], c[1], rate, macrophages.uptake_rate,
+                                          macrophages.digestion_rate, phi[0], phi[1],
+                                          0.5 * dt_s)
+        return c.at[0].set(c0).at[1].set(f), m0[None]
 
     phi_cells = None if cells is None else jnp.broadcast_to(
         jnp.asarray(cells.volume_fraction), grid.shape).ravel()
@@ -332,10 +394,10 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         return c.at[1].set(x[0]), x[1:]
 
     def step(carry, i):
-        c, q = carry
+        c, q, m = carry
         t = i * dt_s
         if release is not None:
-            c = release_half_step(c, t)
+            c, m = release_half_step(c, m, t)
         if cells is not None:
             c, q = cells_half_step(c, q)
         # the lumen at the step's midpoint tissue (c + new)/2, from new = c: the first pass is
@@ -346,31 +408,48 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         if cells is not None:
             new, q = cells_half_step(new, q)
         if release is not None:
-            new = release_half_step(new, t + 0.5 * dt_s)
+            new, m = release_half_step(new, m, t + 0.5 * dt_s)
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
         out = (amount / jnp.sum(cell_volume), amount)
         if cells is not None:
             in_cells = jnp.sum(q[:2].reshape(2, -1) * (cell_volume * phi_cells), axis=1)
             out += (in_cells / jnp.sum(cell_volume), in_cells)
-        return (new, q), out
+        if macrophages is not None:
+            in_macrophages = jnp.sum(m.reshape(-1) * cell_volume)
+            out += (in_macrophages / jnp.sum(cell_volume), in_macrophages)
+        return (new, q, m), out
 
     if n_steps % save_every:
         raise ValueError(f"save_every = {save_every} does not divide the {n_steps} steps")
 
+    # rematerialized in reverse mode: the backward pass keeps each step's tissue and cells and
+    # recomputes the step's internals, instead of storing them for every step (the default
+    # 24-h network's reverse pass peaked at 5.2 GB without it); no effect on forward mode
+    remat_step = jax.checkpoint(step, prevent_cse=False)
+
     def block(carry, j):
-        carry, per_step = jax.lax.scan(step, carry, j * save_every + jnp.arange(save_every))
+        carry, per_step = jax.lax.scan(remat_step, carry,
+                                       j * save_every + jnp.arange(save_every))
         return carry, (carry, per_step)
 
     c_start = jnp.zeros(shape) if c0 is None else jnp.asarray(c0)
     # the cells' a, n and ∫ n dt (none without cells: nothing carried or saved)
     q_start = jnp.zeros((0 if cells is None else 3,) + grid.shape, c_start.dtype)
-    _, ((fields, q_saved), per_step) = jax.lax.scan(block, (c_start, q_start),
-                                                    jnp.arange(n_steps // save_every))
+    # the macrophages' payload (none without them)
+    m_start = jnp.zeros((0 if macrophages is None else 1,) + grid.shape, c_start.dtype)
+    _, ((fields, q_saved, m_saved), per_step) = jax.lax.scan(
+        block, (c_start, q_start, m_start), jnp.arange(n_steps // save_every))
     out = {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,
            "tissue": fields, "tissue_mean": per_step[0].reshape(n_steps, ns),
            "tissue_amount_mol": per_step[1].reshape(n_steps, ns),
            "step_times_s": (np.arange(n_steps) + 1) * dt_s}
+    k = 2
     if cells is not None:
-        out.update({"cells": q_saved, "cells_mean": per_step[2].reshape(n_steps, 2),
-                    "cells_amount_mol": per_step[3].reshape(n_steps, 2)})
+        out.update({"cells": q_saved, "cells_mean": per_step[k].reshape(n_steps, 2),
+                    "cells_amount_mol": per_step[k + 1].reshape(n_steps, 2)})
+        k += 2
+    if macrophages is not None:
+        out.update({"macrophages": m_saved[:, 0],
+                    "macrophages_mean": per_step[k].reshape(n_steps),
+                    "macrophages_amount_mol": per_step[k + 1].reshape(n_steps)})
     return out

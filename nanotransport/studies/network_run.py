@@ -25,10 +25,15 @@ or ``nanotransport run`` on such a scenario; docs/networks.md):
    uptake of free drug by the cells of every tissue cell and its binding in their nuclei (the
    continuum model's law and the drug's ``drug.uptake_*``, ``drug.nuclear_*`` constants, with
    the tumor's cells in the tumor sphere and normal tissue's outside: ``cell_uptake``), and
-   their survival by the continuum model's kill model (``surviving_fraction``).
+   their survival by the continuum model's kill model (``surviving_fraction``); the carriers'
+   breakdown in the interstitium (``formulation.interstitial_breakdown_rate_per_h``, freeing
+   their payload) and their phagocytosis by tissue macrophages (the continuum model's k_M of
+   each region, scaled by the carrier's size and surface) with digestion of the payload into
+   free drug (``formulation.macrophage_release_rate_per_h``): ``macrophages``.
 
-Receptor binding and internalization of targeted carriers, macrophages and carrier breakdown
-in the interstitium are not part of this network model (docs/networks.md, limitations).
+Receptor binding and internalization of targeted carriers and fluid-phase endocytosis are not
+part of this network model: a scenario with ``formulation.ligands_per_particle`` or
+``formulation.pinocytosis_rate_per_h`` above 0 is refused (docs/networks.md, limitations).
 """
 from __future__ import annotations
 
@@ -53,6 +58,8 @@ from ..model.vessel_network import VesselNetwork
 #: laboratory strains, e.g. Everds 2007 in The Mouse in Biomedical Research (verify))
 MEAN_CELL_VOLUME_FL = {"human": 92.0, "mouse": 49.0}
 SOLUTES = ("carrier", "free")
+#: carrier pathways of the continuum model that the network model does not have (refused)
+UNSUPPORTED = ("formulation.ligands_per_particle", "formulation.pinocytosis_rate_per_h")
 #: interstitial pressure of the tissue around the network's box, Pa: normal subcutis and
 #: muscle hold about −1 to 0 mmHg (Boucher & Jain 1990 Cancer Res 50:4478 (verify)); fluid
 #: that leaks from the vessels leaves the box there
@@ -84,6 +91,12 @@ def network_of(scenario: Scenario) -> VesselNetwork:
     source = scenario["tissue.network_file"]
     if not source:
         raise ScenarioError("tissue.network_file is empty: this scenario has no network")
+    for field in UNSUPPORTED:
+        if float(scenario[field]) != 0:
+            raise ScenarioError(
+                f"{field} = {float(scenario[field]):g}: receptor binding, internalization and "
+                "fluid-phase endocytosis are not part of the network model; allowed there: 0 "
+                "(the continuum model has them: tissue.network_file = '')")
     if source == "synthetic":
         g = lambda key: scenario[f"network.{key}"]  # noqa: E731
         spec = network_generator.TumorNetworkSpec(
@@ -165,7 +178,8 @@ def region_values(scenario: Scenario, region: str, lay=None) -> dict:
             "lymph": pick(maps.lymph), "k_th": pick(maps.thermal_conductivity),
             "w_b": pick(maps.blood_heat_sink), "rho_c": pick(maps.heat_capacity),
             "phi_c": pick(maps.phi_c), "cell_density": pick(maps.cell_density),
-            "fu_i": pick(maps.unbound_fraction_interstitial)}
+            "fu_i": pick(maps.unbound_fraction_interstitial),
+            "k_M": pick(maps.phagocytosis)}
 
 
 def tumor_cells(grid: grids.Grid, scenario: Scenario) -> np.ndarray:
@@ -236,9 +250,9 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
         "(mean)")
     solutes = delivery_solutes(scenario, tv)
     temperature = tissue_temperature(scenario, grid, in_tumor, tv, nv)
-    release = nd.Release(*network_heating.release_rates(temperature, pieces, net.n_segments,
-                                                        **release_law(scenario)))
+    release = tissue_release(scenario, temperature, pieces, net.n_segments)
     uptake = cell_uptake(scenario, tv, nv, in_tumor, grid)
+    phagocytes = macrophages(scenario, tv, nv, in_tumor, grid)
     if temperature.source != "none":
         log(f"heating: {temperature.source}, peak tissue temperature "
             f"{peak_temperature(temperature, t_end_s(scenario)).max():.1f} °C")
@@ -254,7 +268,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
                       outer_pressure_Pa=SURROUNDING_PRESSURE_PA,
                       piece_permeability=walls.permeability, piece_reflection=walls.reflection)
     delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every, release=release,
-                      cells=uptake)
+                      cells=uptake, macrophages=phagocytes)
     jax.block_until_ready(delivery["tissue"])
     seconds["delivery"] = time.perf_counter() - t0
     log(f"delivery: {n_steps} steps of {dt / units.MIN:.3g} min ({seconds['delivery']:.1f} s)")
@@ -288,6 +302,26 @@ def cell_uptake(scenario: Scenario, tumor_values: dict, normal_values: dict,
     return nd.CellUptake(volume_fraction=field("phi_c"), unbound_fraction=field("fu_i"),
                          **cells.uptake_constants(scenario.params, field("phi_c"),
                                                   field("cell_density")))
+
+
+def macrophages(scenario: Scenario, tumor_values: dict, normal_values: dict,
+                in_tumor: np.ndarray, grid: grids.Grid) -> nd.Macrophages:
+    """Phagocytosis of carriers by the tissue macrophages of every tissue cell (the continuum
+    model's k_M of its region, ``region_values``) and digestion of their payload at
+    ``formulation.macrophage_release_rate_per_h`` (traceable in the scenario's numbers)."""
+    return nd.Macrophages(
+        uptake_rate=_by_region(tumor_values["k_M"], normal_values["k_M"], in_tumor, grid),
+        digestion_rate=scenario["formulation.macrophage_release_rate_per_h"] / units.HOUR)
+
+
+def tissue_release(scenario: Scenario, temperature, pieces, n_segments: int) -> nd.Release:
+    """Release k_rel(T) in every segment's lumen and every tissue cell (``release_law``), and
+    in the interstitium also the carriers' breakdown, which frees their payload
+    (``formulation.interstitial_breakdown_rate_per_h``, the continuum model's k_b)."""
+    segment_rate, cell_rate = network_heating.release_rates(
+        temperature, pieces, n_segments, **release_law(scenario))
+    breakdown = scenario["formulation.interstitial_breakdown_rate_per_h"] / units.HOUR
+    return nd.Release(segment_rate, lambda t: cell_rate(t) + breakdown)
 
 
 def _by_region(tumor_value, normal_value, in_tumor: np.ndarray, grid: grids.Grid):
@@ -479,6 +513,7 @@ def summary(r: NetworkRun) -> dict:
         "tissue_auc_intracellular_ug_h_per_ml": float(np.sum(in_cells * dt_h)) * mw,
         "tissue_final_intracellular_ug_per_ml": float(in_cells[-1]) * mw,
         "tissue_final_nuclear_ug_per_ml": float(r.delivery["cells_mean"][-1, 1]) * mw,
+        "tissue_final_macrophage_ug_per_ml": float(r.delivery["macrophages_mean"][-1]) * mw,
         "tumor_efficacy": tumor_efficacy(r),
         "heating_source": r.temperature.source,
         "peak_tissue_temperature_C": float(np.max(peak_temperature(
@@ -531,6 +566,8 @@ def to_dataset(r: NetworkRun):
         "tissue_mean_intracellular_ug_per_ml": (("step",),
                                                 r.delivery["cells_mean"].sum(axis=1) * mw),
         "tissue_mean_nuclear_ug_per_ml": (("step",), r.delivery["cells_mean"][:, 1] * mw),
+        "macrophage_ug_per_ml": (("time", "x", "y", "z"), r.delivery["macrophages"] * mw),
+        "tissue_mean_macrophage_ug_per_ml": (("step",), r.delivery["macrophages_mean"] * mw),
         "plasma_encapsulated_ug_per_ml": (("plasma_time",), r.plasma[:, 0] * mw),
         "plasma_free_total_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
         "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw
@@ -553,6 +590,8 @@ def to_dataset(r: NetworkRun):
                      "model": "nanotransport network model (docs/networks.md)",
                      "tissue_fields": "carrier and free drug per interstitial volume (µg/mL of "
                                       "interstitial fluid); intracellular (exchangeable + "
-                                      "DNA-bound) and nuclear (DNA-bound) per tissue volume",
+                                      "DNA-bound) and nuclear (DNA-bound) per tissue "
+                                      "volume; macrophage (payload of phagocytosed carriers) "
+                                      "per tissue volume",
                      "tissue_means": "per tissue volume"})
     return ds
