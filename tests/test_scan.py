@@ -62,8 +62,9 @@ def reference(tmp_path_factory, jax_cache):
 
 def _env(cache: Path | None = None, devices: int | None = None) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
-    if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    if devices:  # the test process's own flags kept (conftest: compared to the last bit)
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                            + f" --xla_force_host_platform_device_count={devices}").strip()
     if cache is not None:  # the killed and the resumed process share compiled code
         env.update(JAX_COMPILATION_CACHE_DIR=str(cache),
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
