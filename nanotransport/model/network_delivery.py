@@ -211,14 +211,16 @@ def interstitial_exchange(c0, m, f, rate, uptake, digestion, phi0, phi1, tau):
     rate ``rate`` held over the interval (k_rel, 1/s), ``uptake`` k_M and ``digestion`` k_D.
     With k_M = 0 and M = 0 it is the release alone."""
     total = rate + uptake
+    # each part in its accurate form: e^(−Kτ) when little is left, expm1 when little is lost
     c_new = c0 * jnp.exp(-total * tau)
+    c_lost = -c0 * jnp.expm1(-total * tau)
     x = (digestion - total) * tau
     small = jnp.abs(x) < 1e-6
     x_safe = jnp.where(small, 1.0, x)
     psi = jnp.where(small, 1.0 - 0.5 * x, -jnp.expm1(-x_safe) / x_safe)  # (1 − e^(−x))/x
     m_new = m * jnp.exp(-digestion * tau) + uptake * phi0 * c0 * tau * jnp.exp(-total * tau) * psi
     # what the carrier and the macrophages lost, as free drug (conserved to round-off)
-    lost = phi0 * (c0 - c_new) + (m - m_new)
+    lost = phi0 * c_lost + (m - m_new)
     return c_new, m_new, f + lost / phi1
 
 
@@ -375,9 +377,10 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         """The exact release (and phagocytosis) over [t, t + h/2] in every cell, the release
         rate at the half step's midpoint (module docstring)."""
         rate = release.cell_rate(t + 0.25 * dt_s)
-        if macrophages is None:
-            lost = c[0] * -jnp.expm1(-rate * 0.5 * dt_s)
-            return c.at[0].add(-lost).at[1].add(phi[0] / phi[1] * lost), m
+        if macrophages is None:  # release alone: no macrophage payload carried
+            c0, _, f = interstitial_exchange(c[0], 0.0, c[1], rate, 0.0, 0.0, phi[0], phi[1],
+                                             0.5 * dt_s)
+            return c.at[0].set(c0).at[1].set(f), m
         c0, m0, f = interstitial_exchange(c[0], m[0], c[1], rate, macrophages.uptake_rate,
                                           macrophages.digestion_rate, phi[0], phi[1],
                                           0.5 * dt_s)
