@@ -753,6 +753,9 @@ def network_delivery(ds: xr.Dataset, path: Path) -> Path:
     if "tissue_mean_macrophage_ug_per_ml" in ds:
         ax.semilogy(ds.step, np.maximum(ds.tissue_mean_macrophage_ug_per_ml, 1e-9), "C4",
                     label="tissue, in macrophages")
+    bound = ds.get("tissue_mean_bound_payload_ug_per_ml")
+    if bound is not None and float(bound.max()) > 0:  # targeted carriers only
+        ax.semilogy(ds.step, np.maximum(bound, 1e-9), "C5", label="tissue, on receptors")
     ax.set_xlabel("time (h)")
     ax.set_ylabel("µg/mL (tissue: per tissue volume)")
     ax.legend(fontsize=8, loc="lower right")

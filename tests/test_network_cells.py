@@ -2,7 +2,9 @@
 and its binding in the nucleus against an accurate solution of the same ODEs, second order in
 the step, drug conserved; bad constants named; the network run's intracellular outputs.
 Macrophages and carrier breakdown (``network_delivery.Macrophages``): the exact exponential,
-drug conserved with cells, the run's outputs; targeted scenarios refused."""
+drug conserved with cells, the run's outputs.  Receptor binding (``ReceptorBinding``): its
+closed-form equilibrium, second order against the ODE with drug conserved, bad constants; a
+targeted network run end to end."""
 from __future__ import annotations
 
 import json
@@ -18,7 +20,7 @@ from nanotransport import cli
 from nanotransport.engine import grid as grids
 from nanotransport.model import haemodynamics as hm
 from nanotransport.model import network_delivery as nd
-from nanotransport.model.scenario import ScenarioError, load
+from nanotransport.model.scenario import load
 from nanotransport.model.vessel_network import PRESSURE, VesselNetwork
 from nanotransport.studies import network_run
 
@@ -121,11 +123,89 @@ def test_macrophages_need_release_and_valid_rates():
         nd.Macrophages(uptake_rate=1e-5, digestion_rate=-1.0)
 
 
-def test_targeted_carriers_are_refused_by_the_network_model():
-    scenario = load("tumor-network", ["formulation.ligands_per_particle=30"])
-    with pytest.raises(ScenarioError, match="formulation.ligands_per_particle = 30.*allowed "
-                                            "there: 0"):
-        network_run.network_of(scenario)
+#: saturable binding on the time scale of hours (receptors for 1e-3 mol/m³ of drug-equivalent
+#: at 10 drug molecules per particle, against 1.4e-3 of carrier in the fluid)
+SLOW_BINDING = dict(receptors=1e-4, payload_per_particle=10.0, on_rate=1.0, off_rate=2e-5,
+                    internalization_rate=5e-5, intracellular_release_rate=3e-5,
+                    degradation_rate=1e-5, pinocytosis_rate=2e-5)
+
+
+def _binding_run(binding, cells, t_end_s, dt_s, k_rel, carrier0=2 * F0):
+    g, asm = _closed_tissue()
+    c0 = jnp.stack([jnp.full(g.shape, carrier0), jnp.full(g.shape, F0)])
+    release = nd.Release(lambda t: jnp.full(1, k_rel), lambda t: k_rel)
+    return nd.run(asm, lambda t: jnp.zeros(2), t_end_s, dt_s, c0=c0, cells=cells,
+                  release=release, binding=binding)
+
+
+def test_receptor_binding_reaches_its_closed_form_equilibrium():
+    """Without internalization, endocytosis or release, the carriers of a closed tissue and
+    the receptors settle where k_on c R_free = k_off b with φ₀ c + b = φ₀ c_start, a quadratic
+    in b (the smaller root); 24 h is ~100 binding time scales.  Receptors saturate here: the
+    bound drug is 65 % of the capacity N R_T."""
+    binding = nd.ReceptorBinding(**{**SLOW_BINDING, "on_rate": 10.0, "off_rate": 1e-3,
+                                    "internalization_rate": 0.0, "pinocytosis_rate": 0.0})
+    cells = nd.CellUptake(**{**REALISTIC, "uptake_vmax": 0.0})
+    out = _binding_run(binding, cells, 24 * 3600.0, 900.0, 0.0)
+    n, r_t, k = 10.0, 1e-4, 1e-3 / 10.0
+    c_start = 2 * F0
+    b = np.min(np.roots([1 / (PHI_E * n), -(r_t / PHI_E + c_start / n + k), c_start * r_t]))
+    fields = np.asarray(out["binding"][-1]).reshape(4, -1)
+    np.testing.assert_allclose(fields[0], b, rtol=1e-8)  # bound carriers
+    np.testing.assert_allclose(fields[1], b, rtol=1e-8)  # and their payload (no leak)
+    np.testing.assert_allclose(out["tissue_mean"][-1, 0], PHI_E * c_start - b, rtol=1e-8)
+    assert 0.6 < b / (n * r_t) < 0.7  # 0.647
+
+
+def test_receptor_binding_is_second_order_and_conserves_drug():
+    """Binding, internalization, endocytosis, release of the bound and internalized payload,
+    and the cells' uptake (slowed 100×) together: carrier, free drug, cells' drug and the
+    bound and internalized payload converge at second order to SciPy's Radau on the same
+    right-hand sides, and φ₀ c₀ + φ₁ f + φ_c (a + n) + e_b + e_q stays put to round-off."""
+    k_rel = 1e-5
+    binding = nd.ReceptorBinding(**SLOW_BINDING)
+    cells = nd.CellUptake(**{**REALISTIC, "uptake_vmax": REALISTIC["uptake_vmax"] / 100})
+    phi_c = REALISTIC["volume_fraction"]
+
+    def rhs(_, y):  # y = c₀, f, a, n, b, e_b, q, e_q
+        y = jnp.asarray(y)[:, None]
+        bind = binding.rates(PHI_E, k_rel, jnp.concatenate([y[:1], y[4:], jnp.zeros((2, 1))]))
+        cell = cells.rates(PHI_E, jnp.concatenate([y[1:4], jnp.zeros((1, 1))]))
+        return np.asarray(jnp.concatenate([
+            bind[:1] - k_rel * y[:1], cell[:1] + (bind[5:6] + k_rel * PHI_E * y[:1]) / PHI_E,
+            cell[1:2] + bind[6:7] / phi_c, cell[2:3], bind[1:5]]))[:, 0]
+
+    t_end = 4 * 3600.0
+    sol = solve_ivp(rhs, (0.0, t_end), [2 * F0, F0, 0, 0, 0, 0, 0, 0], method="Radau",
+                    rtol=1e-11, atol=1e-16)
+    assert sol.success
+    y = sol.y[:, -1]
+    exact = np.array([PHI_E * y[0], PHI_E * y[1], phi_c * (y[2] + y[3]), y[5], y[7]])
+    start = PHI_E * 3 * F0
+    errors = []
+    for dt in (600.0, 300.0):
+        out = _binding_run(binding, cells, t_end, dt, k_rel)
+        total = (out["tissue_mean"].sum(axis=1) + out["cells_mean"].sum(axis=1)
+                 + out["binding_mean"].sum(axis=1))
+        np.testing.assert_allclose(total, start, rtol=1e-12)  # every step
+        got = np.array([*out["tissue_mean"][-1], out["cells_mean"][-1].sum(),
+                        *out["binding_mean"][-1]])
+        errors.append(np.abs(got - exact) / np.abs(exact))
+    assert exact[3] > 0.05 * start and exact[4] > 0.05 * start  # the pools are not trivial
+    assert np.all(errors[1] < 1e-3), errors  # 6e-5, 4.8e-4, 1.5e-6, 1.5e-5, 5e-6 measured
+    order = np.log2(errors[0] / errors[1])
+    assert np.all((1.8 < order) & (order < 2.2)), (errors, order)  # 1.95-2.01 measured
+
+
+def test_receptor_binding_needs_cells_and_valid_constants():
+    g, asm = _closed_tissue()
+    with pytest.raises(ValueError, match="binding needs cells"):
+        nd.run(asm, lambda t: jnp.zeros(2), 900.0, 900.0,
+               binding=nd.ReceptorBinding(**SLOW_BINDING))
+    with pytest.raises(ValueError, match="payload_per_particle = 0.0; allowed > 0"):
+        nd.ReceptorBinding(**{**SLOW_BINDING, "payload_per_particle": 0.0})
+    with pytest.raises(ValueError, match="off_rate = nan; allowed >= 0"):
+        nd.ReceptorBinding(**{**SLOW_BINDING, "off_rate": float("nan")})
 
 
 def test_cell_uptake_is_second_order_and_conserves_drug():
@@ -179,31 +259,38 @@ def test_bad_cell_constants_are_named(field, value):
 
 
 def test_the_network_run_reports_drug_in_cells(tmp_path):
-    """The synthetic network (small box, 1 h): the cells hold drug, written to the summary and
-    the dataset (per tissue volume, non-negative, the DNA-bound part within the whole), and
-    their nuclear exposure kills some of them (the continuum model's kill model)."""
+    """The synthetic network (small box, 1 h) with targeted carriers (the targeted scenario's
+    ligands and HER2-high receptors in the tumor): the cells hold drug, and receptors hold
+    carriers, written to the summary and the dataset (per tissue volume, non-negative, the
+    DNA-bound part and the internalized payload within the intracellular drug, bound carriers
+    in the tumor only), and the nuclear exposure kills some cells (the continuum model's kill
+    model)."""
     out = tmp_path / "net"
-    assert cli.main(["network", "--out", str(out), "--set", "network.box_mm=[0.4, 0.4, 0.4]",
-                     "--set", "network.tumor_radius_mm=0.15", "--set",
-                     "network.core_radius_mm=0.05", "--set", "numerics.t_end_h=1", "--set",
-                     "numerics.max_dt_min=15", "--set", "outputs.figures=false",
-                     "--quiet"]) == 0
+    settings = ["network.box_mm=[0.4, 0.4, 0.4]", "network.tumor_radius_mm=0.15",
+                "network.core_radius_mm=0.05", "numerics.t_end_h=1", "numerics.max_dt_min=15",
+                "outputs.figures=false", "formulation.ligands_per_particle=30",
+                "tissue.tumor.receptors_per_cell=1e6", "tissue.normal.receptors_per_cell=0"]
+    assert cli.main(["network", "--out", str(out), "--quiet"]
+                    + [a for setting in settings for a in ("--set", setting)]) == 0
     summary = json.loads((out / "network_summary.json").read_text())
     assert summary["tissue_final_intracellular_ug_per_ml"] > 0
     assert summary["tissue_final_nuclear_ug_per_ml"] > 0
     assert summary["tissue_auc_intracellular_ug_h_per_ml"] > 0
     assert 0 < summary["tumor_efficacy"] < 1
+    # the receptors capture more carrier than the interstitial fluid holds (0.27 against
+    # 0.014 µg/mL measured), and internalized carriers' payload is in the intracellular drug
+    assert summary["tissue_final_bound_ug_per_ml"] > summary["tissue_final_carrier_ug_per_ml"]
+    assert (0 < summary["tissue_final_internalized_ug_per_ml"]
+            < summary["tissue_final_intracellular_ug_per_ml"])
+    scenario = load("tumor-network", settings)
+    grid = network_run.tissue_grid(network_run.network_of(scenario), scenario)
+    tumor = network_run.tumor_cells(grid, scenario).reshape(grid.shape)
     with xr.open_dataset(out / "network.nc") as ds:
-        for name in ("intracellular_ug_per_ml", "nuclear_ug_per_ml"):
+        for name in ("intracellular_ug_per_ml", "nuclear_ug_per_ml", "bound_payload_ug_per_ml",
+                     "internalized_payload_ug_per_ml"):
             assert float(ds[name].min()) >= 0
             assert ds[name].dims == ("time", "x", "y", "z")
         assert float((ds.nuclear_ug_per_ml - ds.intracellular_ug_per_ml).max()) <= 0
-        survival = ds.surviving_fraction.values
-        assert np.all((0 < survival) & (survival <= 1)) and survival.min() < 1
-        np.testing.assert_allclose(float(ds.tissue_mean_intracellular_ug_per_ml[-1]),
-                                   summary["tissue_final_intracellular_ug_per_ml"], rtol=1e-12)
-        # the tissue macrophages took up carriers (the tumor's k_M, default 0.075/h)
-        assert float(ds.macrophage_ug_per_ml.min()) >= 0
-        np.testing.assert_allclose(float(ds.tissue_mean_macrophage_ug_per_ml[-1]),
-                                   summary["tissue_final_macrophage_ug_per_ml"], rtol=1e-12)
-        assert summary["tissue_final_macrophage_ug_per_ml"] > 0
+        assert float((ds.internalized_payload_ug_per_ml - ds.intracellular_ug_per_ml).max()) <= 0
+        bound = ds.bound_payload_ug_per_ml.values[-1]
+    assert bound[tumor].min() > 0 and bound[~tumor].max() == 0  # receptors in the tumor only

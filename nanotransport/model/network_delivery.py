@@ -29,11 +29,31 @@ Linear per cell, so R is again its exact exponential: c₀ ← c₀ e^(−Kτ) (
 M ← M e^(−k_D τ) + k_M φ₀ c₀ τ e^(−Kτ) ψ((k_D − K)τ), ψ(x) = (1 − e^(−x))/x, and c₁ takes what
 the two others lost (φ₀ c₀ + M + φ₁ c₁ conserved to round-off).
 
+Receptor binding (``ReceptorBinding``, optional; with cells): targeted carriers bind the
+receptors of the cells, are internalized and release their payload inside the cells, and
+cells take up carriers by fluid-phase endocytosis, the continuum model's law
+(``cells.binding_rates``, docs/model.md §7), per tissue volume, drug-equivalent:
+
+    R_free = R_T − (b + q)/N,      J = k_on c₀ R_free,
+    φ₀ dc₀/dt = −(J − k_off e_b) − k_p φ₀ c₀,
+    db/dt = J − (k_off + k_int) b,          de_b/dt = J − (k_off + k_int + k_rel) e_b,
+    dq/dt = k_int b + k_p φ₀ c₀ − k_deg q,  de_q/dt = k_int e_b + k_p φ₀ c₀ − (k_c + k_deg) e_q,
+
+b, q the bound and internalized carriers and e_b, e_q their payload; the bound carriers' leak
+k_rel e_b joins the free drug (φ₁ c₁) and the internalized payload's release and digestion
+(k_c + k_deg) e_q the cells' exchangeable drug (φ_c a).  The network's carrier species is the
+encapsulated drug, so c₀ stands for the carriers as well as their payload (the continuum model
+tracks both; they differ by the payload already leaked, 1 − e^(−k_rel t): 13 % for a carrier
+72 h after the dose at Doxil's 0.002/h).  Nonlinear (receptors saturate), so solved per cell
+by SDIRK2 (``solver.reaction_step``) in its own split step R_bind(h/2), the leak and release
+as counters.
+
 Cells (``CellUptake``, optional): the cells of every tissue cell take up free drug (species 1)
 and bind it in the nucleus, the continuum model's law (El-Kareh & Secomb 2000), solved per cell
 by SDIRK2 (``solver.reaction_step``) in the same symmetric splitting:
-R_rel(h/2) R_cells(h/2) T(h) R_cells(h/2) R_rel(h/2), second order, φ_e f + φ_c (a + n)
-conserved to round-off; the nuclear exposure ∫ n dt of the kill model is integrated alongside.
+R_rel(h/2) R_bind(h/2) R_cells(h/2) T(h) R_cells(h/2) R_bind(h/2) R_rel(h/2), second order,
+φ_e f + φ_c (a + n) (+ e_b + e_q) conserved to round-off; the nuclear exposure ∫ n dt of the
+kill model is integrated alongside.
 
 A solute's ``lumen_unbound_fraction`` f_u: the lumen carries the total (bound + unbound)
 concentration and only f_u of it crosses the wall (free drug on plasma proteins); the lumen
@@ -54,6 +74,7 @@ import numpy as np
 
 from ..engine import fv, solver
 from ..engine.grid import Grid
+from . import cells as cell_kinetics
 from . import network_transport, properties, segment_cells
 from .segment_cells import Pieces
 from .vessel_network import VesselNetwork
@@ -177,11 +198,14 @@ def darcy_velocity(grid: Grid, pressure, conductivity, outer_value=None):
 class Release:
     """Release of the carriers' payload (species 0) into free drug (species 1), 1/s:
     ``segment_rate(t) -> (E,)`` in the lumen of each segment, ``cell_rate(t) -> grid.shape``
-    in the interstitium of each cell (k_rel(T) of the tissue temperature: ``network_heating``).
+    in the interstitium of each cell (k_rel(T) of the tissue temperature: ``network_heating``),
+    and ``breakdown_rate`` k_b, the breakdown of free carriers in the interstitium, which frees
+    their payload as well (receptor-bound carriers leak at k_rel alone, ``ReceptorBinding``).
     """
 
     segment_rate: Callable
     cell_rate: Callable
+    breakdown_rate: object = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,10 +300,59 @@ class CellUptake:
         return jnp.stack([-self.volume_fraction / phi_e * u, u - j, j, n])
 
 
+@dataclasses.dataclass(frozen=True)
+class ReceptorBinding:
+    """Receptor binding, internalization and fluid-phase endocytosis of carriers (species 0)
+    by the cells of every tissue cell (module docstring; ``cells.binding_rates``).  Fields
+    (SI; ``network_run.receptor_binding`` converts the scenario's) are scalars or arrays of the
+    grid's shape (regions with different cells)."""
+
+    receptors: object  # R_T, mol of receptors per m³ of tissue
+    payload_per_particle: object  # N, drug molecules per carrier particle
+    on_rate: object  # k_on, m³/(mol·s) (effective, with avidity: cells.effective_binding_rates)
+    off_rate: object  # k_off, 1/s
+    internalization_rate: object  # k_int, 1/s
+    intracellular_release_rate: object  # k_c, 1/s: payload of internalized carriers → cells
+    degradation_rate: object  # k_deg, 1/s: internalized carriers digested, payload → cells
+    pinocytosis_rate: object = 0.0  # k_p, 1/s: fluid-phase endocytosis of carriers
+
+    def __post_init__(self):
+        for name in ("receptors", "payload_per_particle", "on_rate", "off_rate",
+                     "internalization_rate", "intracellular_release_rate", "degradation_rate",
+                     "pinocytosis_rate"):
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                continue  # traced (under jit or a derivative): checked where it is concrete
+            v = np.asarray(value, float)
+            ok = v > 0 if name == "payload_per_particle" else v >= 0
+            bad = ~(np.isfinite(v) & ok)
+            if np.any(bad):
+                allowed = "> 0" if name == "payload_per_particle" else ">= 0"
+                raise ValueError(f"ReceptorBinding: {name} = {float(v[bad].ravel()[0])!r}; "
+                                 f"allowed {allowed}")
+
+    def rates(self, phi0, leak_rate, x):
+        """d/dt of ``x`` = (c₀, b, e_b, q, e_q, to free drug, to cells) in every cell (module
+        docstring): c₀ per available volume φ₀, the rest per tissue volume (mol/m³); the last
+        two are counters, the payload freed into the interstitium (the bound carriers' leak at
+        ``leak_rate`` k_rel, 1/s) and into the cells."""
+        c, b, eb, q, eq = x[0], x[1], x[2], x[3], x[4]
+        bind = cell_kinetics.binding_rates(c, c, b, eb, q, eq, self.receptors,
+                                   self.payload_per_particle, self.on_rate, self.off_rate,
+                                   self.internalization_rate, leak_rate,
+                                   self.intracellular_release_rate, self.degradation_rate)
+        endocytosed = self.pinocytosis_rate * phi0 * c
+        return jnp.stack([(bind["payload"] - endocytosed) / phi0, bind["bound"],
+                          bind["bound_payload"], bind["internalized"] + endocytosed,
+                          bind["internalized_payload"] + endocytosed, bind["to_free"],
+                          bind["to_cells"]])
+
+
 def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         conversion_per_s=None, c0=None, coupling_iterations: int = 2,
         release: Release | None = None, cells: CellUptake | None = None,
-        macrophages: Macrophages | None = None) -> dict:
+        macrophages: Macrophages | None = None, binding: ReceptorBinding | None = None
+        ) -> dict:
     """Advance the tissue from ``c0`` (zeros) to ``t_end_s`` in steps of ``dt_s``.
 
     ``plasma(t) -> (ns,)``: the inlet concentrations, mol/m³ (e.g. from ``pk``).
@@ -290,6 +363,8 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     ``cells``: uptake of free drug (species 1) by the tissue's cells (``CellUptake``).
     ``macrophages``: phagocytosis of carriers and digestion (``Macrophages``; needs
     ``release``, whose split step it joins).
+    ``binding``: receptor binding, internalization and fluid-phase endocytosis of carriers
+    (``ReceptorBinding``; needs ``cells``, which receive the internalized payload).
     Returns ``times_s`` (saved), ``tissue`` (saved, (ns, *grid.shape) each, per interstitial
     volume), ``tissue_mean`` (per step: volume-averaged per tissue volume, (steps, ns)),
     ``tissue_amount_mol`` (per step, Σ φ c V, (steps, ns)), ``step_times_s``; with ``cells``
@@ -298,18 +373,24 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     step, (steps, 2): a, n per tissue volume and Σ φ_c a V, Σ φ_c n V); with ``macrophages``
     also ``macrophages`` (saved, grid.shape: payload in macrophages per tissue volume, mol/m³),
     ``macrophages_mean`` and ``macrophages_amount_mol`` (per step: its volume average and
-    Σ M V)."""
+    Σ M V); with ``binding`` also ``binding`` (saved, (4, *grid.shape): b, e_b, q, e_q per
+    tissue volume, mol/m³), ``binding_mean`` and ``binding_amount_mol`` (per step, (steps, 2):
+    the payload of bound and of internalized carriers, volume average and Σ V)."""
     net, grid, pieces = asm.net, asm.grid, asm.pieces
     ns = len(asm.solutes)
     n_steps = int(round(t_end_s / dt_s))
     if n_steps < 1 or not np.isclose(n_steps * dt_s, t_end_s, rtol=1e-9):
         raise ValueError(f"t_end_s = {t_end_s} is not a positive multiple of dt_s = {dt_s}")
-    for what, given in (("release", release), ("cells", cells), ("macrophages", macrophages)):
+    for what, given in (("release", release), ("cells", cells), ("macrophages", macrophages),
+                        ("binding", binding)):
         if given is not None and ns < 2:
             raise ValueError(f"{what} needs a carrier and a free species; got {ns} solute(s)")
     if macrophages is not None and release is None:
         raise ValueError("macrophages need release (their split step is the release's); give "
                          "a Release, with zero rates if the carrier releases nothing")
+    if binding is not None and cells is None:
+        raise ValueError("binding needs cells (the internalized carriers' payload enters "
+                         "them); give a CellUptake")
     edges, n_nodes = net.segment_nodes, net.n_nodes
     conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
         conversion_per_s)
@@ -376,7 +457,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     def release_half_step(c, m, t):
         """The exact release (and phagocytosis) over [t, t + h/2] in every cell, the release
         rate at the half step's midpoint (module docstring)."""
-        rate = release.cell_rate(t + 0.25 * dt_s)
+        rate = release.cell_rate(t + 0.25 * dt_s) + release.breakdown_rate
         if macrophages is None:  # release alone: no macrophage payload carried
             c0, _, f = interstitial_exchange(c[0], 0.0, c[1], rate, 0.0, 0.0, phi[0], phi[1],
                                              0.5 * dt_s)
@@ -387,7 +468,19 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         return c.at[0].set(c0).at[1].set(f), m0[None]
 
     phi_cells = None if cells is None else jnp.broadcast_to(
-        jnp.asarray(cells.volume_fraction), grid.shape).ravel()
+        jnp.asarray(cells.volume_fraction), grid.shape)
+
+    def binding_half_step(c, q, r, t):
+        """Receptor binding, internalization and endocytosis over [t, t + h/2] in every cell
+        (``ReceptorBinding``; SDIRK2 on (c₀, b, e_b, q, e_q), the bound carriers' leak at the
+        release rate of the half step's midpoint; what they free goes to the free drug and
+        to the cells' exchangeable drug)."""
+        leak = 0.0 if release is None else release.cell_rate(t + 0.25 * dt_s)
+        x = jnp.concatenate([c[:1], r, jnp.zeros((2,) + grid.shape, c.dtype)])
+        x = solver.reaction_step(lambda _, x: binding.rates(phi[0], leak, x), 0.0, x,
+                                 0.5 * dt_s, n_state=5)
+        c = c.at[0].set(x[0]).at[1].add(x[5] / phi[1])
+        return c, q.at[0].add(x[6] / phi_cells), x[1:5]
 
     def cells_half_step(c, q):
         """The cells' uptake and binding over h/2 in every cell (``CellUptake``; SDIRK2,
@@ -397,10 +490,12 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         return c.at[1].set(x[0]), x[1:]
 
     def step(carry, i):
-        c, q, m = carry
+        c, q, m, r = carry
         t = i * dt_s
         if release is not None:
             c, m = release_half_step(c, m, t)
+        if binding is not None:
+            c, q, r = binding_half_step(c, q, r, t)
         if cells is not None:
             c, q = cells_half_step(c, q)
         # the lumen at the step's midpoint tissue (c + new)/2, from new = c: the first pass is
@@ -410,17 +505,22 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
                                 lambda _, new: advance(c, 0.5 * (c + new), t), c)
         if cells is not None:
             new, q = cells_half_step(new, q)
+        if binding is not None:
+            new, q, r = binding_half_step(new, q, r, t + 0.5 * dt_s)
         if release is not None:
             new, m = release_half_step(new, m, t + 0.5 * dt_s)
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
         out = (amount / jnp.sum(cell_volume), amount)
         if cells is not None:
-            in_cells = jnp.sum(q[:2].reshape(2, -1) * (cell_volume * phi_cells), axis=1)
+            in_cells = jnp.sum(q[:2].reshape(2, -1) * (cell_volume * phi_cells.ravel()), axis=1)
             out += (in_cells / jnp.sum(cell_volume), in_cells)
         if macrophages is not None:
             in_macrophages = jnp.sum(m.reshape(-1) * cell_volume)
             out += (in_macrophages / jnp.sum(cell_volume), in_macrophages)
-        return (new, q, m), out
+        if binding is not None:
+            on_cells = jnp.sum(r[jnp.array([1, 3])].reshape(2, -1) * cell_volume, axis=1)
+            out += (on_cells / jnp.sum(cell_volume), on_cells)
+        return (new, q, m, r), out
 
     if n_steps % save_every:
         raise ValueError(f"save_every = {save_every} does not divide the {n_steps} steps")
@@ -440,8 +540,10 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     q_start = jnp.zeros((0 if cells is None else 3,) + grid.shape, c_start.dtype)
     # the macrophages' payload (none without them)
     m_start = jnp.zeros((0 if macrophages is None else 1,) + grid.shape, c_start.dtype)
-    _, ((fields, q_saved, m_saved), per_step) = jax.lax.scan(
-        block, (c_start, q_start, m_start), jnp.arange(n_steps // save_every))
+    # bound and internalized carriers and their payload (none without binding)
+    r_start = jnp.zeros((0 if binding is None else 4,) + grid.shape, c_start.dtype)
+    _, ((fields, q_saved, m_saved, r_saved), per_step) = jax.lax.scan(
+        block, (c_start, q_start, m_start, r_start), jnp.arange(n_steps // save_every))
     out = {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,
            "tissue": fields, "tissue_mean": per_step[0].reshape(n_steps, ns),
            "tissue_amount_mol": per_step[1].reshape(n_steps, ns),
@@ -455,4 +557,8 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         out.update({"macrophages": m_saved[:, 0],
                     "macrophages_mean": per_step[k].reshape(n_steps),
                     "macrophages_amount_mol": per_step[k + 1].reshape(n_steps)})
+        k += 2
+    if binding is not None:
+        out.update({"binding": r_saved, "binding_mean": per_step[k].reshape(n_steps, 2),
+                    "binding_amount_mol": per_step[k + 1].reshape(n_steps, 2)})
     return out

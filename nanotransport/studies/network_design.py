@@ -14,7 +14,8 @@ permeability, reflection, interstitial diffusion and hindered convection (the co
 model's laws, ``network_run.region_values``) and its plasma clearance (``pk``); the release
 temperature sets the release k_rel(T) in the heated vessels and tissue and the leak in plasma.
 The outputs (``OUTPUTS``) are the tumor's mean carrier (encapsulated drug) and free drug in its
-interstitium and the drug in its cells (exchangeable and DNA-bound, ``network_run.cell_uptake``)
+interstitium and the drug in its cells (exchangeable and DNA-bound, ``network_run.cell_uptake``,
+and for targeted carriers the payload of internalized ones, ``network_run.receptor_binding``)
 at ``numerics.t_end_h``, µg/mL of tumor tissue, with everything between them recomputed:
 haematocrit and flow (``haemodynamics.solve_state``), the two-way Starling solve (interstitial
 pressure, leak, Darcy flow), the plasma input and the delivery (``network_delivery.run``, with
@@ -136,13 +137,17 @@ def delivery(prob: Problem, design, segment_log_scales=None,
     plasma_at = nr.plasma_interpolant(prob.plasma_times_s,
                                       nr.plasma_series(scenario, prob.plasma_times_s))
     uptake = nr.cell_uptake(scenario, tv, nv, prob.in_tumor, prob.grid)
+    binding = nr.receptor_binding(scenario, tv, nv, prob.in_tumor, prob.grid)
     out = nd.run(asm, plasma_at, prob.t_end_s, prob.dt_s, save_every=n_steps, release=release,
                  cells=uptake,
-                 macrophages=nr.macrophages(scenario, tv, nv, prob.in_tumor, prob.grid))
+                 macrophages=nr.macrophages(scenario, tv, nv, prob.in_tumor, prob.grid),
+                 binding=binding)
     phi = jnp.asarray([s.volume_fraction for s in solutes])
+    in_cells = jnp.sum(out["cells"][-1, :2], axis=0) * uptake.volume_fraction
+    if binding is not None:  # and the payload of internalized carriers
+        in_cells = in_cells + out["binding"][-1, 3]
     per_tissue = jnp.concatenate([  # per tissue volume
-        out["tissue"][-1].reshape(2, -1) * phi[:, None],
-        (jnp.sum(out["cells"][-1, :2], axis=0) * uptake.volume_fraction).reshape(1, -1)])
+        out["tissue"][-1].reshape(2, -1) * phi[:, None], in_cells.reshape(1, -1)])
     volume = jnp.asarray(prob.grid.volume).ravel() * prob.in_tumor
     return per_tissue @ volume / jnp.sum(volume) * units.DOXORUBICIN_MOLAR_MASS
 

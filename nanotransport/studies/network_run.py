@@ -29,11 +29,11 @@ or ``nanotransport run`` on such a scenario; docs/networks.md):
    breakdown in the interstitium (``formulation.interstitial_breakdown_rate_per_h``, freeing
    their payload) and their phagocytosis by tissue macrophages (the continuum model's k_M of
    each region, scaled by the carrier's size and surface) with digestion of the payload into
-   free drug (``formulation.macrophage_release_rate_per_h``): ``macrophages``.
-
-Receptor binding and internalization of targeted carriers and fluid-phase endocytosis are not
-part of this network model: a scenario with ``formulation.ligands_per_particle`` or
-``formulation.pinocytosis_rate_per_h`` above 0 is refused (docs/networks.md, limitations).
+   free drug (``formulation.macrophage_release_rate_per_h``): ``macrophages``; for targeted
+   carriers (``formulation.ligands_per_particle`` > 0) or carriers taken up by fluid-phase
+   endocytosis (``formulation.pinocytosis_rate_per_h`` > 0), their binding to the receptors
+   of each region's cells (``tissue.*.receptors_per_cell``), internalization and release
+   inside the cells, the continuum model's law: ``receptor_binding``.
 """
 from __future__ import annotations
 
@@ -58,8 +58,6 @@ from ..model.vessel_network import VesselNetwork
 #: laboratory strains, e.g. Everds 2007 in The Mouse in Biomedical Research (verify))
 MEAN_CELL_VOLUME_FL = {"human": 92.0, "mouse": 49.0}
 SOLUTES = ("carrier", "free")
-#: carrier pathways of the continuum model that the network model does not have (refused)
-UNSUPPORTED = ("formulation.ligands_per_particle", "formulation.pinocytosis_rate_per_h")
 #: interstitial pressure of the tissue around the network's box, Pa: normal subcutis and
 #: muscle hold about −1 to 0 mmHg (Boucher & Jain 1990 Cancer Res 50:4478 (verify)); fluid
 #: that leaks from the vessels leaves the box there
@@ -91,12 +89,6 @@ def network_of(scenario: Scenario) -> VesselNetwork:
     source = scenario["tissue.network_file"]
     if not source:
         raise ScenarioError("tissue.network_file is empty: this scenario has no network")
-    for field in UNSUPPORTED:
-        if float(scenario[field]) != 0:
-            raise ScenarioError(
-                f"{field} = {float(scenario[field]):g}: receptor binding, internalization and "
-                "fluid-phase endocytosis are not part of the network model; allowed there: 0 "
-                "(the continuum model has them: tissue.network_file = '')")
     if source == "synthetic":
         g = lambda key: scenario[f"network.{key}"]  # noqa: E731
         spec = network_generator.TumorNetworkSpec(
@@ -179,7 +171,7 @@ def region_values(scenario: Scenario, region: str, lay=None) -> dict:
             "w_b": pick(maps.blood_heat_sink), "rho_c": pick(maps.heat_capacity),
             "phi_c": pick(maps.phi_c), "cell_density": pick(maps.cell_density),
             "fu_i": pick(maps.unbound_fraction_interstitial),
-            "k_M": pick(maps.phagocytosis)}
+            "k_M": pick(maps.phagocytosis), "R_T": pick(maps.receptors)}
 
 
 def tumor_cells(grid: grids.Grid, scenario: Scenario) -> np.ndarray:
@@ -253,6 +245,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
     release = tissue_release(scenario, temperature, pieces, net.n_segments)
     uptake = cell_uptake(scenario, tv, nv, in_tumor, grid)
     phagocytes = macrophages(scenario, tv, nv, in_tumor, grid)
+    binding = receptor_binding(scenario, tv, nv, in_tumor, grid)
     if temperature.source != "none":
         log(f"heating: {temperature.source}, peak tissue temperature "
             f"{peak_temperature(temperature, t_end_s(scenario)).max():.1f} °C")
@@ -268,7 +261,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
                       outer_pressure_Pa=SURROUNDING_PRESSURE_PA,
                       piece_permeability=walls.permeability, piece_reflection=walls.reflection)
     delivery = nd.run(asm, plasma_at, t_end, dt, save_every=save_every, release=release,
-                      cells=uptake, macrophages=phagocytes)
+                      cells=uptake, macrophages=phagocytes, binding=binding)
     jax.block_until_ready(delivery["tissue"])
     seconds["delivery"] = time.perf_counter() - t0
     log(f"delivery: {n_steps} steps of {dt / units.MIN:.3g} min ({seconds['delivery']:.1f} s)")
@@ -314,6 +307,31 @@ def macrophages(scenario: Scenario, tumor_values: dict, normal_values: dict,
         digestion_rate=scenario["formulation.macrophage_release_rate_per_h"] / units.HOUR)
 
 
+def receptor_binding(scenario: Scenario, tumor_values: dict, normal_values: dict,
+                     in_tumor: np.ndarray, grid: grids.Grid) -> nd.ReceptorBinding | None:
+    """Receptor binding, internalization and fluid-phase endocytosis of the carriers by the
+    cells of every tissue cell (the receptors of each region's cells, ``region_values``; the
+    formulation's ligands with the continuum model's avidity law,
+    ``cells.effective_binding_rates``), or None for carriers that do neither (no ligands, no
+    endocytosis: the same switch as the continuum model's, ``simulate.flags``).  Traceable in
+    the scenario's numbers."""
+    if not simulate.flags(scenario)[1]:
+        return None
+    s = scenario.params
+    k_on, k_off = cells.effective_binding_rates(s["formulation.binding_on_rate_per_m_per_s"],
+                                                s["formulation.dissociation_constant_nm"],
+                                                s["formulation.ligands_per_particle"])
+    per_h = 1.0 / units.HOUR
+    return nd.ReceptorBinding(
+        receptors=_by_region(tumor_values["R_T"], normal_values["R_T"], in_tumor, grid),
+        payload_per_particle=s["formulation.drug_molecules_per_particle"],
+        on_rate=k_on, off_rate=k_off,
+        internalization_rate=s["formulation.internalization_rate_per_h"] * per_h,
+        intracellular_release_rate=s["formulation.intracellular_release_rate_per_h"] * per_h,
+        degradation_rate=s["formulation.internalized_degradation_rate_per_h"] * per_h,
+        pinocytosis_rate=s["formulation.pinocytosis_rate_per_h"] * per_h)
+
+
 def tissue_release(scenario: Scenario, temperature, pieces, n_segments: int) -> nd.Release:
     """Release k_rel(T) in every segment's lumen and every tissue cell (``release_law``), and
     in the interstitium also the carriers' breakdown, which frees their payload
@@ -321,7 +339,7 @@ def tissue_release(scenario: Scenario, temperature, pieces, n_segments: int) -> 
     segment_rate, cell_rate = network_heating.release_rates(
         temperature, pieces, n_segments, **release_law(scenario))
     breakdown = scenario["formulation.interstitial_breakdown_rate_per_h"] / units.HOUR
-    return nd.Release(segment_rate, lambda t: cell_rate(t) + breakdown)
+    return nd.Release(segment_rate, cell_rate, breakdown)
 
 
 def _by_region(tumor_value, normal_value, in_tumor: np.ndarray, grid: grids.Grid):
@@ -487,7 +505,10 @@ def summary(r: NetworkRun) -> dict:
     inflow = float(np.sum(np.maximum(r.state["external_inflow_m3_per_s"], 0.0)))
     leak = float(np.sum(r.fluid["piece_flux"]))
     tumor_mean = r.delivery["tissue_mean"]
-    in_cells = r.delivery["cells_mean"].sum(axis=1)  # exchangeable + DNA-bound
+    bound, internalized = carriers_on_cells(r)["mean"].T
+    # exchangeable + DNA-bound + payload of internalized carriers (the continuum model's
+    # intracellular drug, ``transport.intracellular_per_tissue_volume``)
+    in_cells = r.delivery["cells_mean"].sum(axis=1) + internalized
     step_h = r.delivery["step_times_s"] / units.HOUR
     dt_h = np.diff(np.concatenate([[0.0], step_h]))
     mw = units.DOXORUBICIN_MOLAR_MASS
@@ -514,6 +535,8 @@ def summary(r: NetworkRun) -> dict:
         "tissue_final_intracellular_ug_per_ml": float(in_cells[-1]) * mw,
         "tissue_final_nuclear_ug_per_ml": float(r.delivery["cells_mean"][-1, 1]) * mw,
         "tissue_final_macrophage_ug_per_ml": float(r.delivery["macrophages_mean"][-1]) * mw,
+        "tissue_final_bound_ug_per_ml": float(bound[-1]) * mw,
+        "tissue_final_internalized_ug_per_ml": float(internalized[-1]) * mw,
         "tumor_efficacy": tumor_efficacy(r),
         "heating_source": r.temperature.source,
         "peak_tissue_temperature_C": float(np.max(peak_temperature(
@@ -521,6 +544,18 @@ def summary(r: NetworkRun) -> dict:
         "peak_tumor_mean_temperature_C": float(np.max(tumor_mean_temperature(r))),
         "seconds": {k: round(v, 2) for k, v in r.seconds.items()},
     }
+
+
+def carriers_on_cells(r: NetworkRun) -> dict:
+    """The payload of receptor-bound and of internalized carriers (``receptor_binding``), per
+    tissue volume, mol/m³: ``fields`` (saved times, 2, *grid.shape) and ``mean`` (steps, 2);
+    zeros for carriers that neither bind nor are endocytosed."""
+    d = r.delivery
+    if "binding" in d:
+        return {"fields": d["binding"][:, [1, 3]], "mean": d["binding_mean"]}
+    saves = d["tissue"].shape[0]
+    return {"fields": np.zeros((saves, 2) + tuple(r.grid.shape)),
+            "mean": np.zeros((len(d["step_times_s"]), 2))}
 
 
 def tumor_mean_temperature(r: NetworkRun) -> np.ndarray:
@@ -541,6 +576,8 @@ def to_dataset(r: NetworkRun):
     mw = units.DOXORUBICIN_MOLAR_MASS
     seg, node = ("segment",), ("node",)
     tissue_fields = r.delivery["tissue"] * mw  # (saves, ns, nx, ny, nz) µg/mL
+    on_cells = carriers_on_cells(r)
+    bound, internalized = on_cells["fields"][:, 0] * mw, on_cells["fields"][:, 1] * mw
     data = {
         "segment_nodes": (("segment", "end"), r.net.segment_nodes),
         "radius_um": (seg, r.net.segment_radius_m / units.UM),
@@ -560,14 +597,18 @@ def to_dataset(r: NetworkRun):
         "tissue_mean_free_ug_per_ml": (("step",), r.delivery["tissue_mean"][:, 1] * mw),
         "intracellular_ug_per_ml": (("time", "x", "y", "z"),
                                     r.delivery["cells"][:, :2].sum(axis=1) * r.cell_fraction
-                                    * mw),
+                                    * mw + internalized),
         "nuclear_ug_per_ml": (("time", "x", "y", "z"),
                               r.delivery["cells"][:, 1] * r.cell_fraction * mw),
-        "tissue_mean_intracellular_ug_per_ml": (("step",),
-                                                r.delivery["cells_mean"].sum(axis=1) * mw),
+        "tissue_mean_intracellular_ug_per_ml": (("step",), (
+            r.delivery["cells_mean"].sum(axis=1) + on_cells["mean"][:, 1]) * mw),
         "tissue_mean_nuclear_ug_per_ml": (("step",), r.delivery["cells_mean"][:, 1] * mw),
         "macrophage_ug_per_ml": (("time", "x", "y", "z"), r.delivery["macrophages"] * mw),
         "tissue_mean_macrophage_ug_per_ml": (("step",), r.delivery["macrophages_mean"] * mw),
+        "bound_payload_ug_per_ml": (("time", "x", "y", "z"), bound),
+        "internalized_payload_ug_per_ml": (("time", "x", "y", "z"), internalized),
+        "tissue_mean_bound_payload_ug_per_ml": (("step",), on_cells["mean"][:, 0] * mw),
+        "tissue_mean_internalized_payload_ug_per_ml": (("step",), on_cells["mean"][:, 1] * mw),
         "plasma_encapsulated_ug_per_ml": (("plasma_time",), r.plasma[:, 0] * mw),
         "plasma_free_total_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw),
         "plasma_free_unbound_ug_per_ml": (("plasma_time",), r.plasma[:, 1] * mw
@@ -590,8 +631,10 @@ def to_dataset(r: NetworkRun):
                      "model": "nanotransport network model (docs/networks.md)",
                      "tissue_fields": "carrier and free drug per interstitial volume (µg/mL of "
                                       "interstitial fluid); intracellular (exchangeable + "
-                                      "DNA-bound) and nuclear (DNA-bound) per tissue "
-                                      "volume; macrophage (payload of phagocytosed carriers) "
+                                      "DNA-bound + payload of internalized carriers) and "
+                                      "nuclear (DNA-bound) per tissue volume; macrophage "
+                                      "(payload of phagocytosed carriers), bound payload "
+                                      "(receptor-bound carriers') and internalized payload "
                                       "per tissue volume",
                      "tissue_means": "per tissue volume"})
     return ds
