@@ -8,12 +8,18 @@
    default 100 (``--variants``, 0 skips);
 3. the mesentery and four random trees, each compiled on its own, against all padded to one
    size (``hm.stack``) and solved in one compiled call;
-4. a synthetic tumor network of ~1e4 segments on a 128³ tissue grid: generation, exact
+4. delivery into the tissue for synthetic tumor networks of different sizes in one 0.6-mm box
+   and 12³ grid (6 h of 15-min steps with leak and macrophages), lattice pitches 60-100 µm
+   (446-1789 segments) and 68-75 µm (968-981 segments): each ``network_delivery.run`` compiled on
+   its own, against all padded to one program (``network_delivery.run_batch``, ``lax.map``),
+   compile included in both;
+5. a synthetic tumor network of ~1e4 segments on a 128³ tissue grid: generation, exact
    segment-cell pieces, the coupled Starling solve (network + tissue, CG), and one hour of
    delivery (4 steps).
 
 Run: python benchmarks/networks.py [--variants N] [--solvers direct,cg]
-     [--batching vmap,lax.map] [--skip-sizes] [--skip-large]
+     [--batching vmap,lax.map] [--skip-sizes] [--skip-delivery-sizes] [--skip-large]
+     [--json PATH]
 """
 from __future__ import annotations
 
@@ -109,6 +115,41 @@ def different_sizes(rows, mesentery_net):
     report(rows[-1])
 
 
+def different_sizes_delivery(rows, pitches_um):
+    """Delivery for synthetic networks of different sizes (lattice ``pitches_um``) in one
+    tissue grid: one compile per network (``nd.run``) against one for all
+    (``nd.run_batch``), results compared."""
+    box = 0.6
+    nets = [network_generator.generate(network_generator.TumorNetworkSpec(
+        box_mm=(box,) * 3, spacing_um=pitch, tumor_radius_mm=0.2, necrotic_radius_mm=0.08))
+        for pitch in pitches_um]
+    grid = grids.cartesian3d((box * 1e-3,) * 3, (12, 12, 12))
+    solutes = [nd.Solute("carrier", 1.9e-10, 6.3e-13, 0.4, 0.9),
+               nd.Solute("free", 1e-6, 2.6e-10, 0.4, 0.0)]
+    asms = [nd.assemble(net, grid, hm.solve(net, hm.Rheology()), solutes) for net in nets]
+    options = dict(save_every=24, release=nd.Release(lambda t: 5.6e-7, lambda t: 5.6e-7,
+                                                     5.6e-6),
+                   macrophages=nd.Macrophages(uptake_rate=2.2e-5, digestion_rate=1e-5))
+
+    def plasma(t):
+        return jnp.array([10.0, 0.01]) * jnp.exp(-t / 2e5)
+
+    t = time.perf_counter()
+    apart = [np.asarray(nd.run(a, plasma, 6 * 3600.0, 900.0, **options)["tissue_mean"])
+             for a in asms]
+    t_apart = time.perf_counter() - t
+    out, t_batch = timed(lambda: nd.run_batch(asms, plasma, 6 * 3600.0, 900.0,
+                                              **options)["tissue_mean"])
+    diff = max(float(np.max(np.abs(np.asarray(out[i]) - a) / np.max(np.abs(a))))
+               for i, a in enumerate(apart))
+    rows.append({"case": f"delivery, {len(nets)} networks of "
+                         f"{min(n.n_segments for n in nets)}-{max(n.n_segments for n in nets)} "
+                         "segments, 12³ grid, 6 h",
+                 "separate_compiles_s": t_apart, "padded_first_s": t_batch,
+                 "max_relative_difference": diff})
+    report(rows[-1])
+
+
 def large(rows):
     spec = network_generator.TumorNetworkSpec(box_mm=(1.2, 1.2, 1.2), spacing_um=60.0,
                                               tumor_radius_mm=0.45, necrotic_radius_mm=0.2)
@@ -154,6 +195,10 @@ def main():
     ap.add_argument("--batching", default="vmap,lax.map", help="vmap, lax.map or both")
     ap.add_argument("--skip-sizes", action="store_true",
                     help="skip networks of different sizes padded to one compile")
+    ap.add_argument("--json", default=str(Path(__file__).with_name("networks.json")),
+                    help="where to write the rows (default benchmarks/networks.json)")
+    ap.add_argument("--skip-delivery-sizes", action="store_true",
+                    help="skip the delivery of networks of different sizes in one compile")
     args = ap.parse_args()
     rows = []
     net, topo, params = mesentery(rows)
@@ -162,9 +207,12 @@ def main():
                  args.batching.split(","))
     if not args.skip_sizes:
         different_sizes(rows, net)
+    if not args.skip_delivery_sizes:
+        for pitches in ((60.0, 70.0, 80.0, 100.0), (68.0, 72.0, 74.0, 75.0)):
+            different_sizes_delivery(rows, pitches)
     if not args.skip_large:
         large(rows)
-    path = Path(__file__).with_name("networks.json")
+    path = Path(args.json)
     path.write_text(json.dumps({"machine": "see benchmarks/RESULTS.md", "rows": rows},
                                indent=1))
     print(f"wrote {path}")

@@ -179,15 +179,73 @@ def test_delivery_converges_in_time_and_stays_positive(mesentery):
     def plasma(t):
         return jnp.array([1.0, 0.1]) * jnp.exp(-t / 7200.0)
 
-    means = [np.asarray(nd.run(asm, plasma, 7200.0, dt, save_every=int(3600 / dt))
-                        ["tissue_mean"][-1]) for dt in (1200.0, 600.0, 300.0)]
+    runs = {dt: nd.run(asm, plasma, 7200.0, dt, save_every=int(3600 / dt))
+            for dt in (1200.0, 600.0, 300.0)}
+    means = [np.asarray(out["tissue_mean"][-1]) for out in runs.values()]
     d1, d2 = np.abs(means[0] - means[1]), np.abs(means[1] - means[2])
     assert np.all(d2 < 0.6 * d1)  # converges as the step shrinks (order ≥ ~0.7)
     assert np.all(d2 / means[2] < 2e-2)
-    out = nd.run(asm, plasma, 7200.0, 600.0, save_every=6)
+    out = runs[600.0]
     assert float(out["tissue"].min()) >= -1e-12
     np.testing.assert_allclose(out["tissue_amount_mol"] / out["tissue_mean"],
                                np.prod([4.6e-3, 7.1e-3, 20e-6]), rtol=1e-10)
+
+
+def _vessel_chains(g, xy_m, pieces_per_vessel):
+    """Straight vessels along z through the points ``xy_m`` of the grid ``g``, each a chain of
+    ``pieces_per_vessel`` segments, driven by 2 kPa from their lower ends."""
+    z = np.linspace(g.faces[2][0], g.faces[2][-1], pieces_per_vessel + 1)
+    pos = np.array([[x, y, zz] for x, y in xy_m for zz in z])
+    n = pieces_per_vessel + 1
+    segs = np.array([[v * n + k, v * n + k + 1] for v in range(len(xy_m))
+                     for k in range(pieces_per_vessel)])
+    ends = np.array([[v * n, v * n + n - 1] for v in range(len(xy_m))]).ravel()
+    return VesselNetwork(node_position_m=pos, segment_nodes=segs,
+                         segment_radius_m=np.full(len(segs), 5e-6),
+                         segment_length_m=np.full(len(segs), z[1] - z[0]), boundary_node=ends,
+                         boundary_kind=[PRESSURE] * len(ends),
+                         boundary_value=np.tile([2e3, 0.0], len(xy_m)),
+                         boundary_hematocrit=np.tile([0.45, np.nan], len(xy_m)))
+
+
+def test_networks_of_different_sizes_share_one_compiled_delivery():
+    """Three networks (2, 6 and 12 segments) in one tissue grid, padded to one program
+    (``nd.run_batch``, ``lax.map`` and ``vmap``): the same tissue, macrophage payload and
+    step means as each run alone (the padding adds exact zeros), and the model traced once
+    for the three, not three times."""
+    g = grids.cartesian3d((4e-4, 4e-4, 3e-4), (4, 4, 3))
+    layouts = (([(1e-4, 1e-4)], 2), ([(1e-4, 1e-4), (3e-4, 2.2e-4)], 3),
+               ([(1.5e-4, 2.5e-4), (2.5e-4, 1.5e-4), (3.1e-4, 3.3e-4)], 4))
+    nets = [_vessel_chains(g, xy, m) for xy, m in layouts]
+    solutes = [nd.Solute("carrier", 1e-9, 1e-11, 0.3), nd.Solute("free", 3e-6, 1.5e-10, 0.3)]
+    asms = [nd.assemble(net, g, hm.solve(net, hm.Rheology()), solutes) for net in nets]
+    traced = []
+
+    def plasma(t):
+        traced.append(t)
+        return jnp.array([1.0, 0.1]) * jnp.exp(-t / 7200.0)
+
+    options = dict(save_every=2, release=nd.Release(lambda t: 1e-5, lambda t: 2e-5, 1e-5),
+                   macrophages=nd.Macrophages(uptake_rate=3e-5, digestion_rate=2e-5))
+    singles = [nd.run(a, plasma, 3600.0, 900.0, **options) for a in asms]
+    per_run = len(traced) / 3
+    for vectorize in (False, True):
+        traced.clear()
+        batch = nd.run_batch(asms, plasma, 3600.0, 900.0, vectorize=vectorize, **options)
+        assert len(traced) == per_run  # one trace for the three networks
+        for i, single in enumerate(singles):
+            for key in ("tissue", "tissue_mean", "macrophages", "macrophages_mean"):
+                np.testing.assert_allclose(batch[key][i], single[key], rtol=1e-12,
+                                           atol=1e-12 * float(np.max(single[key])))
+        np.testing.assert_array_equal(batch["times_s"], singles[0]["times_s"])
+    assert float(np.min(singles[0]["tissue_mean"][-1])) > 0
+    with pytest.raises(ValueError, match="release.segment_rate gives one rate per segment"):
+        nd.run_batch(asms, plasma, 3600.0, 900.0,
+                     release=nd.Release(lambda t: jnp.zeros(2), lambda t: 0.0))
+    other = grids.cartesian3d((4e-4, 4e-4, 3e-4), (4, 4, 4))
+    with pytest.raises(ValueError, match=r"assembly 1: tissue grid \(4, 4, 4\) differs"):
+        nd.run_batch([asms[0], nd.assemble(nets[0], other, hm.solve(nets[0], hm.Rheology()),
+                                           solutes)], plasma, 3600.0, 900.0)
 
 
 def test_kirchhoff_residual_is_small_after_solve(mesentery):

@@ -76,7 +76,6 @@ from ..engine import fv, solver
 from ..engine.grid import Grid
 from . import cells as cell_kinetics
 from . import network_transport, properties, segment_cells
-from .segment_cells import Pieces
 from .vessel_network import VesselNetwork
 
 
@@ -121,13 +120,18 @@ class Solute:
 
 @dataclasses.dataclass(frozen=True)
 class Assembly:
-    """The static geometry of a delivery run: network, grid, pieces, per-piece γ per solute,
-    segment volumes and flows, the Starling piece leak and the interstitial velocity."""
+    """Everything a delivery run needs of the network and its tissue, as arrays: the directed
+    graph (segment end nodes), the (segment, cell) pieces, per-piece γ per solute, segment
+    volumes and flows, the Starling piece leak and the interstitial velocity.  The grid, the
+    solutes and the node count are its structure; the rest may be padded (``pad``) so that
+    networks of different sizes share one compiled run (``run_batch``)."""
 
-    net: VesselNetwork
     grid: Grid
-    pieces: Pieces
     solutes: tuple
+    n_nodes: int
+    edges: jax.Array  # (E, 2) node indices of each segment (flow > 0 from the first)
+    piece_segment: jax.Array  # (P,) the segment of each piece
+    piece_cell: jax.Array  # (P,) the flat tissue cell of each piece
     gamma: jax.Array  # (P, ns) m³/s
     flow: jax.Array  # (E,) m³/s
     volume: jax.Array  # (E,) m³
@@ -168,8 +172,38 @@ def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=Non
     inflow = jnp.maximum(jnp.asarray(state["external_inflow_m3_per_s"]), 0.0)
     sigma = (jnp.broadcast_to(jnp.asarray([s.reflection for s in solutes]), gamma.shape)
              if piece_reflection is None else jnp.asarray(piece_reflection))
-    return Assembly(net, grid, pieces, tuple(solutes), gamma,
+    return Assembly(grid, tuple(solutes), int(net.n_nodes), jnp.asarray(net.segment_nodes),
+                    jnp.asarray(pieces.segment), jnp.asarray(pieces.cell), gamma,
                     jnp.asarray(state["flow_m3_per_s"]), volume, leak, sigma, velocity, inflow)
+
+
+def pad(asm: Assembly, n_segments: int, n_nodes: int, n_pieces: int) -> Assembly:
+    """``asm`` padded to ``n_segments``, ``n_nodes`` and ``n_pieces`` without changing its
+    result: the extra pieces have γ = 0 and no leak (they add exactly zero to every sum), the
+    extra segments carry no flow, join one extra node to itself and have no pieces (their
+    lumen stays empty), the extra nodes receive no blood.  Needs one extra node where segments
+    are added."""
+    n_seg, n_piece = asm.edges.shape[0], asm.gamma.shape[0]
+    more_segments = n_segments - n_seg
+    if (more_segments < 0 or n_pieces < n_piece or n_nodes < asm.n_nodes
+            or (more_segments > 0 and n_nodes == asm.n_nodes)):
+        raise ValueError(f"pad to {n_segments} segments, {n_nodes} nodes and {n_pieces} pieces: "
+                         f"the assembly has {n_seg}, {asm.n_nodes} and {n_piece} (allowed: at "
+                         "least as many, and one more node where segments are added)")
+
+    def grow(a, n, value):
+        extra = jnp.full((n - a.shape[0],) + a.shape[1:], value, a.dtype)
+        return jnp.concatenate([a, extra])
+
+    spare = n_nodes - 1  # the extra segments' node
+    return dataclasses.replace(
+        asm, n_nodes=int(n_nodes), edges=grow(asm.edges, n_segments, spare),
+        piece_segment=grow(asm.piece_segment, n_pieces, 0),
+        piece_cell=grow(asm.piece_cell, n_pieces, 0), gamma=grow(asm.gamma, n_pieces, 0.0),
+        flow=grow(asm.flow, n_segments, 0.0), volume=grow(asm.volume, n_segments, 1.0),
+        piece_leak=grow(asm.piece_leak, n_pieces, 0.0),
+        reflection=grow(asm.reflection, n_pieces, 1.0),
+        inflow_node=grow(asm.inflow_node, n_nodes, 0.0))
 
 
 def darcy_velocity(grid: Grid, pressure, conductivity, outer_value=None):
@@ -376,7 +410,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     Σ M V); with ``binding`` also ``binding`` (saved, (4, *grid.shape): b, e_b, q, e_q per
     tissue volume, mol/m³), ``binding_mean`` and ``binding_amount_mol`` (per step, (steps, 2):
     the payload of bound and of internalized carriers, volume average and Σ V)."""
-    net, grid, pieces = asm.net, asm.grid, asm.pieces
+    grid = asm.grid
     ns = len(asm.solutes)
     n_steps = int(round(t_end_s / dt_s))
     if n_steps < 1 or not np.isclose(n_steps * dt_s, t_end_s, rtol=1e-9):
@@ -391,14 +425,15 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     if binding is not None and cells is None:
         raise ValueError("binding needs cells (the internalized carriers' payload enters "
                          "them); give a CellUptake")
-    edges, n_nodes = net.segment_nodes, net.n_nodes
+    edges, n_nodes, n_segments = asm.edges, asm.n_nodes, asm.edges.shape[0]
+    piece_segment, piece_cell = asm.piece_segment, asm.piece_cell
     conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
         conversion_per_s)
     unbound = jnp.asarray([s.lumen_unbound_fraction for s in asm.solutes])
-    ps = jax.ops.segment_sum(asm.gamma, pieces.segment, net.n_segments)  # (E, ns)
+    ps = jax.ops.segment_sum(asm.gamma, piece_segment, n_segments)  # (E, ns)
     drag = asm.piece_leak[:, None] * (1 - asm.reflection)  # (P, ns) m³/s
     # solvent drag leaves the lumen too: an extra loss in the lumen, not driven by c_t
-    lumen_loss = unbound * (ps + jax.ops.segment_sum(drag, pieces.segment, net.n_segments))
+    lumen_loss = unbound * (ps + jax.ops.segment_sum(drag, piece_segment, n_segments))
     tau = jnp.minimum(asm.volume / jnp.maximum(jnp.abs(asm.flow), 1e-300),
                       network_transport.TRANSIT_CAP_S)
     loss_matrix = conversion[None] + jax.vmap(jnp.diag)(lumen_loss / asm.volume[:, None])
@@ -408,7 +443,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         """The lumen's (e^Z, φ₁, φ₂) per segment, with the release rates at ``time``."""
         if release is None:
             return network_transport._exponentials(loss_matrix, tau)
-        k = release.segment_rate(time)
+        k = jnp.broadcast_to(release.segment_rate(time), (n_segments,))
         return network_transport._exponentials(loss_matrix + k[:, None, None] * transfer, tau)
 
     fixed = None if release is not None else exponentials(0.0)
@@ -416,7 +451,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     phi = jnp.asarray([s.volume_fraction for s in asm.solutes])
     diffusivity = jnp.asarray([s.diffusivity_m2_per_s for s in asm.solutes])
     decay_tissue = jnp.asarray([s.decay_per_s for s in asm.solutes])
-    back = jax.ops.segment_sum(asm.gamma, pieces.cell, grid.size) / cell_volume[:, None]
+    back = jax.ops.segment_sum(asm.gamma, piece_cell, grid.size) / cell_volume[:, None]
     decay = (back / phi + decay_tissue).T.reshape((ns,) + grid.shape)
     shape = (ns,) + grid.shape
     retard = jnp.asarray([s.retardation for s in asm.solutes])
@@ -431,10 +466,10 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         and by the plasma at each SDIRK2 stage's own time (the stiff wall exchange makes the
         tissue follow the plasma closely: a source frozen over the step would be first
         order)."""
-        cells = c_lumen_side.reshape(ns, -1).T[pieces.cell]  # (P, ns)
+        cells = c_lumen_side.reshape(ns, -1).T[piece_cell]  # (P, ns)
         # the back-flux per lumen volume, (PS/V) c_t = Σ γ c_cell / V (no division by PS: a
         # segment without pieces has PS = 0, and 0/PS would poison the derivatives with NaN)
-        s = jax.ops.segment_sum(asm.gamma * cells, pieces.segment, net.n_segments) / \
+        s = jax.ops.segment_sum(asm.gamma * cells, piece_segment, n_segments) / \
             asm.volume[:, None]
 
         def transport_at(time):
@@ -444,8 +479,8 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
             c_in = jnp.broadcast_to(plasma(time), (n_nodes, ns))
             _, _, mean = network_transport.lumen(edges, n_nodes, asm.flow, asm.inflow_node,
                                                  c_in, maps)
-            per_piece = (asm.gamma + drag) * unbound * mean[pieces.segment]
-            source = jax.ops.segment_sum(per_piece, pieces.cell, grid.size) / \
+            per_piece = (asm.gamma + drag) * unbound * mean[piece_segment]
+            source = jax.ops.segment_sum(per_piece, piece_cell, grid.size) / \
                 cell_volume[:, None]
             return fv.Transport(
                 diffusivity=(diffusivity * phi)[:, None, None, None] * jnp.ones(shape),
@@ -544,10 +579,9 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     r_start = jnp.zeros((0 if binding is None else 4,) + grid.shape, c_start.dtype)
     _, ((fields, q_saved, m_saved, r_saved), per_step) = jax.lax.scan(
         block, (c_start, q_start, m_start, r_start), jnp.arange(n_steps // save_every))
-    out = {"times_s": (np.arange(n_steps // save_every) + 1) * save_every * dt_s,
-           "tissue": fields, "tissue_mean": per_step[0].reshape(n_steps, ns),
-           "tissue_amount_mol": per_step[1].reshape(n_steps, ns),
-           "step_times_s": (np.arange(n_steps) + 1) * dt_s}
+    times_s, step_times_s = _times(t_end_s, dt_s, save_every)
+    out = {"times_s": times_s, "tissue": fields, "tissue_mean": per_step[0].reshape(n_steps, ns),
+           "tissue_amount_mol": per_step[1].reshape(n_steps, ns), "step_times_s": step_times_s}
     k = 2
     if cells is not None:
         out.update({"cells": q_saved, "cells_mean": per_step[k].reshape(n_steps, 2),
@@ -562,3 +596,70 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         out.update({"binding": r_saved, "binding_mean": per_step[k].reshape(n_steps, 2),
                     "binding_amount_mol": per_step[k + 1].reshape(n_steps, 2)})
     return out
+
+
+#: the array fields of an ``Assembly`` that ``run_batch`` stacks (the rest is its structure)
+_BATCHED = ("edges", "piece_segment", "piece_cell", "gamma", "flow", "volume", "piece_leak",
+            "reflection", "velocity", "inflow_node")
+
+
+def run_batch(assemblies, plasma, t_end_s: float, dt_s: float, *, vectorize: bool = False,
+              **options) -> dict:
+    """``run`` for several networks in one compiled program: each ``Assembly`` is padded
+    (``pad``) to the largest segment, node and piece counts and the runs are mapped over the
+    stack (``jax.lax.map``, or ``jax.vmap`` with ``vectorize``: one batched program, for
+    accelerators), so networks of different sizes compile once, not once each.
+
+    The networks must share the tissue grid and the solutes, and all have an interstitial
+    flow or none.  ``options`` are ``run``'s (``save_every``, ``conversion_per_s``, ``c0``,
+    ``coupling_iterations``, ``release``, ``cells``, ``macrophages``, ``binding``) and the
+    same for every network: a ``release`` must not depend on the network (its lumen rate a
+    scalar, e.g. the leak at body temperature; heated release is one network at a time).
+    Returns ``run``'s dictionary with a leading network axis on every array but
+    ``times_s`` and ``step_times_s``."""
+    assemblies = list(assemblies)
+    if not assemblies:
+        raise ValueError("run_batch needs at least one Assembly")
+    first = assemblies[0]
+    for i, a in enumerate(assemblies[1:], 1):
+        same_grid = a.grid.shape == first.grid.shape and all(
+            np.array_equal(np.asarray(f), np.asarray(g))
+            for f, g in zip(a.grid.faces, first.grid.faces))
+        if not same_grid:
+            raise ValueError(f"assembly {i}: tissue grid {a.grid.shape} differs from assembly "
+                             f"0's {first.grid.shape}; run_batch needs one grid")
+        if a.solutes != first.solutes:
+            raise ValueError(f"assembly {i}: its solutes differ from assembly 0's")
+        if (a.velocity is None) != (first.velocity is None):
+            raise ValueError(f"assembly {i}: interstitial flow "
+                             f"{'absent' if a.velocity is None else 'present'}, unlike assembly "
+                             "0; run_batch needs it in all or none")
+    release = options.get("release")
+    if release is not None and np.ndim(release.segment_rate(0.0)) != 0:
+        raise ValueError("run_batch: release.segment_rate gives one rate per segment of one "
+                         "network; in a batch it must be a scalar (the same for every "
+                         "segment), e.g. the leak at body temperature")
+    n_segments = max(a.edges.shape[0] for a in assemblies)
+    n_nodes = max(a.n_nodes + (a.edges.shape[0] < n_segments) for a in assemblies)
+    n_pieces = max(a.gamma.shape[0] for a in assemblies)
+    padded = [pad(a, n_segments, n_nodes, n_pieces) for a in assemblies]
+    stacked = {name: jax.tree.map(lambda *xs: jnp.stack(xs),
+                                  *[getattr(a, name) for a in padded])
+               for name in _BATCHED}
+    template = padded[0]
+
+    def one(arrays):
+        out = run(dataclasses.replace(template, **arrays), plasma, t_end_s, dt_s, **options)
+        return {k: v for k, v in out.items() if k not in ("times_s", "step_times_s")}
+
+    mapped = jax.vmap(one) if vectorize else (lambda xs: jax.lax.map(one, xs))
+    out = jax.jit(mapped)(stacked)
+    out["times_s"], out["step_times_s"] = _times(t_end_s, dt_s, options.get("save_every", 1))
+    return out
+
+
+def _times(t_end_s: float, dt_s: float, save_every: int):
+    """(saved times, step end times) of a run, s."""
+    n_steps = int(round(t_end_s / dt_s))
+    return ((np.arange(n_steps // save_every) + 1) * save_every * dt_s,
+            (np.arange(n_steps) + 1) * dt_s)
