@@ -83,22 +83,28 @@ def lumen(edges: np.ndarray, n_nodes: int, q, inflow_node, c_inlet_node, maps):
     f_in = jnp.maximum(f_in, 1e-300)
     weight_out = (aq / f_in[down])[:, None]  # a segment's share of its downstream node
 
-    def mix(c_in):
-        """Node values from segment inlet values, then the downstream segments' inlets."""
-        c_out = jnp.einsum("eij,ej->ei", expo, c_in) + b
-        node = jax.ops.segment_sum(weight_out * c_out, down, n_nodes)
+    def carry(c_in):
+        """W T c: the segments' outlets (linear part) mixed at their downstream nodes, as the
+        inlets of the segments leaving those nodes."""
+        node = jax.ops.segment_sum(weight_out * jnp.einsum("eij,ej->ei", expo, c_in), down,
+                                   n_nodes)
         return node[up]
 
     external = (inflow_node / f_in)[:, None] * c_inlet_node
     rhs = external[up]
+    # the tissue-driven part of the outlets, carried downstream
+    affine = jax.ops.segment_sum(weight_out * b, down, n_nodes)[up]
+    carry_transposed = jax.linear_transpose(carry, rhs)
 
-    def matvec(x):
-        return x - mix(x) + mix(jnp.zeros_like(x))  # the linear part: x − W T x
-
-    def sweep(mv, r):
+    def sweep(step, r):
+        """x = r + step(x) by passes from x = r: exact after as many passes as the graph is
+        deep (x at depth k depends only on shallower x), and stopped when a pass changes
+        nothing, bit for bit.  (The generic x ← r + x − (x − step(x)) of the matvec form
+        never settles to the bit: the round-off of x − (x − s) made every solve run to the
+        cap of E + 2 passes, 24× the 75 passes of a 1789-segment network.)"""
         def body(state):
             x, _, it = state
-            new = r + x - mv(x)
+            new = r + step(x)
             return new, jnp.max(jnp.abs(new - x)), it + 1
 
         def cond(state):
@@ -108,8 +114,9 @@ def lumen(edges: np.ndarray, n_nodes: int, q, inflow_node, c_inlet_node, maps):
         x, _, _ = jax.lax.while_loop(cond, body, (r, jnp.inf, 0))
         return x
 
-    affine = mix(jnp.zeros_like(rhs))  # the tissue-driven part carried downstream
-    c_in = jax.lax.custom_linear_solve(matvec, rhs + affine, sweep, transpose_solve=sweep)
+    c_in = jax.lax.custom_linear_solve(
+        lambda x: x - carry(x), rhs + affine, lambda _, r: sweep(carry, r),
+        transpose_solve=lambda _, r: sweep(lambda y: carry_transposed(y)[0], r))
     c_out = jnp.einsum("eij,ej->ei", expo, c_in) + b
     c_mean = jnp.einsum("eij,ej->ei", phi, c_in) + b_mean
     return c_in, c_out, c_mean
