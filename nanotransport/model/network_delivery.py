@@ -489,10 +489,15 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
 
         return solver.implicit_step(grid, transport_at, c, dt_s, decay=decay, t=t)
 
-    def release_half_step(c, m, t):
-        """The exact release (and phagocytosis) over [t, t + h/2] in every cell, the release
-        rate at the half step's midpoint (module docstring)."""
-        rate = release.cell_rate(t + 0.25 * dt_s) + release.breakdown_rate
+    def cell_release_rate(t):
+        """k_rel(T) of every cell at the midpoint of the half step [t, t + h/2] (0 without
+        release); the release and the bound carriers' leak share it."""
+        return 0.0 if release is None else release.cell_rate(t + 0.25 * dt_s)
+
+    def release_half_step(c, m, k_rel):
+        """The exact release (and phagocytosis) over a half step in every cell, at the release
+        rate ``k_rel`` of its midpoint plus the breakdown (module docstring)."""
+        rate = k_rel + release.breakdown_rate
         if macrophages is None:  # release alone: no macrophage payload carried
             c0, _, f = interstitial_exchange(c[0], 0.0, c[1], rate, 0.0, 0.0, phi[0], phi[1],
                                              0.5 * dt_s)
@@ -505,12 +510,11 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     phi_cells = None if cells is None else jnp.broadcast_to(
         jnp.asarray(cells.volume_fraction), grid.shape)
 
-    def binding_half_step(c, q, r, t):
-        """Receptor binding, internalization and endocytosis over [t, t + h/2] in every cell
+    def binding_half_step(c, q, r, leak):
+        """Receptor binding, internalization and endocytosis over a half step in every cell
         (``ReceptorBinding``; SDIRK2 on (c₀, b, e_b, q, e_q), the bound carriers' leak at the
-        release rate of the half step's midpoint; what they free goes to the free drug and
-        to the cells' exchangeable drug)."""
-        leak = 0.0 if release is None else release.cell_rate(t + 0.25 * dt_s)
+        release rate ``leak`` of the half step's midpoint; what they free goes to the free
+        drug and to the cells' exchangeable drug)."""
         x = jnp.concatenate([c[:1], r, jnp.zeros((2,) + grid.shape, c.dtype)])
         x = solver.reaction_step(lambda _, x: binding.rates(phi[0], leak, x), 0.0, x,
                                  0.5 * dt_s, n_state=5)
@@ -527,10 +531,11 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     def step(carry, i):
         c, q, m, r = carry
         t = i * dt_s
+        k_first, k_second = cell_release_rate(t), cell_release_rate(t + 0.5 * dt_s)
         if release is not None:
-            c, m = release_half_step(c, m, t)
+            c, m = release_half_step(c, m, k_first)
         if binding is not None:
-            c, q, r = binding_half_step(c, q, r, t)
+            c, q, r = binding_half_step(c, q, r, k_first)
         if cells is not None:
             c, q = cells_half_step(c, q)
         # the lumen at the step's midpoint tissue (c + new)/2, from new = c: the first pass is
@@ -541,9 +546,9 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         if cells is not None:
             new, q = cells_half_step(new, q)
         if binding is not None:
-            new, q, r = binding_half_step(new, q, r, t + 0.5 * dt_s)
+            new, q, r = binding_half_step(new, q, r, k_second)
         if release is not None:
-            new, m = release_half_step(new, m, t + 0.5 * dt_s)
+            new, m = release_half_step(new, m, k_second)
         amount = jnp.sum(new.reshape(ns, -1) * cell_volume, axis=1) * phi
         out = (amount / jnp.sum(cell_volume), amount)
         if cells is not None:
