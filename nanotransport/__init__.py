@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 #: module name → its subpackage (modules of the edge are plain submodules of this package)
 _MODULES = {
     **{m: "engine" for m in ("grid", "fv", "fdm", "linalg", "multigrid", "solver", "units",
-                                 "regions", "export_cache", "graph")},
+                                 "regions", "export_cache", "graph", "cell_blocks",
+                                 "sparsity")},
     **{m: "model" for m in ("schema", "scenario", "properties", "cells", "pk", "organs", "tissue",
                             "fluid", "heat", "transport", "simulate", "capillary", "imaging",
                             "summary", "objective", "vessel_network", "network_files",

@@ -101,6 +101,41 @@ def local_lu_solve(lu, b):
     return jnp.stack(x)
 
 
+def sparse_lu(entries: dict, n: int) -> dict:
+    """LU factors, without pivoting, of many small sparse matrices: ``entries`` maps (i, j) to
+    the entry's array over the batch (cells), structural zeros absent, every diagonal present;
+    returns the factors in the same form (L below the diagonal, unit diagonal implied; U on and
+    above), fill-in included.  The elimination of ``local_lu`` restricted to the nonzeros: for
+    the default scenario's 10 × 10 Newton matrix, 25 nonzeros and ~15 multiply-adds instead of
+    285; the same conditions on the matrix (an M-matrix up to diagonal scaling)."""
+    a = dict(entries)
+    for k in range(n - 1):
+        below = [i for i in range(k + 1, n) if (i, k) in a]
+        right = [j for j in range(k + 1, n) if (k, j) in a]
+        for i in below:
+            f = a[i, k] / a[k, k]
+            a[i, k] = f
+            for j in right:
+                a[i, j] = a[i, j] - f * a[k, j] if (i, j) in a else -f * a[k, j]
+    return a
+
+
+def sparse_lu_solve(lu: dict, b):
+    """Solve a x = b with the factors of ``sparse_lu``; b (n, *batch)."""
+    n = b.shape[0]
+    x = [b[i] for i in range(n)]
+    for i in range(1, n):  # L y = b
+        for j in range(i):
+            if (i, j) in lu:
+                x[i] = x[i] - lu[i, j] * x[j]
+    for i in reversed(range(n)):  # U x = y
+        for j in range(i + 1, n):
+            if (i, j) in lu:
+                x[i] = x[i] - lu[i, j] * x[j]
+        x[i] = x[i] / lu[i, i]
+    return jnp.stack(x)
+
+
 def solve_lines(lower, diag, upper, rhs, h):
     """Solve (I − h M) x = rhs, M tridiagonal along the last axis (lower, diag, upper)."""
     dl = (-h * lower).at[..., 0].set(0.0)

@@ -516,16 +516,19 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         release rate ``leak`` of the half step's midpoint; what they free goes to the free
         drug and to the cells' exchangeable drug)."""
         x = jnp.concatenate([c[:1], r, jnp.zeros((2,) + grid.shape, c.dtype)])
-        x = solver.reaction_step(lambda _, x: binding.rates(phi[0], leak, x), 0.0, x,
-                                 0.5 * dt_s, n_state=5)
+        x = solver.reaction_step(
+            lambda _, x, d: dataclasses.replace(binding, **d[0]).rates(d[1], d[2], x), 0.0, x,
+            0.5 * dt_s, n_state=5, cell_data=(vars(binding), phi[0], leak))
         c = c.at[0].set(x[0]).at[1].add(x[5] / phi[1])
         return c, q.at[0].add(x[6] / phi_cells), x[1:5]
 
     def cells_half_step(c, q):
         """The cells' uptake and binding over h/2 in every cell (``CellUptake``; SDIRK2,
         the nuclear exposure ∫ n dt as a counter outside the Newton system)."""
-        x = solver.reaction_step(lambda _, x: cells.rates(phi[1], x), 0.0,
-                                 jnp.concatenate([c[1:2], q]), 0.5 * dt_s, n_state=3)
+        x = solver.reaction_step(
+            lambda _, x, d: dataclasses.replace(cells, **d[0]).rates(d[1], x), 0.0,
+            jnp.concatenate([c[1:2], q]), 0.5 * dt_s, n_state=3,
+            cell_data=(vars(cells), phi[1]))
         return c.at[1].set(x[0]), x[1:]
 
     def step(carry, i):

@@ -320,7 +320,8 @@ def _face_mean(cell_values, axis):
 def _plasma(inp: Inputs, y, yc):
     """Plasma concentrations (carriers, encapsulated, total free), mol/m³."""
     vp = inp.pk_payload.plasma_volume
-    return yc[pk.I_ENC_CENTRAL] / vp, y[pk.I_ENC_CENTRAL] / vp, y[pk.I_FREE_CENTRAL] / inp.pk_payload.v1
+    return (yc[pk.I_ENC_CENTRAL] / vp, y[pk.I_ENC_CENTRAL] / vp,
+            y[pk.I_FREE_CENTRAL] / inp.pk_payload.v1)
 
 
 def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none",
@@ -376,14 +377,14 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
             y_read = heat.readout(inp.heating, readout_mode, x[i_temp], probe)
             z_int = acc[n_acc + heat.ACCUMULATORS.index("integrator_c")]
 
-        def rates(tt, xx):
+        def rates(tt, xx, per_cell):  # per_cell: (kinetics, heating), cut into cell blocks
+            kinetics, heating = per_cell
             w = (tt - t) / h
             sys = tuple(a + w * (b - a) for a, b in zip(s0, s1))
             q = None
             if i_temp is not None:
-                q = heat.source_function(inp.heating, heating_mode, tt, y_read,
-                                         z_int, t)(xx[i_temp])
-            return local_rates(inp.kinetics, xx, sys, names, q)
+                q = heat.source_function(heating, heating_mode, tt, y_read, z_int, t)(xx[i_temp])
+            return local_rates(kinetics, xx, sys, names, q)
 
         def transport(xx):
             return xx.at[:n_tr].set(solver.transport_step(
@@ -392,7 +393,7 @@ def make_step(inp: Inputs, lay: Layout, names: tuple, heating_mode: str = "none"
 
         def half(xx, k):  # R(h/2), then T(h) after the first half only (traced once)
             xx = solver.reaction_step(rates, t + 0.5 * h * k, xx, 0.5 * h, newton_iterations,
-                                      n_st)
+                                      n_st, cell_data=(inp.kinetics, inp.heating))
             # under vmap the cond is a select: T runs in both halves, the second is discarded
             return jax.lax.cond(k == 0, transport, lambda xx: xx, xx), None
 
