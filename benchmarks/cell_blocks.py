@@ -7,11 +7,12 @@ Rows:
 * **reaction half step**: one ``solver.reaction_step`` of the default scenario's kinetics
   (``doxil``, ``tumor.geometry = cartesian3d``, 10 Newton species + 11 counters per cell) over
   5 min, at a state six 10-min steps into the run, for each grid size and cells per block
-  (0 = the whole grid); compiled first, then the median of ``--repeats`` calls;
+  (0 = the whole grid); compiled first, then the median of ``--repeats`` calls, and the
+  speed-up over the first entry of ``--blocks`` (default 0) in the same run;
 * **run**: ``simulate`` of the same scenario to ``--t-end-h`` with the default blocks and with
   none (``cell_blocks.CELLS_PER_BLOCK = 0``), compile included (the model's structure is the
-  same, so each is compiled once, first), and the largest relative difference of any saved
-  field between the two.
+  same, so each is compiled once, first), the speed-up over the run without blocks, and the
+  largest relative difference of any saved field between the two.
 
     python benchmarks/cell_blocks.py [--sizes 24 48] [--blocks 0 512 1024 2048 4096]
                                      [--run-size 24] [--t-end-h 12] [--repeats 5] [--json PATH]
@@ -75,12 +76,13 @@ def half_step_rows(sizes, blocks, repeats):
                 t0 = time.perf_counter()
                 jax.block_until_ready(fn(state[2], inp.kinetics))
                 times.append(time.perf_counter() - t0)
-            if reference is None:
-                reference = out
+            wall = statistics.median(times)
+            if reference is None:  # the first entry of --blocks (0: the whole grid)
+                reference, reference_wall = out, wall
             diff = float(abs(out - reference).max() / abs(reference).max())
             rows.append(dict(row="reaction half step", cells=n ** 3, grid=f"{n}³",
-                             cells_per_block=block, wall_s=statistics.median(times),
-                             max_rel_diff=diff))
+                             cells_per_block=block, wall_s=wall,
+                             speedup=reference_wall / wall, max_rel_diff=diff))
             print(_line(rows[-1]), flush=True)
     return rows
 
@@ -106,13 +108,14 @@ def run_rows(n, t_end_h):
     diff = float((np.abs(fields[0] - fields[1]) / np.where(scale > 0, scale, 1.0)).max())
     for row in rows:
         row["max_rel_diff"] = diff
+        row["speedup"] = rows[1]["wall_s"] / row["wall_s"]  # against no blocks
         print(_line(row), flush=True)
     return rows
 
 
 def _line(r):
     return (f"| {r['row']} | {r['grid']} | {r['cells_per_block']} | {r['wall_s']:.3f} | "
-            f"{r['max_rel_diff']:.1e} |")
+            f"{r['speedup']:.2f} | {r['max_rel_diff']:.1e} |")
 
 
 def main(argv=None):
@@ -129,8 +132,9 @@ def main(argv=None):
     jax.config.update("jax_enable_x64", True)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"jax {jax.__version__} {jax.default_backend()}, float64")
-    print("| row | grid | cells per block | wall s (median) | max rel. diff. to whole grid |")
-    print("|---|---|---|---|---|")
+    print("| row | grid | cells per block | wall s (median) | speed-up over the first row of "
+          "its grid | max rel. diff. to whole grid |")
+    print("|---|---|---|---|---|---|")
     rows = half_step_rows(opts.sizes, opts.blocks, opts.repeats)
     if opts.run_size:
         rows += run_rows(opts.run_size, opts.t_end_h)

@@ -317,8 +317,8 @@ def implicit_step(grid: Grid, transport: fv.Transport | Callable, c, h, decay=0.
     float32), preconditioned as ``preconditioner`` says (``stage_system``): by default fast
     diagonalization (``fdm.py``: the exact inverse, so CG or BiCGStab stops after one
     iteration) when the coefficients and the velocity are uniform, else a geometric multigrid
-    V-cycle (``multigrid.py``); fast diagonalization of the coefficient-averaged operator ('scaled-fdm',
-    'averaged-fdm') is the alternative for variable coefficients."""
+    V-cycle (``multigrid.py``); fast diagonalization of the coefficient-averaged operator
+    ('scaled-fdm', 'averaged-fdm') is the alternative for variable coefficients."""
     from . import multigrid
 
     ns = c.shape[0]
@@ -384,7 +384,7 @@ def _state_eye(ns, like):
 def _sparse_state_jacobian(f, t, y, n_state, pattern):
     """The structural nonzeros {(i, j): ∂f_i/∂y_j} (arrays over the cells) of the state
     Jacobian, ``pattern`` (``sparsity.species_pattern``), from one forward product per group of
-    columns that share no row (``sparsity.column_colours``): 4 products instead of 10 for the
+    columns that share no row (``sparsity.column_colours``): 5 products instead of 10 for the
     default scenario."""
     ns = n_state
     z = y[:ns]
