@@ -208,11 +208,20 @@ def _vessel_chains(g, xy_m, pieces_per_vessel):
                          boundary_hematocrit=np.tile([0.45, np.nan], len(xy_m)))
 
 
+def _hot_spot(g):
+    """T(x, t), °C: a Gaussian hot spot (+5 K) off the box's centre, switched on over the
+    first 30 min."""
+    x, y, z = np.meshgrid(*g.centers, indexing="ij")
+    spot = jnp.asarray(np.exp(-((x - 1.2e-4)**2 + (y - 2.6e-4)**2 + (z - 1e-4)**2) / 2e-4**2))
+    return lambda t: 37.0 + 5.0 * jnp.minimum(t / 1800.0, 1.0) * spot
+
+
 def test_networks_of_different_sizes_share_one_compiled_delivery():
     """Three networks (2, 6 and 12 segments) in one tissue grid, padded to one program
-    (``nd.run_batch``, ``lax.map`` and ``vmap``): the same tissue, macrophage payload and
-    step means as each run alone (the padding adds exact zeros), and the model traced once
-    for the three, not three times."""
+    (``nd.run_batch``, ``lax.map`` and ``vmap``) with heated release (``nd.HeatedRelease``:
+    each network's lumen at its own segments' tissue temperature): the same tissue,
+    macrophage payload and step means as each run alone (the padding adds exact zeros), and
+    the model traced once for the three, not three times."""
     g = grids.cartesian3d((4e-4, 4e-4, 3e-4), (4, 4, 3))
     layouts = (([(1e-4, 1e-4)], 2), ([(1e-4, 1e-4), (3e-4, 2.2e-4)], 3),
                ([(1.5e-4, 2.5e-4), (2.5e-4, 1.5e-4), (3.1e-4, 3.3e-4)], 4))
@@ -225,7 +234,9 @@ def test_networks_of_different_sizes_share_one_compiled_delivery():
         traced.append(t)
         return jnp.array([1.0, 0.1]) * jnp.exp(-t / 7200.0)
 
-    options = dict(save_every=2, release=nd.Release(lambda t: 1e-5, lambda t: 2e-5, 1e-5),
+    release = nd.HeatedRelease(_hot_spot(g), lambda temp: 1e-5 + 1e-3 * jax.nn.sigmoid(
+        (temp - 39.0) / 0.5), blood_temperature_C=37.0, breakdown_rate=1e-5)
+    options = dict(save_every=2, release=release,
                    macrophages=nd.Macrophages(uptake_rate=3e-5, digestion_rate=2e-5))
     singles = [nd.run(a, plasma, 3600.0, 900.0, **options) for a in asms]
     per_run = len(traced) / 3
@@ -246,6 +257,32 @@ def test_networks_of_different_sizes_share_one_compiled_delivery():
     with pytest.raises(ValueError, match=r"assembly 1: tissue grid \(4, 4, 4\) differs"):
         nd.run_batch([asms[0], nd.assemble(nets[0], other, hm.solve(nets[0], hm.Rheology()),
                                            solutes)], plasma, 3600.0, 900.0)
+
+
+def test_heated_release_takes_each_segments_length_weighted_tissue_temperature():
+    """``nd.HeatedRelease``: a segment's lumen rate is the law at Σ L_p T_p / Σ L_p over the
+    cells it crosses (pieces of unequal length here), the same for the network padded (its
+    added segments, crossing no cell, at the blood's temperature)."""
+    g = grids.cartesian3d((4e-4, 4e-4, 3e-4), (4, 4, 3))
+    net = _vessel_chains(g, [(1.5e-4, 2.5e-4), (2.5e-4, 1.5e-4), (3.1e-4, 3.3e-4)], 4)
+    asm = nd.assemble(net, g, hm.solve(net, hm.Rheology()),
+                      [nd.Solute("carrier", 1e-9, 1e-11, 0.3)])
+    temperature = _hot_spot(g)
+    release = nd.HeatedRelease(temperature, lambda temp: 2.0 * temp, blood_temperature_C=36.5)
+    pieces = segment_cells.intersect(net, g)
+    assert len(set(np.round(pieces.length_m, 12))) > 1
+    t = 900.0
+    cell_temp = np.asarray(temperature(t)).ravel()[pieces.cell]
+    expected = np.array([np.average(cell_temp[pieces.segment == e],
+                                    weights=pieces.length_m[pieces.segment == e])
+                         for e in range(net.n_segments)])
+    assert np.ptp(expected) > 0.5  # the segments see different temperatures
+    np.testing.assert_allclose(release.lumen_rate(t, asm), 2.0 * expected, rtol=1e-14)
+    np.testing.assert_allclose(release.cell_rate(t), 2.0 * np.asarray(temperature(t)))
+    padded = nd.pad(asm, net.n_segments + 3, net.n_nodes + 1, len(pieces.cell) + 5)
+    rates = np.asarray(release.lumen_rate(t, padded))
+    np.testing.assert_allclose(rates[:net.n_segments], 2.0 * expected, rtol=1e-14)
+    np.testing.assert_array_equal(rates[net.n_segments:], 2.0 * 36.5)
 
 
 def test_kirchhoff_residual_is_small_after_solve(mesentery):

@@ -13,10 +13,10 @@ Each time step (docs/networks.md):
    the wall's back-diffusion γ c_cell taken implicitly in k, and u the interstitial Darcy
    velocity of the same Starling solve.
 
-Release (``Release``, optional): carriers (species 0) release their payload into free drug
-(species 1) at k_rel(T) (1/s, ``properties.release_rate``), in the lumen of every segment at
-its temperature (the conversion matrix of ``network_transport``, taken at each stage's time)
-and in the interstitium of every cell at its temperature, by Strang splitting
+Release (``Release`` or ``HeatedRelease``, optional): carriers (species 0) release their
+payload into free drug (species 1) at k_rel(T) (1/s, ``properties.release_rate``), in the lumen
+of every segment at its temperature (the conversion matrix of ``network_transport``, taken at
+each stage's time) and in the interstitium of every cell at its temperature, by Strang splitting
 R(h/2) T(h) R(h/2) with the exact exponential R: c₀ ← c₀ e^(−∫k dt),
 c₁ ← c₁ + (φ₀/φ₁) c₀ (1 − e^(−∫k dt)) (drug conserved to round-off, positive, second order;
 ∫k dt by the midpoint rule over each half step).
@@ -139,6 +139,7 @@ class Assembly:
     reflection: jax.Array  # (P, ns) σ per piece
     velocity: tuple | None  # per axis face velocities, m/s
     inflow_node: jax.Array  # (N,) m³/s of blood entering from outside
+    piece_length_m: jax.Array  # (P,) m: the length of each piece (a segment's share of a cell)
 
 
 def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=None,
@@ -174,12 +175,14 @@ def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=Non
              if piece_reflection is None else jnp.asarray(piece_reflection))
     return Assembly(grid, tuple(solutes), int(net.n_nodes), jnp.asarray(net.segment_nodes),
                     jnp.asarray(pieces.segment), jnp.asarray(pieces.cell), gamma,
-                    jnp.asarray(state["flow_m3_per_s"]), volume, leak, sigma, velocity, inflow)
+                    jnp.asarray(state["flow_m3_per_s"]), volume, leak, sigma, velocity, inflow,
+                    jnp.asarray(pieces.length_m))
 
 
 def pad(asm: Assembly, n_segments: int, n_nodes: int, n_pieces: int) -> Assembly:
     """``asm`` padded to ``n_segments``, ``n_nodes`` and ``n_pieces`` without changing its
-    result: the extra pieces have γ = 0 and no leak (they add exactly zero to every sum), the
+    result: the extra pieces have γ = 0, no leak and no length (they add exactly zero to every
+    sum), the
     extra segments carry no flow, join one extra node to itself and have no pieces (their
     lumen stays empty), the extra nodes receive no blood.  Needs one extra node where segments
     are added."""
@@ -203,7 +206,8 @@ def pad(asm: Assembly, n_segments: int, n_nodes: int, n_pieces: int) -> Assembly
         flow=grow(asm.flow, n_segments, 0.0), volume=grow(asm.volume, n_segments, 1.0),
         piece_leak=grow(asm.piece_leak, n_pieces, 0.0),
         reflection=grow(asm.reflection, n_pieces, 1.0),
-        inflow_node=grow(asm.inflow_node, n_nodes, 0.0))
+        inflow_node=grow(asm.inflow_node, n_nodes, 0.0),
+        piece_length_m=grow(asm.piece_length_m, n_pieces, 0.0))
 
 
 def darcy_velocity(grid: Grid, pressure, conductivity, outer_value=None):
@@ -240,6 +244,41 @@ class Release:
     segment_rate: Callable
     cell_rate: Callable
     breakdown_rate: object = 0.0
+
+    def lumen_rate(self, t, asm: Assembly):
+        """k_rel of every segment's lumen at ``t``, (E,) 1/s."""
+        return jnp.broadcast_to(self.segment_rate(t), (asm.edges.shape[0],))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatedRelease:
+    """Release at the tissue temperature T(x, t), 1/s: ``rate_per_s(T)`` (T in °C, e.g.
+    ``properties.release_rate``) in the interstitium of every cell at its temperature
+    ``temperature_C(t) -> grid.shape``, and in the lumen of every segment at the length-weighted
+    mean temperature of the cells it crosses, T̄_e = Σ_p L_p T(x_p) / Σ_p L_p over its pieces
+    (blood takes the temperature of the tissue around it); a segment crossing no cell (outside
+    the box, or padding) is at ``blood_temperature_C``.  The segments' means are taken from the
+    network being run (its ``Assembly``), so one ``HeatedRelease`` serves every network of a
+    batch (``run_batch``).  ``breakdown_rate`` as ``Release``'s."""
+
+    temperature_C: Callable
+    rate_per_s: Callable
+    blood_temperature_C: float = 37.0
+    breakdown_rate: object = 0.0
+
+    def cell_rate(self, t):
+        """k_rel(T) of every tissue cell at ``t``, grid shape, 1/s."""
+        return self.rate_per_s(self.temperature_C(t))
+
+    def lumen_rate(self, t, asm: Assembly):
+        """k_rel(T̄_e) of every segment's lumen at ``t``, (E,) 1/s (class docstring)."""
+        n_segments = asm.edges.shape[0]
+        temp = jnp.ravel(self.temperature_C(t))[asm.piece_cell]
+        length = jax.ops.segment_sum(asm.piece_length_m, asm.piece_segment, n_segments)
+        weighted = jax.ops.segment_sum(asm.piece_length_m * temp, asm.piece_segment, n_segments)
+        mean = jnp.where(length > 0, weighted / jnp.maximum(length, 1e-300),
+                         self.blood_temperature_C)
+        return self.rate_per_s(mean)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,7 +423,7 @@ class ReceptorBinding:
 
 def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         conversion_per_s=None, c0=None, coupling_iterations: int = 2,
-        release: Release | None = None, cells: CellUptake | None = None,
+        release: Release | HeatedRelease | None = None, cells: CellUptake | None = None,
         macrophages: Macrophages | None = None, binding: ReceptorBinding | None = None
         ) -> dict:
     """Advance the tissue from ``c0`` (zeros) to ``t_end_s`` in steps of ``dt_s``.
@@ -443,7 +482,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
         """The lumen's (e^Z, φ₁, φ₂) per segment, with the release rates at ``time``."""
         if release is None:
             return network_transport._exponentials(loss_matrix, tau)
-        k = jnp.broadcast_to(release.segment_rate(time), (n_segments,))
+        k = release.lumen_rate(time, asm)
         return network_transport._exponentials(loss_matrix + k[:, None, None] * transfer, tau)
 
     fixed = None if release is not None else exponentials(0.0)
@@ -608,7 +647,7 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
 
 #: the array fields of an ``Assembly`` that ``run_batch`` stacks (the rest is its structure)
 _BATCHED = ("edges", "piece_segment", "piece_cell", "gamma", "flow", "volume", "piece_leak",
-            "reflection", "velocity", "inflow_node")
+            "reflection", "velocity", "inflow_node", "piece_length_m")
 
 
 def run_batch(assemblies, plasma, t_end_s: float, dt_s: float, *, vectorize: bool = False,
@@ -621,8 +660,9 @@ def run_batch(assemblies, plasma, t_end_s: float, dt_s: float, *, vectorize: boo
     The networks must share the tissue grid and the solutes, and all have an interstitial
     flow or none.  ``options`` are ``run``'s (``save_every``, ``conversion_per_s``, ``c0``,
     ``coupling_iterations``, ``release``, ``cells``, ``macrophages``, ``binding``) and the
-    same for every network: a ``release`` must not depend on the network (its lumen rate a
-    scalar, e.g. the leak at body temperature; heated release is one network at a time).
+    same for every network: a ``Release``'s lumen rate must not depend on the network (a
+    scalar, e.g. the leak at body temperature); heated release is a ``HeatedRelease``, whose
+    segments' temperatures each network's own pieces give.
     Returns ``run``'s dictionary with a leading network axis on every array but
     ``times_s`` and ``step_times_s``."""
     assemblies = list(assemblies)
@@ -643,10 +683,11 @@ def run_batch(assemblies, plasma, t_end_s: float, dt_s: float, *, vectorize: boo
                              f"{'absent' if a.velocity is None else 'present'}, unlike assembly "
                              "0; run_batch needs it in all or none")
     release = options.get("release")
-    if release is not None and np.ndim(release.segment_rate(0.0)) != 0:
+    if isinstance(release, Release) and np.ndim(release.segment_rate(0.0)) != 0:
         raise ValueError("run_batch: release.segment_rate gives one rate per segment of one "
                          "network; in a batch it must be a scalar (the same for every "
-                         "segment), e.g. the leak at body temperature")
+                         "segment), e.g. the leak at body temperature, or the release a "
+                         "HeatedRelease (rates of each network's own tissue temperature)")
     n_segments = max(a.edges.shape[0] for a in assemblies)
     n_nodes = max(a.n_nodes + (a.edges.shape[0] < n_segments) for a in assemblies)
     n_pieces = max(a.gamma.shape[0] for a in assemblies)

@@ -28,7 +28,8 @@ follows the schedule at once.  Blood in a segment is at the temperature of the t
 it (capillaries equilibrate in well under their transit time).
 
 Release (docs/model.md §6): k_rel(T) = k_leak + k_max σ((T − T_m)/ΔT) (``properties
-.release_rate``) per tissue cell, and per segment at its length-weighted mean θ.
+.release_rate``) per tissue cell at its temperature, and per segment at the length-weighted mean
+temperature of the cells it crosses (``network_delivery.HeatedRelease``).
 """
 from __future__ import annotations
 
@@ -40,8 +41,6 @@ import numpy as np
 from ..engine import fv, linalg
 from ..engine import grid as grids
 from . import heat
-from . import properties as props
-from .segment_cells import Pieces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +87,6 @@ class TissueTemperature:
         """Temperature of every tissue cell at ``t``, °C."""
         return self.schedule.arterial_c + self.amplitude(t) * self.shape
 
-    def segments(self, t, segment_shape):
-        """Temperature of every segment at ``t``, °C (``segment_shape`` from
-        ``segment_mean``)."""
-        return self.schedule.arterial_c + self.amplitude(t) * segment_shape
-
 
 def steady_shape(grid: grids.Grid, thermal: Thermal, source: str, *, region: np.ndarray,
                  focus_offset_m: float, focus_fwhm_m: float, relaxation_per_s: float):
@@ -122,26 +116,3 @@ def readout(theta, region: np.ndarray, volume, mode: str, probe: tuple):
     if mode == "mean":
         return jnp.sum(weights * theta) / jnp.sum(weights)
     return heat.soft_quantile(theta, weights, 0.1)
-
-
-def segment_mean(field, pieces: Pieces, n_segments: int):
-    """Length-weighted mean over each segment's pieces of a per-cell ``field`` (grid shape)."""
-    flat = jnp.asarray(field).ravel()[pieces.cell]
-    length = jnp.asarray(pieces.length_m)
-    total = jnp.zeros(n_segments).at[pieces.segment].add(length)
-    return jnp.zeros(n_segments).at[pieces.segment].add(length * flat) / jnp.maximum(
-        total, 1e-300)
-
-
-def release_rates(temperature: TissueTemperature, pieces: Pieces, n_segments: int, *,
-                  release_temperature_C: float, width_C: float, leak_per_s: float,
-                  max_rate_per_s: float):
-    """(segment_rate(t) -> (E,), cell_rate(t) -> grid shape): k_rel(T) in 1/s."""
-    along = segment_mean(temperature.shape, pieces, n_segments)
-
-    def law(temp):
-        return props.release_rate(temp, release_temperature_C, width_C, leak_per_s,
-                                  max_rate_per_s)
-
-    return (lambda t: law(temperature.segments(t, along)),
-            lambda t: law(temperature.cells(t)))

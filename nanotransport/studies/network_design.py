@@ -132,7 +132,7 @@ def delivery(prob: Problem, design, segment_log_scales=None,
                       outer_pressure_Pa=nr.SURROUNDING_PRESSURE_PA,
                       piece_permeability=walls.permeability, piece_reflection=walls.reflection,
                       radius_m=radius)
-    release = nr.tissue_release(scenario, prob.temperature, prob.pieces, prob.net.n_segments)
+    release = nr.tissue_release(scenario, prob.temperature)
     n_steps = int(round(prob.t_end_s / prob.dt_s))
     plasma_at = nr.plasma_interpolant(prob.plasma_times_s,
                                       nr.plasma_series(scenario, prob.plasma_times_s))

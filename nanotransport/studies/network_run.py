@@ -50,6 +50,7 @@ from ..model import haemodynamics as hm
 from ..model import network_delivery as nd
 from ..model import heat, network_exchange, network_files, network_generator, network_heating
 from ..model import cells, pk, segment_cells
+from ..model import properties as props
 from ..model import simulate, tissue
 from ..model.scenario import Scenario, ScenarioError
 from ..model.vessel_network import VesselNetwork
@@ -242,7 +243,7 @@ def run(scenario: Scenario, log=lambda msg: None) -> NetworkRun:
         "(mean)")
     solutes = delivery_solutes(scenario, tv)
     temperature = tissue_temperature(scenario, grid, in_tumor, tv, nv)
-    release = tissue_release(scenario, temperature, pieces, net.n_segments)
+    release = tissue_release(scenario, temperature)
     uptake = cell_uptake(scenario, tv, nv, in_tumor, grid)
     phagocytes = macrophages(scenario, tv, nv, in_tumor, grid)
     binding = receptor_binding(scenario, tv, nv, in_tumor, grid)
@@ -332,14 +333,15 @@ def receptor_binding(scenario: Scenario, tumor_values: dict, normal_values: dict
         pinocytosis_rate=s["formulation.pinocytosis_rate_per_h"] * per_h)
 
 
-def tissue_release(scenario: Scenario, temperature, pieces, n_segments: int) -> nd.Release:
-    """Release k_rel(T) in every segment's lumen and every tissue cell (``release_law``), and
-    in the interstitium also the carriers' breakdown, which frees their payload
+def tissue_release(scenario: Scenario,
+                   temperature: network_heating.TissueTemperature) -> nd.HeatedRelease:
+    """Release k_rel(T) (``release_law``) in every tissue cell at its temperature and in every
+    segment's lumen at the mean temperature of the tissue it crosses (``nd.HeatedRelease``),
+    and in the interstitium also the carriers' breakdown, which frees their payload
     (``formulation.interstitial_breakdown_rate_per_h``, the continuum model's k_b)."""
-    segment_rate, cell_rate = network_heating.release_rates(
-        temperature, pieces, n_segments, **release_law(scenario))
     breakdown = scenario["formulation.interstitial_breakdown_rate_per_h"] / units.HOUR
-    return nd.Release(segment_rate, cell_rate, breakdown)
+    return nd.HeatedRelease(temperature.cells, release_law(scenario),
+                            temperature.schedule.arterial_c, breakdown)
 
 
 def _by_region(tumor_value, normal_value, in_tumor: np.ndarray, grid: grids.Grid):
@@ -374,13 +376,14 @@ def tumor_efficacy(r: "NetworkRun") -> float:
     return float(np.sum(w * (1.0 - survival)) / np.sum(w))
 
 
-def release_law(scenario: Scenario) -> dict:
-    """The formulation's release law k_rel(T) (``network_heating.release_rates`` keywords;
+def release_law(scenario: Scenario):
+    """The formulation's release law, T (°C) -> k_rel(T) (1/s) (``properties.release_rate``;
     traceable in the scenario's numbers)."""
-    return {"release_temperature_C": scenario["formulation.release_temperature_C"],
-            "width_C": scenario["formulation.release_transition_width_C"],
-            "leak_per_s": scenario["formulation.leak_rate_per_h"] / units.HOUR,
-            "max_rate_per_s": scenario["formulation.release_max_rate_per_s"]}
+    t_m = scenario["formulation.release_temperature_C"]
+    width = scenario["formulation.release_transition_width_C"]
+    leak = scenario["formulation.leak_rate_per_h"] / units.HOUR
+    k_max = scenario["formulation.release_max_rate_per_s"]
+    return lambda temp: props.release_rate(temp, t_m, width, leak, k_max)
 
 
 def t_end_s(scenario: Scenario) -> float:
