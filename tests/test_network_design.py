@@ -18,20 +18,22 @@ SMALL_NETWORK = ["network.box_mm=[0.4,0.4,0.4]", "network.tumor_radius_mm=0.13",
 
 def test_design_jacobian_matches_central_differences():
     # ThermoDox on a 0.4-mm synthetic network (278 segments), heated from the start, one
-    # 15-min step: haematocrit root, Starling solve, plasma PK, release at k_rel(T), lumen
-    # sweep, the implicit tissue step and the cells' uptake all differentiated
+    # 15-min step: haematocrit root, Starling solve, plasma PK, the heating's amplitude (its
+    # T90 readout), release at k_rel(T), lumen sweep, the implicit tissue step and the cells'
+    # uptake all differentiated
     sc = load("thermodox-network", [
         *SMALL_NETWORK, "numerics.t_end_h=0.25", "numerics.max_dt_min=15",
         "heating.heating_start_min=0", "heating.ramp_min=1"])
-    prob = network_design.problem(sc, ["diameter_nm", "release_temperature_C"])
-    x0 = network_design.start(prob) + np.array([0.1, -0.2, 0.0, 0.0])
-    np.testing.assert_allclose(x0[2:], [100.0, 41.3])
+    prob = network_design.problem(sc, ["diameter_nm", "release_temperature_C",
+                                       "target_temperature_C"])
+    x0 = network_design.start(prob) + np.array([0.1, -0.2, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(x0[2:], [100.0, 41.3, 42.0])
     out = network_design.sensitivity(prob, x0)
     f = jax.jit(lambda d: network_design.delivery(prob, d))
     # delivery is only piecewise smooth in s_d (docs/networks.md): its differences need a
     # small step (at 1e-3 the difference is 40 % off); the others are smooth at these steps
-    for i, h in enumerate((1e-6, 1e-4, 1e-2, 1e-4)):
-        e = np.zeros(4)
+    for i, h in enumerate((1e-6, 1e-4, 1e-2, 1e-4, 1e-4)):
+        e = np.zeros(5)
         e[i] = h
         fd = (np.asarray(f(jnp.asarray(x0 + e))) - np.asarray(f(jnp.asarray(x0 - e)))) / (2 * h)
         np.testing.assert_allclose(out["jacobian"][:, i], fd, rtol=1e-5)
@@ -39,6 +41,8 @@ def test_design_jacobian_matches_central_differences():
     # a hotter transition releases less at 42 °C: less free drug, less in cells, more carrier
     assert out["jacobian"][1, 3] < 0 < out["jacobian"][0, 3]
     assert out["jacobian"][2, 3] < 0
+    # heating hotter (the set point, 42 °C, just above T_m) releases more
+    assert out["jacobian"][0, 4] < 0 < out["jacobian"][1, 4]
 
 
 def test_segment_sensitivity_by_reverse_mode():
@@ -74,5 +78,5 @@ def test_segment_sensitivity_by_reverse_mode():
 
 def test_structure_fields_cannot_be_varied():
     sc = load("thermodox-network")
-    with pytest.raises(ScenarioError, match="heating.target_temperature_C.*cannot be varied"):
-        network_design.problem(sc, ["target_temperature_C"])
+    with pytest.raises(ScenarioError, match="heating.focus_fwhm_mm.*cannot be varied"):
+        network_design.problem(sc, ["focus_fwhm_mm"])

@@ -12,15 +12,17 @@ and any numeric scenario fields can be added (``problem(scenario, varied=...)``,
 e.g. ``diameter_nm``, ``release_temperature_C``): the carrier's size sets its wall
 permeability, reflection, interstitial diffusion and hindered convection (the continuum
 model's laws, ``network_run.region_values``) and its plasma clearance (``pk``); the release
-temperature sets the release k_rel(T) in the heated vessels and tissue and the leak in plasma.
+temperature sets the release k_rel(T) in the heated vessels and tissue and the leak in plasma;
+the heating's target temperature, power and schedule (``network_run.SCHEDULE_FIELDS``) set the
+tissue temperature T_a + a(t) θ through its amplitude.
 The outputs (``OUTPUTS``) are the tumor's mean carrier (encapsulated drug) and free drug in its
 interstitium and the drug in its cells (exchangeable and DNA-bound, ``network_run.cell_uptake``,
 and for targeted carriers the payload of internalized ones, ``network_run.receptor_binding``)
 at ``numerics.t_end_h``, µg/mL of tumor tissue, with everything between them recomputed:
 haematocrit and flow (``haemodynamics.solve_state``), the two-way Starling solve (interstitial
 pressure, leak, Darcy flow), the plasma input and the delivery (``network_delivery.run``, with
-release at k_rel(T)).  The tissue temperature is that of the scenario as given (its
-``heating.*`` fields and thermal properties are not varied).  Derivatives are forward mode
+release at k_rel(T)).  The temperature's shape θ is that of the scenario as given (the focus,
+target region and thermal properties of tissue and blood are not followed).  Derivatives are forward mode
 (``jax.jacfwd``: a few variables), checked against central differences
 (``tests/test_network_design.py``); ``segment_sensitivity`` gives every segment's own radius and
 wall derivatives by one reverse-mode pass (many variables).
@@ -37,7 +39,7 @@ from ..engine import grid as grids
 from ..engine import units
 from ..model import haemodynamics as hm
 from ..model import network_delivery as nd
-from ..model import network_heating, segment_cells
+from ..model import segment_cells
 from ..model.scenario import Scenario, ScenarioError, resolve_name
 from ..model.vessel_network import VesselNetwork
 from . import network_run as nr
@@ -45,7 +47,8 @@ from . import network_run as nr
 DESIGN = ("log_diameter_scale", "log_permeability_scale")
 #: what ``delivery`` returns, in order (µg/mL of tumor tissue at the end)
 OUTPUTS = ("carrier", "free drug", "drug in cells")
-#: field groups that set the problem's structure or temperature, computed once (not varied)
+#: field groups that set the problem's structure or the temperature's shape, computed once (not
+#: varied; but the heating's schedule, target temperature and power, ``nr.SCHEDULE_FIELDS``)
 FIXED_GROUPS = ("network.", "numerics.", "heating.")
 
 
@@ -65,7 +68,7 @@ class Problem:
     tumor_segment: np.ndarray  # (segments,) bool
     layout: object  # nr.continuum_layout of the scenario (region_values' structure)
     varied: tuple  # scenario fields after the two normalization variables
-    temperature: network_heating.TissueTemperature
+    heating: nr.HeatingShape  # θ of the heating; its schedule and amplitude follow the design
     plasma_times_s: np.ndarray
     t_end_s: float
     dt_s: float
@@ -77,9 +80,11 @@ def problem(scenario: Scenario, varied=()) -> Problem:
     variables in the design vector."""
     varied = tuple(resolve_name(name) for name in varied)
     for path in varied:
-        if path.startswith(FIXED_GROUPS) or path not in scenario.params:
+        if (path.startswith(FIXED_GROUPS) and path not in nr.SCHEDULE_FIELDS) \
+                or path not in scenario.params:
             raise ScenarioError(f"network design: {path!r} cannot be varied; allowed: numeric "
-                                f"fields outside {', '.join(g + '*' for g in FIXED_GROUPS)}")
+                                f"fields outside {', '.join(g + '*' for g in FIXED_GROUPS)}, "
+                                f"and {', '.join(nr.SCHEDULE_FIELDS)}")
     net = nr.network_of(scenario)
     grid = nr.tissue_grid(net, scenario)
     pieces = segment_cells.intersect(net, grid)
@@ -95,7 +100,7 @@ def problem(scenario: Scenario, varied=()) -> Problem:
     times = np.linspace(0.0, t_end, 4 * n_steps + 1)
     return Problem(scenario, net, hm.Topology.of(net), hm.parameters(net),
                    nr.rheology_of(scenario), grid, pieces, in_tumor, piece_tumor, tumor_segment,
-                   lay, varied, nr.tissue_temperature(scenario, grid, in_tumor, tv, nv), times,
+                   lay, varied, nr.heating_shape(scenario, grid, in_tumor, tv, nv), times,
                    t_end, dt)
 
 
@@ -132,7 +137,7 @@ def delivery(prob: Problem, design, segment_log_scales=None,
                       outer_pressure_Pa=nr.SURROUNDING_PRESSURE_PA,
                       piece_permeability=walls.permeability, piece_reflection=walls.reflection,
                       radius_m=radius)
-    release = nr.tissue_release(scenario, prob.temperature)
+    release = nr.tissue_release(scenario, nr.heated_temperature(scenario, prob.heating))
     n_steps = int(round(prob.t_end_s / prob.dt_s))
     plasma_at = nr.plasma_interpolant(prob.plasma_times_s,
                                       nr.plasma_series(scenario, prob.plasma_times_s))

@@ -399,23 +399,40 @@ def time_steps(scenario: Scenario) -> tuple[int, float]:
     return n_steps, t_end / n_steps
 
 
-def tissue_temperature(scenario: Scenario, grid: grids.Grid, in_tumor: np.ndarray,
-                       tumor_values: dict, normal_values: dict
-                       ) -> network_heating.TissueTemperature:
-    """The tissue temperature of ``heating.*`` on the network's grid (``network_heating``):
-    the tumor's k, W and ρc in its sphere, normal tissue's outside, the target region and the
-    focus placed relative to the tumor centre (the box centre for the synthetic network and
-    for a network file)."""
+#: heating fields that set only the schedule and amplitude of the temperature, not its shape θ:
+#: traceable (``heated_temperature``), so a network design may vary them
+SCHEDULE_FIELDS = ("heating.target_temperature_C", "heating.power_w",
+                   "heating.heating_start_min", "heating.heating_duration_min",
+                   "heating.ramp_min", "heating.cooldown_min")
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatingShape:
+    """The spatial part of a network run's tissue temperature (``network_heating``): θ per
+    cell normalized to a peak of 1, its peak per unit of source (K per W for ``ultrasound``),
+    and what the controller reads of it (the target region's mask, the cell volumes, the
+    readout mode and the probe cell)."""
+
+    source: str
+    theta: jnp.ndarray  # grid shape, max 1 (zeros without heating)
+    peak: float
+    region: np.ndarray
+    volume: np.ndarray
+    readout: str
+    probe: tuple
+
+
+def heating_shape(scenario: Scenario, grid: grids.Grid, in_tumor: np.ndarray,
+                  tumor_values: dict, normal_values: dict) -> HeatingShape:
+    """θ of ``heating.*`` on the network's grid (``network_heating.steady_shape``): the tumor's
+    k, W and ρc in its sphere, normal tissue's outside, the target region and the focus
+    placed relative to the tumor centre (the box centre for the synthetic network and for a
+    network file)."""
     g = lambda key: scenario[f"heating.{key}"]  # noqa: E731
-    minute = units.MIN
-    schedule = network_heating.Schedule(
-        start_s=float(g("heating_start_min")) * minute,
-        duration_s=float(g("heating_duration_min")) * minute,
-        ramp_s=float(g("ramp_min")) * minute, cooldown_s=float(g("cooldown_min")) * minute,
-        target_c=float(g("target_temperature_C")), arterial_c=float(g("arterial_temperature_C")))
     source = g("source")
     if source == "none":
-        return network_heating.TissueTemperature(jnp.zeros(grid.shape), source, schedule, 0.0)
+        return HeatingShape(source, jnp.zeros(grid.shape), 0.0, np.zeros(grid.shape, bool),
+                            np.asarray(grid.volume), "mean", (0, 0, 0))
     lo = np.asarray([f[0] for f in grid.faces])
     hi = np.asarray([f[-1] for f in grid.faces])
     centre = 0.5 * (lo + hi)
@@ -432,16 +449,41 @@ def tissue_temperature(scenario: Scenario, grid: grids.Grid, in_tumor: np.ndarra
         focus_fwhm_m=float(g("focus_fwhm_mm")) * units.MM,
         relaxation_per_s=float(g("protocol_relaxation_per_s")))
     peak = float(jnp.max(shape))
-    if source == "ultrasound":
-        return network_heating.TissueTemperature(shape / peak, source, schedule,
-                                                 float(g("power_w")) * peak)
-    # read in °C at the plateau's rise (the soft T90's smoothing is in °C)
-    rise = (schedule.target_c - schedule.arterial_c) * shape / peak
-    probe = heat.probe_index(centred, float(g("probe_offset_mm")) * units.MM)
-    y = float(network_heating.readout(rise, region, centred.volume, g("control_readout"),
-                                      probe))
-    return network_heating.TissueTemperature(shape / peak, source, schedule,
-                                             (schedule.target_c - schedule.arterial_c) / y)
+    return HeatingShape(source, shape / peak, peak, region, np.asarray(centred.volume),
+                        g("control_readout"),
+                        heat.probe_index(centred, float(g("probe_offset_mm")) * units.MM))
+
+
+def heated_temperature(scenario: Scenario, shape: HeatingShape
+                       ) -> network_heating.TissueTemperature:
+    """The tissue temperature T_a + a(t) θ of ``heating.*`` with the shape ``shape``: the
+    schedule and the amplitude's scale from the scenario's numbers (``SCHEDULE_FIELDS``,
+    traceable): P · peak for ``ultrasound``, else (T_set − T_a)/y with y the readout of
+    (T_set − T_a) θ (read in °C at the plateau's rise: the soft T90's smoothing is in °C)."""
+    g = lambda key: scenario[f"heating.{key}"]  # noqa: E731
+    minute = units.MIN
+    schedule = network_heating.Schedule(
+        start_s=g("heating_start_min") * minute, duration_s=g("heating_duration_min") * minute,
+        ramp_s=g("ramp_min") * minute, cooldown_s=g("cooldown_min") * minute,
+        target_c=g("target_temperature_C"), arterial_c=float(g("arterial_temperature_C")))
+    if shape.source == "none":
+        return network_heating.TissueTemperature(shape.theta, "none", schedule, 0.0)
+    if shape.source == "ultrasound":
+        return network_heating.TissueTemperature(shape.theta, shape.source, schedule,
+                                                 g("power_w") * shape.peak)
+    rise = schedule.target_c - schedule.arterial_c
+    y = network_heating.readout(rise * shape.theta, shape.region, shape.volume, shape.readout,
+                                shape.probe)
+    return network_heating.TissueTemperature(shape.theta, shape.source, schedule, rise / y)
+
+
+def tissue_temperature(scenario: Scenario, grid: grids.Grid, in_tumor: np.ndarray,
+                       tumor_values: dict, normal_values: dict
+                       ) -> network_heating.TissueTemperature:
+    """The tissue temperature of ``heating.*`` on the network's grid (``heating_shape``,
+    ``heated_temperature``)."""
+    return heated_temperature(scenario, heating_shape(scenario, grid, in_tumor, tumor_values,
+                                                      normal_values))
 
 
 def peak_temperature(temperature: network_heating.TissueTemperature, t_end: float):
