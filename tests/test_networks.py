@@ -266,7 +266,8 @@ def test_heated_release_takes_each_segments_length_weighted_tissue_temperature()
     g = grids.cartesian3d((4e-4, 4e-4, 3e-4), (4, 4, 3))
     net = _vessel_chains(g, [(1.5e-4, 2.5e-4), (2.5e-4, 1.5e-4), (3.1e-4, 3.3e-4)], 4)
     asm = nd.assemble(net, g, hm.solve(net, hm.Rheology()),
-                      [nd.Solute("carrier", 1e-9, 1e-11, 0.3)])
+                      [nd.Solute("carrier", 1e-9, 1e-11, 0.3),
+                       nd.Solute("free", 3e-6, 1.5e-10, 0.3)])
     temperature = _hot_spot(g)
     release = nd.HeatedRelease(temperature, lambda temp: 2.0 * temp, blood_temperature_C=36.5)
     pieces = segment_cells.intersect(net, g)
@@ -283,6 +284,10 @@ def test_heated_release_takes_each_segments_length_weighted_tissue_temperature()
     rates = np.asarray(release.lumen_rate(t, padded))
     np.testing.assert_allclose(rates[:net.n_segments], 2.0 * expected, rtol=1e-14)
     np.testing.assert_array_equal(rates[net.n_segments:], 2.0 * 36.5)
+    flat = nd.HeatedRelease(lambda t: jnp.full(g.size, 37.0), lambda temp: 1e-5)
+    with pytest.raises(ValueError, match=r"temperature_C\(t\) has shape \(48,\); allowed: "
+                                         r"the tissue grid's shape \(4, 4, 3\)"):
+        nd.run(asm, lambda t: jnp.ones(2), 900.0, 900.0, release=flat)
 
 
 def test_kirchhoff_residual_is_small_after_solve(mesentery):

@@ -464,6 +464,12 @@ def run(asm: Assembly, plasma, t_end_s: float, dt_s: float, save_every: int = 1,
     if binding is not None and cells is None:
         raise ValueError("binding needs cells (the internalized carriers' payload enters "
                          "them); give a CellUptake")
+    if isinstance(release, HeatedRelease):
+        shape = jax.eval_shape(release.temperature_C, 0.0).shape
+        if shape not in ((), grid.shape):
+            raise ValueError(f"HeatedRelease.temperature_C(t) has shape {shape}; allowed: the "
+                             f"tissue grid's shape {grid.shape} (one temperature per cell) or "
+                             "a scalar")
     edges, n_nodes, n_segments = asm.edges, asm.n_nodes, asm.edges.shape[0]
     piece_segment, piece_cell = asm.piece_segment, asm.piece_cell
     conversion = jnp.zeros((ns, ns)) if conversion_per_s is None else jnp.asarray(
