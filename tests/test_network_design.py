@@ -29,14 +29,15 @@ def test_design_jacobian_matches_central_differences():
     x0 = network_design.start(prob) + np.array([0.1, -0.2, 0.0, 0.0, 0.0])
     np.testing.assert_allclose(x0[2:], [100.0, 41.3, 42.0])
     out = network_design.sensitivity(prob, x0)
-    f = jax.jit(lambda d: network_design.delivery(prob, d))
     # delivery is only piecewise smooth in s_d (docs/networks.md): its differences need a
     # small step (at 1e-3 the difference is 40 % off); the others are smooth at these steps
-    for i, h in enumerate((1e-6, 1e-4, 1e-2, 1e-4, 1e-4)):
-        e = np.zeros(5)
-        e[i] = h
-        fd = (np.asarray(f(jnp.asarray(x0 + e))) - np.asarray(f(jnp.asarray(x0 - e)))) / (2 * h)
-        np.testing.assert_allclose(out["jacobian"][:, i], fd, rtol=1e-5)
+    steps = np.diag([1e-6, 1e-4, 1e-2, 1e-4, 1e-4])
+    # the 10 displaced designs and x0 itself in one batch (vmap over the design)
+    batch = np.asarray(jax.jit(jax.vmap(lambda d: network_design.delivery(prob, d)))(
+        jnp.asarray(np.concatenate([x0 + steps, x0 - steps, x0[None]]))))
+    np.testing.assert_allclose(batch[-1], out["values"], rtol=1e-12)  # = the unbatched run
+    fd = (batch[:5] - batch[5:10]).T / np.diag(steps) / 2
+    np.testing.assert_allclose(out["jacobian"], fd, rtol=1e-5)
     assert np.all(out["values"] > 0)
     # a hotter transition releases less at 42 °C: less free drug, less in cells, more carrier
     assert out["jacobian"][1, 3] < 0 < out["jacobian"][0, 3]
