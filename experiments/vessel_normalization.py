@@ -11,8 +11,9 @@ and free drug and the drug in its cells at the end in forward mode.  This script
 question "does normalization help this carrier here?" answered by gradient, without a parameter
 sweep.  A second table asks the formulation's question on the heated `thermodox-network`
 scenario: the elasticities ∂ln(value)/∂ln(x) of the tumor's carrier, free drug and drug in
-cells with respect to the liposome's diameter and its release temperature (°C), from one
-forward-mode Jacobian through the plasma PK, the walls, release at k_rel(T) and delivery.  A
+cells with respect to the liposome's diameter and its release temperature (°C), and their
+change per °C of the heating's target temperature, from one forward-mode Jacobian through the
+plasma PK, the walls, the heating's amplitude, release at k_rel(T) and delivery.  A
 third part asks it vessel by vessel: the derivatives of the tumor's carrier at the end with
 respect to *every* segment's radius and wall permeability, from one reverse-mode pass
 (``network_design.segment_sensitivity``), summarized (how concentrated the effect is, tumor vs
@@ -78,14 +79,15 @@ def main(argv=None) -> int:
 
 def formulation_rows(quick: bool) -> list:
     """Elasticities of heated delivery (``thermodox-network``) to the liposome's diameter and
-    release temperature."""
+    release temperature, and its change per °C of the heating's target temperature."""
     from nanotransport.model import scenario as sc
     from nanotransport.studies import network_design
 
     overrides = (["network.box_mm=[0.6,0.6,0.6]", "network.tumor_radius_mm=0.2",
                   "network.core_radius_mm=0.08", "numerics.t_end_h=1"] if quick else [])
     prob = network_design.problem(sc.load("thermodox-network", overrides),
-                                  ["diameter_nm", "release_temperature_C"])
+                                  ["diameter_nm", "release_temperature_C",
+                                   "target_temperature_C"])
     x0 = network_design.start(prob)
     t0 = time.perf_counter()
     out = network_design.sensitivity(prob, x0)
@@ -100,6 +102,7 @@ def formulation_rows(quick: bool) -> list:
                      "elasticity_release_temperature": float(out["jacobian"][i, 3]) * x0[3]
                      / value,
                      "per_degree_C": float(out["jacobian"][i, 3]) / value,
+                     "per_degree_C_of_heating": float(out["jacobian"][i, 4]) / value,
                      "seconds": seconds})
     return rows
 
