@@ -182,9 +182,8 @@ def assemble(net: VesselNetwork, grid: Grid, state: dict, solutes, *, pieces=Non
 def pad(asm: Assembly, n_segments: int, n_nodes: int, n_pieces: int) -> Assembly:
     """``asm`` padded to ``n_segments``, ``n_nodes`` and ``n_pieces`` without changing its
     result: the extra pieces have γ = 0, no leak and no length (they add exactly zero to every
-    sum), the
-    extra segments carry no flow, join one extra node to itself and have no pieces (their
-    lumen stays empty), the extra nodes receive no blood.  Needs one extra node where segments
+    sum), the extra segments carry no flow, join one extra node to itself and have no pieces
+    (their lumen stays empty), the extra nodes receive no blood.  Needs one extra node where segments
     are added."""
     n_seg, n_piece = asm.edges.shape[0], asm.gamma.shape[0]
     more_segments = n_segments - n_seg

@@ -380,9 +380,10 @@ def trajectory(params: SystemicParameters, times, dose_mol, infusion_duration_s,
     ``simulate``), and z is carried from interval to interval by ``jax.lax.scan`` (one
     matrix-vector product each; the log-depth ``jax.lax.associative_scan`` of the matrix
     products it replaced took 1.9 s against 1.05 s to compile for the objective's 256 times on
-    the 2-core CPU, and either runs in well under a millisecond).  For a series on many times (the objective's plasma
-    peak): about 3× cheaper than ``simulate`` on the same times, value and derivatives;
-    round-off grows with the number of intervals (≈ n·ε relative, 1e-13 for 256 times)."""
+    the 2-core CPU, and either runs in well under a millisecond).  For a series on many times
+    (the objective's plasma peak): about 3× cheaper than ``simulate`` on the same times, value
+    and derivatives; round-off grows with the number of intervals (≈ n·ε relative, 1e-13 for
+    256 times)."""
     t = jnp.atleast_1d(jnp.asarray(times))
     fraction = _fraction(encapsulated)
     return _trajectory(params, t, dose_mol, infusion_duration_s, fraction)

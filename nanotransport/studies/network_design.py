@@ -22,8 +22,8 @@ at ``numerics.t_end_h``, µg/mL of tumor tissue, with everything between them re
 haematocrit and flow (``haemodynamics.solve_state``), the two-way Starling solve (interstitial
 pressure, leak, Darcy flow), the plasma input and the delivery (``network_delivery.run``, with
 release at k_rel(T)).  The temperature's shape θ is that of the scenario as given (the focus,
-target region and thermal properties of tissue and blood are not followed).  Derivatives are forward mode
-(``jax.jacfwd``: a few variables), checked against central differences
+target region and thermal properties of tissue and blood are not followed).  Derivatives are
+forward mode (``jax.jacfwd``: a few variables), checked against central differences
 (``tests/test_network_design.py``); ``segment_sensitivity`` gives every segment's own radius and
 wall derivatives by one reverse-mode pass (many variables).
 """
