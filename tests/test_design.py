@@ -55,6 +55,7 @@ def test_objective_terms_are_normalized_to_free_doxorubicin():
     assert float(t["tox_thermal"]) < 1e-6
 
 
+@pytest.mark.slow  # a design study over 15 release temperatures
 def test_release_temperature_has_interior_optimum_below_heating_temperature():
     """ThermoDox heated to 42 °C: J(T_m) rises then falls, with its maximum in (37, 42)."""
     s = sc.load("thermodox", SMALL)

@@ -40,6 +40,8 @@ def test_pennes_transient_slab_mode_decay():
     assert math.log2(errs[0] / errs[1]) > 1.8 and math.log2(errs[1] / errs[2]) > 1.8, errs
 
 
+# a convergence study at two heating steps (the closed form: verify pennes_far_field)
+@pytest.mark.slow
 def test_heated_model_converges_to_steady_pennes_rise():
     """Fixed 1-W focus held for 2 h: the model's temperature rise converges to the steady Pennes
     solution (with the same far-field boundary) as the heating step shrinks (Strang splitting
@@ -166,6 +168,7 @@ def test_heating_helps_thermodox_not_doxil():
     assert abs(ratio - 1) < 0.05, ratio
 
 
+@pytest.mark.slow  # three heated runs; heating's effect: test_heating_helps_thermodox_not_doxil
 def test_longer_heating_delivers_more():
     auc = [float(metrics("thermodox", f"heating.heating_duration_min={d}")[1]
                  ["tumor_intracellular_auc_ug_h_per_g"]) for d in (20, 40, 60)]

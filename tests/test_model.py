@@ -107,6 +107,7 @@ def test_kill_model_in_responsive_range_for_free_doxorubicin():
     assert 0.1 <= eff <= 0.95, eff
 
 
+@pytest.mark.slow  # a refinement study: four runs (the engine's order: test_engine, verify)
 def test_time_step_refinement_of_tumor_exposure():
     """The tumor drug AUC under step halving (20 → 10 → 5 → 2.5 min, save times on multiples of
     every step): each halving changes it by less than the one before, the observed order

@@ -8,7 +8,15 @@ import pytest
 from nanotransport import verify
 
 
-@pytest.mark.parametrize("name", list(verify.CASES))
+#: verify cases kept out of the default test run (``nanotransport verify`` runs them all):
+#: network_gradient_fd (64 s: three compiles of the mesentery's root and 12 solves) checks the
+#: haematocrit root's derivatives, which tests/test_network_design.py also checks against
+#: central differences (through the root, the Starling solve and the delivery)
+SLOW_CASES = {"network_gradient_fd"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES
+                                  else n for n in verify.CASES])
 def test_case_passes(name):
     row = verify.run_cases([name])[0]
     assert row["case"] == name

@@ -100,7 +100,11 @@ class Topology:
 
 
 def parameters(net: VesselNetwork) -> dict:
-    """The differentiable inputs of a network: a pytree of arrays (SI)."""
+    """The differentiable inputs of a network: a pytree of arrays (SI).
+
+    An optional key ``separation_width`` (a scalar) overrides ``Rheology.separation_width``
+    as a traced value: solves at several widths then share one compile (``solve``'s
+    continuation)."""
     return {"radius_m": jnp.asarray(net.segment_radius_m),
             "length_m": jnp.asarray(net.segment_length_m),
             "boundary_value": jnp.asarray(net.boundary_value),
@@ -233,7 +237,7 @@ def partition(topo: Topology, params: dict, rheo: Rheology, q, hd):
     x = aq / jnp.maximum(f_out[up], tiny)
     d_sibling = jnp.maximum(d_out_sum[up] - d_um, 1e-3)
     fqe = rheology.red_cell_fraction(x, d_um, d_sibling, d_parent[up], h_parent[up],
-                                     rheo.separation_width)
+                                     params.get("separation_width", rheo.separation_width))
     split = h_parent[up] * fqe / jnp.maximum(x, tiny)
     two_way = n_out[up] == 2
     return jnp.where(two_way & (x > 1e-12), split, jnp.where(two_way, 0.0, h_parent[up]))
@@ -429,14 +433,21 @@ def solve(net: VesselNetwork, rheo: Rheology = Rheology(), *, allow_unconverged=
     checked against ``tolerance``; ``continuation_widths`` lists the widths solved after the
     first attempt (empty when it converged)."""
     topo, params = Topology.of(net), parameters(net)
-    state = _solve_state_jit(topo, params, rheo)
+
+    def at_width(width, hd0):
+        """The state at smoothing ``width``, traced: every width shares one compile."""
+        return _solve_state_jit(topo, {**params, "separation_width": jnp.asarray(
+            width, params["radius_m"].dtype)}, rheo, hd0)
+
+    # solve_state's default start, given explicitly so that the continuation's calls (from a
+    # haematocrit) have the same argument structure as this one
+    hd = jnp.full(net.n_segments, jnp.mean(params["boundary_hematocrit"]))
+    state = at_width(rheo.separation_width, hd)
     widths = []
     if not bool(state["converged"]) and rheo.phase_separation:
-        hd = None
         for factor in CONTINUATION:
             width = min(factor * rheo.separation_width, 0.1)
-            state = _solve_state_jit(topo, params,
-                                     dataclasses.replace(rheo, separation_width=width), hd)
+            state = at_width(width, hd)
             hd = state["hematocrit"]
             widths.append(width)
     state = {k: np.asarray(v) for k, v in state.items()}

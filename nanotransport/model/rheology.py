@@ -128,14 +128,15 @@ def red_cell_fraction(flow_fraction, d_branch_um, d_sibling_um, d_parent_um, hd_
                       width=1e-3):
     """FQ_E: the share of the parent's red-cell flux that a daughter branch receives when it
     takes ``flow_fraction`` of the parent's flow (Pries & Secomb 2005; module docstring).
-    ``width`` = 0 gives the sharp law of the paper (not differentiable at its thresholds)."""
+    ``width`` = 0 gives the sharp law of the paper (not differentiable at its thresholds); a
+    traced ``width`` (an array under ``jit``) is taken as positive: the smoothed law."""
     scale = (1.0 - hd_parent) / d_parent_um
     x0 = 0.964 * scale
     b = 1.0 + 6.98 * scale
     ratio = (d_branch_um / d_sibling_um)**2
     a = -13.29 * (ratio - 1.0) / (ratio + 1.0) * scale
     x = (flow_fraction - x0) / (1.0 - 2.0 * x0)
-    if width <= 0:
+    if isinstance(width, (int, float)) and width <= 0:
         xs = jnp.clip(x, 1e-300, 1.0 - 1e-16)
         fqe = 1.0 / (1.0 + jnp.exp(-a - b * (jnp.log(xs) - jnp.log1p(-xs))))
         return jnp.where(x <= 0.0, 0.0, jnp.where(x >= 1.0, 1.0, fqe))
