@@ -45,7 +45,7 @@ def branch(topo, params, rheo, widths, segment):
     """Follow the converged states from the widest width; print width, residual, σ_min."""
     solve = jax.jit(lambda p, h: hm.solve_state(topo, p, rheo, h))
     jac = jax.jit(jax.jacfwd(lambda h, p: hm.residual(topo, p, rheo, h)))
-    hd = jnp.full(topo.edges.shape[0], jnp.mean(params["boundary_hematocrit"]))
+    hd = hm.default_start(topo, params)
     print("| width | converged | max abs R | σ_min(∂R/∂H) | H of segment |")
     print("|---|---|---|---|---|")
     for w in widths:

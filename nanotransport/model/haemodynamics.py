@@ -383,6 +383,12 @@ def _root_forward(topo, params, rheo, hd0):
 GRADIENTS = ("reverse", "forward")
 
 
+def default_start(topo: Topology, params: dict):
+    """The iterations' default start: every segment at the mean inflow haematocrit."""
+    return jnp.full(topo.edges.shape[0], jnp.mean(params["boundary_hematocrit"]),
+                    params["radius_m"].dtype)
+
+
 def solve_state(topo: Topology, params: dict, rheo: Rheology, hd0=None,
                 gradients: str = "reverse") -> dict:
     """The network's flow state (pure, jittable, differentiable; see the module docstring).
@@ -399,8 +405,7 @@ def solve_state(topo: Topology, params: dict, rheo: Rheology, hd0=None,
     if gradients not in GRADIENTS:
         raise ValueError(f"gradients {gradients!r}; allowed {', '.join(GRADIENTS)}")
     if hd0 is None:
-        start = jnp.mean(params["boundary_hematocrit"])
-        hd0 = jnp.full(topo.edges.shape[0], start, params["radius_m"].dtype)
+        hd0 = default_start(topo, params)
     root = _root_reverse if gradients == "reverse" else _root_forward
     hd, info = root(topo, params, rheo, hd0)
     info = jax.lax.stop_gradient(info)
@@ -439,9 +444,9 @@ def solve(net: VesselNetwork, rheo: Rheology = Rheology(), *, allow_unconverged=
         return _solve_state_jit(topo, {**params, "separation_width": jnp.asarray(
             width, params["radius_m"].dtype)}, rheo, hd0)
 
-    # solve_state's default start, given explicitly so that the continuation's calls (from a
+    # the default start given explicitly, so that the continuation's calls (from a
     # haematocrit) have the same argument structure as this one
-    hd = jnp.full(net.n_segments, jnp.mean(params["boundary_hematocrit"]))
+    hd = default_start(topo, params)
     state = at_width(rheo.separation_width, hd)
     widths = []
     if not bool(state["converged"]) and rheo.phase_separation:
