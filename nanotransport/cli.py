@@ -141,16 +141,46 @@ def _fmt(v) -> str:
     return f"{v:.4g}"
 
 
+#: the run's figures drawn by the worker process (``figure_worker``); the rest are drawn here
+#: after the objective (the split that balanced the two on the 2-core CPU)
+WORKER_FIGURES = ("plasma_pk", "release_cells", "imaging", "heating")
+
+
+def run_figures_of(scenario) -> tuple[list[str], dict | None]:
+    """The figures ``nanotransport run`` draws for a scenario (names of ``plots.RUN_FIGURES``)
+    and the heating figure's options (None when unheated)."""
+    from . import plots
+
+    names = [n for n in plots.RUN_FIGURES if n != "heating"]
+    if scenario["heating.source"] == "none":
+        return names, None
+    start = float(scenario["heating.heating_start_min"]) / 60.0
+    heated = {"release_c": float(scenario["formulation.release_temperature_C"]),
+              "plateau_h": (start + float(scenario["heating.ramp_min"]) / 60.0,
+                            start + float(scenario["heating.heating_duration_min"]) / 60.0)}
+    return names + ["heating"], heated
+
+
 def cmd_run(args) -> int:
+    from . import figure_worker
+
+    with figure_worker.FigureWorker() as worker:  # starts now: imports while this one does
+        return _run(args, worker)
+
+
+def _run(args, worker) -> int:
     from . import io, plots
     from .model import scenario as sc
 
     if args.scenario == "capillary":  # the microscale scenario has its own model and command
+        worker.close()
         return cmd_capillary(build_parser().parse_args(
             ["capillary", "--out", args.out] + [a for kv in (args.set or []) for a in
                                                 ("--set", kv)]))
 
     scenario = sc.load(args.scenario, args.set or [])
+    if scenario["tissue.network_file"] or not scenario["outputs.figures"]:
+        worker.close()
     if scenario["tissue.network_file"]:  # a vessel network: the network model
         return _network(scenario, args)
     _check_scenario(scenario)
@@ -159,22 +189,18 @@ def cmd_run(args) -> int:
     _warn_undefined(values)
     ds = io.to_xarray(result, lay, scenario)
     io.write_netcdf(ds, out / "results.nc")
+    if scenario["outputs.figures"]:
+        names, heated = run_figures_of(scenario)
+        remote = worker.submit(plots.run_figures_from_file, out / "results.nc", out,
+                               [n for n in names if n in WORKER_FIGURES], scenario.name,
+                               values, heated)
     summary = {"scenario": scenario.name, "description": scenario.description, **values,
                "objective": _objective_summary(result)}
     io.write_json(out / "summary.json", summary)
     if scenario["outputs.figures"]:
-        plots.plasma_pk({scenario.name: ds}, out / "plasma_pk.png")
-        plots.tumor_profiles(ds, out / "tumor_profiles.png")
-        plots.pressure_velocity(ds, out / "pressure_velocity.png")
-        plots.release_and_cells(ds, out / "release_cells.png")
-        plots.payload_locations(ds, out / "payload_locations.png")
-        plots.imaging(ds, out / "imaging.png")
-        if scenario["heating.source"] != "none":
-            start = float(scenario["heating.heating_start_min"]) / 60.0
-            plots.heating(ds, values, out / "heating.png",
-                          float(scenario["formulation.release_temperature_C"]),
-                          (start + float(scenario["heating.ramp_min"]) / 60.0,
-                           start + float(scenario["heating.heating_duration_min"]) / 60.0))
+        plots.run_figures(ds, out, [n for n in names if n not in WORKER_FIGURES],
+                          scenario.name, values, heated)
+        worker.result(remote)
     print(f"{scenario.name}: {scenario.description}")
     width = max(len(lbl) for _, lbl in SUMMARY_TABLE) + 2
     heated = HEATING_EXTRA if "t90_plateau_c" in values else ()

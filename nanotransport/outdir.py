@@ -33,7 +33,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .model.scenario import ScenarioError
+from .model.schema import ScenarioError
 
 LOCK_NAME = ".nanotransport.lock"
 _TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")  # .NAME.PID.RANDOM.tmp

@@ -490,6 +490,40 @@ def heating(ds: xr.Dataset, values: dict, path: Path, release_c: float | None = 
     return _save(fig, path)
 
 
+# ================================================================== the run command's figures
+#: figure name → file of ``nanotransport run`` (``heating`` only for heated scenarios)
+RUN_FIGURES = {"plasma_pk": "plasma_pk.png", "tumor_profiles": "tumor_profiles.png",
+               "pressure_velocity": "pressure_velocity.png", "release_cells": "release_cells.png",
+               "payload_locations": "payload_locations.png", "imaging": "imaging.png",
+               "heating": "heating.png"}
+
+
+def run_figures(ds: xr.Dataset, out: Path, names, label: str, values: dict,
+                heated: dict | None = None) -> list[Path]:
+    """The named figures of ``nanotransport run`` (``RUN_FIGURES``) into the folder ``out``.
+
+    ``label``: the scenario's name (plasma legend); ``values``: its summary metrics
+    (``summary.to_json_ready``; the heating figure reads T90/T50/T10 from them); ``heated``:
+    the heating figure's ``{"release_c": °C, "plateau_h": (start, end)}``."""
+    out = Path(out)
+    draw = {"plasma_pk": lambda p: plasma_pk({label: ds}, p),
+            "tumor_profiles": lambda p: tumor_profiles(ds, p),
+            "pressure_velocity": lambda p: pressure_velocity(ds, p),
+            "release_cells": lambda p: release_and_cells(ds, p),
+            "payload_locations": lambda p: payload_locations(ds, p),
+            "imaging": lambda p: imaging(ds, p),
+            "heating": lambda p: heating(ds, values, p, **(heated or {}))}
+    return [draw[name](out / RUN_FIGURES[name]) for name in names]
+
+
+def run_figures_from_file(results_nc: Path, out: Path, names, label: str, values: dict,
+                          heated: dict | None = None) -> list[Path]:
+    """``run_figures`` from the run's written ``results.nc`` (what ``figure_worker`` calls in
+    its second process: a file, not the Dataset, crosses between them)."""
+    with xr.open_dataset(results_nc) as ds:
+        return run_figures(ds.load(), out, names, label, values, heated)
+
+
 # ================================================================== scans (scan.nc)
 def plot_scan(ds, out: Path, metric: str = "efficacy") -> list[Path]:
     """All scan figures into ``out``: heat map, distributions (samples), Pareto front."""

@@ -31,6 +31,11 @@ import tempfile
 # test at the default level; CLI subprocesses inherit it.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
+# The run command draws part of its figures in a spawned process (``figure_worker``); the
+# tests draw them in their own process, saving a process start per command, and
+# tests/test_figure_worker.py checks that both ways give the same pixels.
+os.environ.setdefault("NANOTRANSPORT_FIGURE_PROCESS", "0")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -26,14 +26,10 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 
-from .schema import FIELDS, FIELDS_BY_PATH, Field, is_number_ok
+from .schema import FIELDS, FIELDS_BY_PATH, Field, ScenarioError, is_number_ok
 
 TUMOR_PRESETS = ("high-epr", "low-epr", "collagen-rich")
 TOP_LEVEL = {"description": str, "tumor_preset": str}
-
-
-class ScenarioError(ValueError):
-    """A scenario that cannot be run; the message lists every problem found."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,12 @@ import math
 from typing import Any
 
 
+class ScenarioError(ValueError):
+    """A scenario that cannot be run; the message lists every problem found.  (Defined here,
+    in the JAX-free schema, so that modules of the edge that only report errors, such as
+    ``outdir``, import without JAX; ``scenario.ScenarioError`` is the same class.)"""
+
+
 #: default doxorubicin tissue:plasma partition coefficient of every organ (docs/organs.md)
 _DOX_PARTITION = 28.2
 
