@@ -100,6 +100,12 @@ def _model_arrays(result: Result) -> dict:
 _model_arrays_jit = jax.jit(_model_arrays)
 
 
+def model_arrays(result: Result) -> dict:
+    """``_model_arrays`` as one compiled program (its traced program kept by ``export_cache``
+    when that is on)."""
+    return export_cache.call("io.model_arrays", _model_arrays_jit, (result,))
+
+
 def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
     """The result as an xarray Dataset: fields over (time h, space mm), systemic series, fluid,
     tissue maps, and the resolved scenario (TOML) in the attributes."""
@@ -129,7 +135,7 @@ def to_xarray(result: Result, lay: Layout, scenario: Scenario) -> xr.Dataset:
     for j, name in enumerate(inp.pk_payload.state_names):
         data[f"systemic_{name}"] = ("time", y[:, j], {"units": "mol",
                                                       "long_name": f"systemic state {name}"})
-    derived = export_cache.call("io.model_arrays", _model_arrays_jit, (result,))
+    derived = model_arrays(result)
     if isinstance(inp.pk_payload, organs.OrganParameters):
         for tissue in organs.ORGANS[:-1]:  # the order of ``organs.concentrations``
             for analyte in organs.ANALYTES:

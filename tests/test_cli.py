@@ -82,3 +82,33 @@ def test_optimize_and_capillary_smoke(tmp_path, capsys):
     summary = json.loads((cap / "capillary_summary.json").read_text())
     assert summary["ledger_drug_error_max"] < 1e-10
     assert "optimize" not in capsys.readouterr().err
+
+
+def test_the_readouts_compiled_ahead_on_a_standin_serve_the_run():
+    """``run_one`` compiles the summary metrics, the result's arrays and the objective on a
+    stand-in result while the run compiles (``cli._compile_readouts``); the stand-in has the
+    real result's structure, shapes, dtypes and placement, so each program compiles once."""
+    import jax
+
+    from nanotransport import io, scenario
+    from nanotransport.engine import export_cache
+    from nanotransport.model import objective, simulate, summary
+
+    folder = export_cache.folder()
+    export_cache.configure(None)  # the plain jitted calls, whose compiled programs we count
+    try:
+        s = scenario.load("doxil", [TINY[i + 1] for i in range(0, len(TINY) - 1, 2)]
+                          + ["numerics.cells=13"])  # a structure no other test compiles
+        programs = (summary._metrics_jit, io._model_arrays_jit, objective._objective_jit)
+        before = [f._cache_size() for f in programs]
+        result, lay, _, _ = cli.run_one(s, s.name, show_progress=False)
+        io.to_xarray(result, lay, s)
+        cli._objective_summary(result)
+        assert [f._cache_size() - b for f, b in zip(programs, before)] == [1, 1, 1]
+        standin = simulate.standin_result(s)
+        kind = lambda x: (jax.typeof(x), getattr(x, "committed", None))  # noqa: E731
+        assert (jax.tree_util.tree_structure(standin)
+                == jax.tree_util.tree_structure(result))
+        assert jax.tree.map(kind, standin) == jax.tree.map(kind, result)
+    finally:
+        export_cache.configure(folder)

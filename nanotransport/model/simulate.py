@@ -532,6 +532,28 @@ def run_with_progress(params: dict, static: tuple, progress: Callable) -> Result
                   layout(scenario))
 
 
+def standin_result(scenario: Scenario) -> Result:
+    """A ``Result`` with the structure, shapes, dtypes and placement of what
+    ``simulate(scenario, progress=...)`` returns, without running it: every saved time holds
+    the initial state (the run's compiled inputs, ``_prepare_jit``, which the run then reuses).
+
+    For compiling the programs that read a result (summary metrics, the objective, the
+    result's arrays) in a second thread while the run itself compiles (the command line's
+    cold start); its values mean nothing."""
+    static = structure(scenario)
+    inp, state0 = export_cache.call("simulate.prepare", _prepare_jit, (scenario.params,),
+                                    (static,))
+    sched = _schedule(scenario, static)
+    n_saved = len(sched["save_times"])
+    saved = jax.tree_util.tree_map(lambda x: jnp.stack([x] * n_saved), _observe(state0))
+    y, yc, fields = saved
+    st = dict(static)
+    return Result(jnp.asarray(sched["save_times"], state0[0].dtype), fields, y, yc, state0[3],
+                  inp, dict(scenario.params), species_names(st["_heating"], st["_targeting"]),
+                  static, layout(Scenario(scenario.params, public_static(static), "",
+                                          st.get("_maps"))))
+
+
 _run_jit = jax.jit(run, static_argnums=(1, 2))
 LABELS = {"formulation.name", "drug.name", "outputs.figures"}
 
