@@ -12,7 +12,8 @@ can deadlock. Arguments and results cross by the standard library's process pool
 between the two processes; no file is unpickled). An error in the worker is raised here with its
 traceback; if the worker cannot start or dies, its figures are drawn here instead.
 ``NANOTRANSPORT_FIGURE_PROCESS=0`` draws everything in this process (the tests do, to save a
-process start per command; ``tests/test_cli.py`` checks that both ways give the same pixels).
+process start per command; ``tests/test_figure_worker.py`` checks that both ways give the
+same pixels).
 """
 from __future__ import annotations
 

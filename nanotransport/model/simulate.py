@@ -509,16 +509,30 @@ def _advance_jit(inp: Inputs, state, t, length, static: tuple, n_sub: int):
     return solver.macro_interval(step, (state, t), length, n_sub, prepare)
 
 
+def _host_run_start(params: dict, static: tuple) -> tuple:
+    """(scenario, compiled inputs, initial state, schedule) of a run on the host: the inputs
+    through the export cache, shared by ``run_with_progress`` and ``standin_result``."""
+    scenario = Scenario(params, public_static(static), "", dict(static).get("_maps"))
+    inp, state0 = export_cache.call("simulate.prepare", _prepare_jit, (params,), (static,))
+    return scenario, inp, state0, _schedule(scenario, static)
+
+
+def _host_result(scenario: Scenario, static: tuple, inp, saved, accumulators, sched) -> Result:
+    """The ``Result`` of a run on the host from its saved (y, yc, fields) and accumulators."""
+    y, yc, fields = saved
+    st = dict(static)
+    return Result(jnp.asarray(sched["save_times"], y.dtype), fields, y, yc, accumulators, inp,
+                  dict(scenario.params), species_names(st["_heating"], st["_targeting"]),
+                  static, layout(scenario))
+
+
 def run_with_progress(params: dict, static: tuple, progress: Callable) -> Result:
     """``run`` with the loop over macro-intervals on the host (``solver.integrate_on_host``):
     ``progress(t_seconds)`` after each; the compiled pieces (inputs, one macro-interval) hold
     no host callback, so they are compiled once per structure whatever the progress function
     and can be kept by JAX's persistent compilation cache, and their traced programs by the
     export cache (``export_cache.call``, off unless configured).  Forward only."""
-    st = dict(static)
-    scenario = Scenario(params, public_static(static), "", st.get("_maps"))
-    inp, state0 = export_cache.call("simulate.prepare", _prepare_jit, (params,), (static,))
-    sched = _schedule(scenario, static)
+    scenario, inp, state0, sched = _host_run_start(params, static)
 
     def advance(state, t, length, n_sub):
         return export_cache.call("simulate.advance", _advance_jit, (inp, state, t, length),
@@ -526,10 +540,7 @@ def run_with_progress(params: dict, static: tuple, progress: Callable) -> Result
 
     final, saved = solver.integrate_on_host(advance, state0, observe=_observe,
                                             progress=progress, **sched)
-    y, yc, fields = saved
-    return Result(jnp.asarray(sched["save_times"], state0[0].dtype), fields, y, yc, final[3],
-                  inp, dict(params), species_names(st["_heating"], st["_targeting"]), static,
-                  layout(scenario))
+    return _host_result(scenario, static, inp, saved, final[3], sched)
 
 
 def standin_result(scenario: Scenario) -> Result:
@@ -541,17 +552,10 @@ def standin_result(scenario: Scenario) -> Result:
     result's arrays) in a second thread while the run itself compiles (the command line's
     cold start); its values mean nothing."""
     static = structure(scenario)
-    inp, state0 = export_cache.call("simulate.prepare", _prepare_jit, (scenario.params,),
-                                    (static,))
-    sched = _schedule(scenario, static)
+    run_scenario, inp, state0, sched = _host_run_start(scenario.params, static)
     n_saved = len(sched["save_times"])
     saved = jax.tree_util.tree_map(lambda x: jnp.stack([x] * n_saved), _observe(state0))
-    y, yc, fields = saved
-    st = dict(static)
-    return Result(jnp.asarray(sched["save_times"], state0[0].dtype), fields, y, yc, state0[3],
-                  inp, dict(scenario.params), species_names(st["_heating"], st["_targeting"]),
-                  static, layout(Scenario(scenario.params, public_static(static), "",
-                                          st.get("_maps"))))
+    return _host_result(run_scenario, static, inp, saved, state0[3], sched)
 
 
 _run_jit = jax.jit(run, static_argnums=(1, 2))
