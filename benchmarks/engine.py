@@ -39,10 +39,24 @@ the matrix function (e^{At} − I) A⁻¹ s.  The error is therefore the time-in
 splitting) error alone; spatial discretisation error is the same for all codes that use the
 standard 7-point / two-point-flux operator (py-pde's central d_dx under --convection is not).
 
+--heterogeneous (issue #19 item 1): D drops 10× inside a 0.3-mm ball at the centre (faces take
+the harmonic mean) and k = 1e-4 1/s × 10^(g − ½) follows a smooth Gaussian random field g ∈
+[0, 1] (correlation ~0.1 mm, seed 0: a factor-10 "vessel-density" map), as in
+``benchmarks/heterogeneous.py``.  No closed form exists, so the reference is the same
+semi-discrete ODE integrated by ``implicit_step`` at dt = 20 s and 10 s (relative residual
+1e-13) and Richardson-extrapolated, (4 c₁₀ − c₂₀)/3 (the pair's difference is printed: the
+reference is good to well below it).  Rows: nanotransport explicit, nanotransport unsplit at
+dt = 60 s and 180 s (multigrid-preconditioned CG), py-pde (``divergence(D * gradient(c))``:
+a central-difference divergence of a central-difference gradient, zero flux on the walls: a
+different spatial operator from the two-point flux, so its error includes that difference) and FiPy (backward Euler,
+``DiffusionTerm(coeff=D.harmonicFaceValue)``: the same two-point-flux operator; capped and
+extrapolated above N = 32, then no error is measured).
+
 Usage::
 
     python benchmarks/engine.py                    # N = 32, 64 (CPU), table + ratios
     python benchmarks/engine.py --convection       # convection variant
+    python benchmarks/engine.py --heterogeneous    # variable D and k (no --convection)
     python benchmarks/engine.py --quick            # N = 16, no FiPy (smoke run)
     python benchmarks/engine.py --json             # rows as a JSON list on stdout
     python benchmarks/engine.py --gpu              # JAX only, float32, N = 64, 128, 256
@@ -80,6 +94,13 @@ NOMINAL_DT_S = 60.0   # the "large step" of the implicit rows
 CANDIDATE_DTS = (3600, 1800, 1200, 900, 720, 600, 450, 400, 360, 300, 240, 180, 150, 120, 100, 90, 75, 60, 50, 45, 40, 36, 30, 25, 24, 20, 18,
                  15, 12, 10, 9, 8, 6, 5, 4, 3, 2.5, 2, 1.6, 1.5, 1.25, 1, 0.8, 0.75, 0.6, 0.5,
                  0.4, 0.3, 0.25, 0.2, 0.1)
+
+# --heterogeneous
+TUMOR_R_M = 3e-4      # radius of the low-diffusivity ball, m
+D_JUMP = 10.0         # D outside / D inside the ball
+CORR_M = 1e-4         # correlation length of the decay map, m
+REFERENCE_DTS_S = (20.0, 10.0)  # Richardson pair of the heterogeneous reference, s
+HETEROGENEOUS_DTS_S = (60.0, 180.0)  # the unsplit rows' steps, s
 
 GAMMA = 1.0 - 1.0 / math.sqrt(2.0)   # solver.py's SDIRK2 (Alexander 1977)
 W_SD = (1.0 - GAMMA) / GAMMA
@@ -251,6 +272,24 @@ def explicit_steps(n: int, convection: bool) -> int:
 
 
 # ------------------------------------------------------------------ workers (subprocesses)
+def heterogeneous_fields(n: int, seed: int = 0):
+    """(D, k) of shape (1, n, n, n) for --heterogeneous: D = 1e-10 m²/s with a factor-10 drop
+    inside the central ball of radius TUMOR_R_M, and k = K_1S × 10^(g − ½), g ∈ [0, 1] a
+    smooth Gaussian random field (correlation length CORR_M, seed ``seed``) scaled to [0, 1]."""
+    x = (np.arange(n) + 0.5) * (L_M / n) - 0.5 * L_M
+    X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
+    tumor = X**2 + Y**2 + Z**2 <= TUMOR_R_M**2
+    d = np.where(tumor, D_M2S / D_JUMP, D_M2S)
+    rng = np.random.default_rng(seed)
+    kf = 2 * np.pi * np.fft.fftfreq(n, d=L_M / n)
+    KX, KY, KZ = np.meshgrid(kf, kf, kf, indexing="ij")
+    filt = np.exp(-0.5 * (KX**2 + KY**2 + KZ**2) * CORR_M**2)
+    g = np.real(np.fft.ifftn(np.fft.fftn(rng.normal(size=(n, n, n))) * filt))
+    g = (g - g.min()) / (g.max() - g.min())
+    k = K_1S * 10.0 ** (g - 0.5)
+    return d[None], k[None]
+
+
 def _jax_setup(dtype_name: str):
     import jax
 
@@ -331,13 +370,19 @@ def worker_nanotransport(cfg):
         return saved[0]
 
     run = jax.jit(simulate)
-    d0, k0 = jnp.asarray(D_M2S, dtype), jnp.asarray(K_1S, dtype)
+    if cfg.get("heterogeneous"):
+        d0, k0 = (jnp.asarray(a, dtype) for a in heterogeneous_fields(n))
+    else:
+        d0, k0 = jnp.asarray(D_M2S, dtype), jnp.asarray(K_1S, dtype)
     c0 = jnp.zeros((1, n, n, n), dtype)
     comp, first, walls, out = _time_calls(run, (d0, k0, c0), cfg.get("repeats", 3))
     wall = float(np.median(walls))
     res = dict(dt_s=dt, steps=steps, setup_s=comp, first_call_s=first, wall_s=wall, walls=walls)
     notes = []
-    if kind == "nanotransport-unsplit":
+    if kind == "nanotransport-unsplit" and cfg.get("heterogeneous"):
+        notes.append("solver.implicit_step: unsplit SDIRK2, CG + float32 multigrid V-cycle "
+                     "(variable D, k) per stage (rel. tol 1e-10)")
+    elif kind == "nanotransport-unsplit":
         notes.append("solver.implicit_step: unsplit SDIRK2, source and decay in the solve, "
                      + ("BiCGStab + fast diagonalization (exact: uniform D, k, u)" if conv else
                         "CG + fast diagonalization (exact: uniform D, k)")
@@ -366,6 +411,38 @@ def worker_nanotransport(cfg):
                      + (" (no recompile)" if before == after else " (RECOMPILED)"))
     res["note"] = "; ".join(notes)
     return res, np.asarray(out[0], np.float64)
+
+
+def worker_reference(cfg):
+    """The --heterogeneous reference: ``implicit_step`` at REFERENCE_DTS_S (relative residual
+    1e-13), Richardson-extrapolated for SDIRK2's second order: (4 c_fine − c_coarse)/3."""
+    jax, jnp, dtype = _jax_setup("float64")
+    from nanotransport import solver
+
+    n = cfg["N"]
+    g, src, transport = _nt_problem(n, False, dtype)
+    d, k = (jnp.asarray(a, dtype) for a in heterogeneous_fields(n))
+    tr = dataclasses.replace(transport(d), source=src)
+
+    def simulate(dt):
+        steps = int(round(T_END_S / dt))
+
+        def step(t, h, c):
+            return solver.implicit_step(g, tr, c, h, decay=k, tol=1e-13)
+
+        c0 = jnp.zeros((1, n, n, n), dtype)
+        return solver.integrate(step, c0, [T_END_S], max_dt=dt,
+                                steps_per_macro=near_sqrt_divisor(steps))[1][0][0]
+
+    t = time.perf_counter()
+    coarse, fine = (np.asarray(jax.jit(lambda: simulate(dt))(), np.float64)
+                    for dt in REFERENCE_DTS_S)
+    ref = (4.0 * fine - coarse) / 3.0
+    gap = float(np.linalg.norm(fine - coarse) / np.linalg.norm(ref))
+    return dict(dt_s=REFERENCE_DTS_S[1], steps=int(round(T_END_S / REFERENCE_DTS_S[1])),
+                setup_s=0.0, wall_s=time.perf_counter() - t, richardson_gap=gap,
+                note=f"dt {REFERENCE_DTS_S[0]:g}/{REFERENCE_DTS_S[1]:g} s differ by {gap:.2e}; "
+                     "Richardson-extrapolated"), ref
 
 
 def worker_stencil(cfg):
@@ -424,9 +501,16 @@ def worker_pypde(cfg):
     s = pde.ScalarField(grid, S_MOL * source_mask(n))
     expr = "D*laplace(c) - k*c + s" + (" - u*d_dx(c)" if conv else "")
     consts = {"D": D_M2S, "k": K_1S, "s": s}
+    bc_ops = None
+    if cfg.get("heterogeneous"):
+        d, k = heterogeneous_fields(n)
+        expr = "divergence(D * gradient(c)) - k*c + s"
+        consts.update(D=pde.ScalarField(grid, d[0]), k=pde.ScalarField(grid, k[0]))
+        # the flux D ∇c is zero on the walls (by default its ghost cells copy the interior:
+        # 46 % of the mass was lost at N = 16)
+        bc_ops = {"c:divergence": {"value": 0.0}}
     if conv:
         consts["u"] = U_MS
-    bc_ops = None
     if conv:  # conservative central advection: c = c_in = 0 behind the inflow face
         bc_ops = {"c:d_dx": {"x-": {"value": 0.0}, "x+": {"derivative": 0.0},
                              "y": {"derivative": 0.0}, "z": {"derivative": 0.0}}}
@@ -448,6 +532,9 @@ def worker_pypde(cfg):
     done = int(solver.info["steps"])
     note = f"numba backend, EulerSolver, fixed dt; t_final={t_final:.6g} s"
     note += f"; pde {pde.__version__}"
+    if cfg.get("heterogeneous"):
+        note += ("; divergence(D * gradient(c)): central differences, not the two-point-flux "
+                 "operator (its error includes that spatial difference)")
     if conv:
         note += ("; advection = central d_dx with c=0 ghost at inflow, zero gradient at "
                  "outflow (2nd-order central, not the first-order upwind FV operator: its "
@@ -471,7 +558,12 @@ def worker_fipy(cfg):
     mask = (((xc - h) ** 2 + (yc - h) ** 2 + (zc - h) ** 2) <= R_SRC_M**2).astype(float)
     c = fp.CellVariable(mesh=mesh, value=0.0)
     src = fp.CellVariable(mesh=mesh, value=S_MOL * mask)
-    rhs = fp.DiffusionTerm(coeff=D_M2S) - fp.ImplicitSourceTerm(coeff=K_1S) + src
+    if cfg.get("heterogeneous"):
+        d, k = (fp.CellVariable(mesh=mesh, value=a[0].ravel(order="F"))
+                for a in heterogeneous_fields(n))  # FiPy numbers cells x fastest
+        rhs = fp.DiffusionTerm(coeff=d.harmonicFaceValue) - fp.ImplicitSourceTerm(coeff=k) + src
+    else:
+        rhs = fp.DiffusionTerm(coeff=D_M2S) - fp.ImplicitSourceTerm(coeff=K_1S) + src
     if conv:
         # FiPy's exterior faces carry no convective flux by default (= inflow of c_in = 0);
         # the outflow at x = L is the usual implicit source u·n on the right faces.
@@ -505,7 +597,9 @@ def worker_fipy(cfg):
     if run_steps < steps:
         wall = typical * steps
         note += (f"; CAPPED: ran {run_steps} of {steps} steps, wall EXTRAPOLATED linearly "
-                 f"({typical:.2f} s/step); error PREDICTED (exact backward-Euler model)")
+                 f"({typical:.2f} s/step); error "
+                 + ("NOT MEASURED" if cfg.get("heterogeneous") else
+                    "PREDICTED (exact backward-Euler model)"))
         field = None
     else:
         wall = float(sum(ts)) - extra_first
@@ -519,6 +613,7 @@ WORKERS = {
     "nanotransport-unsplit": worker_nanotransport,
     "nanotransport-explicit": worker_nanotransport,
     "nanotransport-explicit-const": worker_nanotransport,
+    "nanotransport-reference": worker_reference,
     "jax-stencil": worker_stencil,
     "py-pde": worker_pypde,
     "fipy": worker_fipy,
@@ -708,6 +803,83 @@ def run_cpu(args) -> list[dict]:
             f"{predicted_error(n, args.convection, 'unsplit', NOMINAL_DT_S, nom_steps):.3g} at "
             f"dt={NOMINAL_DT_S:g} s, model)")
     return rows
+
+
+def run_heterogeneous(args) -> list[dict]:
+    """--heterogeneous rows (module docstring): every error measured against the
+    Richardson-extrapolated reference of the same semi-discrete ODE."""
+    rows: list[dict] = []
+    tmp = Path(tempfile.mkdtemp(prefix="dr3d_het_"))
+    for n in args.sizes:
+        t_n = time.perf_counter()
+        n_ex = explicit_steps(n, False)
+        h_ex = T_END_S / n_ex
+
+        def cfg(impl, dt, steps, **kw):
+            c = dict(impl=impl, N=n, convection=False, dtype="float64", dt=dt, steps=steps,
+                     heterogeneous=True, out=str(tmp / f"{impl}_{n}_{dt:g}.npy"))
+            c.update(kw)
+            return c
+
+        ref_res = run_worker(cfg("nanotransport-reference", REFERENCE_DTS_S[1], 0))
+        if "skipped" in ref_res:
+            raise SystemExit(f"heterogeneous reference failed: {ref_res['skipped']}")
+        ref = np.load(ref_res.pop("field"))
+        log(f"\n=== DR3D heterogeneous, N={n}: explicit h={h_ex:.4g} s x {n_ex} steps; "
+            f"reference: {ref_res['note']} ({ref_res['wall_s']:.0f} s)")
+
+        def add(impl, res):
+            row = dict(implementation=impl, N=n, variant="heterogeneous", dtype="float64")
+            row.update(res)
+            if "skipped" in res:
+                row.update(error=None, wall_s=None, setup_s=None, peak_mb=None,
+                           note="SKIPPED: " + res["skipped"])
+            else:
+                if res.get("field"):
+                    row["error"] = rel_error(np.load(res["field"]), ref)
+                    row["error_kind"] = "measured"
+                    os.remove(res.pop("field"))
+                row["total_s"] = row["setup_s"] + row["wall_s"]
+                row["per_step_s"] = row["wall_s"] / row["steps"]
+                row["cell_updates_per_s"] = n**3 * row["steps"] / row["wall_s"]
+            row.pop("walls", None)
+            rows.append(row)
+            log(fmt_row(row))
+            return row
+
+        if not args.no_explicit:
+            add("nanotransport-explicit", run_worker(cfg("nanotransport-explicit", h_ex, n_ex)))
+        for dt in HETEROGENEOUS_DTS_S:
+            add(f"nanotransport-unsplit dt={dt:g}",
+                run_worker(cfg("nanotransport-unsplit", dt, int(round(T_END_S / dt)))))
+        if not args.no_pypde:
+            add("py-pde", run_worker(cfg("py-pde", h_ex, n_ex)))
+        if not args.no_fipy:
+            cap = args.fipy_max_steps if args.fipy_max_steps else (None if n <= 32 else 8)
+            add("fipy", run_worker(cfg("fipy", NOMINAL_DT_S, int(round(T_END_S / NOMINAL_DT_S)),
+                                       max_steps=cap)))
+        log(f"  (N={n} done in {time.perf_counter() - t_n:.0f} s)")
+    return rows
+
+
+def heterogeneous_ratios(rows: list[dict], n: int) -> list[dict]:
+    """py-pde's and FiPy's totals over the unsplit rows' at N = n, with both errors."""
+    by = {r["implementation"]: r for r in rows if r["N"] == n and r.get("wall_s")}
+    out = []
+    for other in ("py-pde", "fipy", "nanotransport-explicit"):
+        o = by.get(other)
+        for dt in HETEROGENEOUS_DTS_S:
+            u = by.get(f"nanotransport-unsplit dt={dt:g}")
+            if o is None or u is None:
+                continue
+            e_o = "not measured" if o.get("error") is None else f"{o['error']:.2g}"
+            out.append(dict(ratio=f"{other} total / unsplit dt={dt:g} s total (errors {e_o} vs "
+                                  f"{u['error']:.2g})",
+                            value=o["total_s"] / u["total_s"],
+                            goal=">= 10 at equal or smaller error", met=bool(
+                                o.get("error") is not None and u["error"] <= o["error"]
+                                and o["total_s"] / u["total_s"] >= 10)))
+    return out
 
 
 def ratios(rows: list[dict], n: int = 64) -> list[dict]:
@@ -987,6 +1159,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=None)
     p.add_argument("--convection", action="store_true")
+    p.add_argument("--heterogeneous", action="store_true",
+                   help="variable D (10x jump) and k (10x-range map); error against a "
+                        "Richardson-extrapolated implicit reference")
+    p.add_argument("--no-explicit", action="store_true",
+                   help="--heterogeneous: leave out the nanotransport explicit row")
     p.add_argument("--quick", action="store_true", help="N=16, no FiPy")
     p.add_argument("--json", action="store_true", help="print rows as a JSON list on stdout")
     p.add_argument("--markdown", action="store_true", help="also print a markdown table")
@@ -1032,6 +1209,26 @@ def main(argv=None):
     args.sizes = args.sizes or [32, 64]
     t0 = time.perf_counter()
     log(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs")
+    if args.heterogeneous:
+        if args.convection:
+            p.error("--heterogeneous runs without --convection")
+        rows = run_heterogeneous(args)
+        n = 64 if 64 in args.sizes else max(args.sizes)
+        log("\nDR3D heterogeneous — table (errors against the Richardson reference):")
+        for r in rows:
+            log(fmt_row(r))
+        log(f"\nratios at N={n} (total = setup + wall):")
+        for q in heterogeneous_ratios(rows, n):
+            log(f"  {q['ratio']}: {q['value']:.3g} (goal {q['goal']}: "
+                f"{'MET' if q['met'] else 'NOT met'})")
+        log(f"\nbenchmark wall time {time.perf_counter() - t0:.0f} s")
+        if args.markdown:
+            log("\n" + markdown_table(rows))
+        if args.out:
+            Path(args.out).write_text(json.dumps(dict(rows=rows), indent=1, default=str))
+        if args.json:
+            print(json.dumps(rows, indent=1, default=str))
+        return 0
     rows = run_cpu(args)
     rat = ratios(rows, 64 if 64 in args.sizes else max(args.sizes))
     log(f"\nDR3D {'convection' if args.convection else 'diffusion'} — table "

@@ -40,28 +40,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import D_M2S, K_1S, L_M, _nt_problem, near_sqrt_divisor  # noqa: E402
+from engine import (D_M2S, K_1S, _nt_problem, heterogeneous_fields,  # noqa: E402
+                    near_sqrt_divisor)
 
 DT_S, STEPS = 180.0, 20
-TUMOR_R_M = 3e-4
-D_JUMP = 10.0
-CORR_M = 1e-4
-
-
-def heterogeneous_fields(n: int, seed: int = 0):
-    """(D, k) of shape (1, n, n, n): the tumor diffusivity jump and the vessel-density decay."""
-    x = (np.arange(n) + 0.5) * (L_M / n) - 0.5 * L_M
-    X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
-    tumor = X**2 + Y**2 + Z**2 <= TUMOR_R_M**2
-    d = np.where(tumor, D_M2S / D_JUMP, D_M2S)
-    rng = np.random.default_rng(seed)
-    kf = 2 * np.pi * np.fft.fftfreq(n, d=L_M / n)
-    KX, KY, KZ = np.meshgrid(kf, kf, kf, indexing="ij")
-    filt = np.exp(-0.5 * (KX**2 + KY**2 + KZ**2) * CORR_M**2)
-    g = np.real(np.fft.ifftn(np.fft.fftn(rng.normal(size=(n, n, n))) * filt))
-    g = (g - g.min()) / (g.max() - g.min())
-    k = K_1S * 10.0 ** (g - 0.5)
-    return d[None], k[None]
 
 
 def main(argv=None):

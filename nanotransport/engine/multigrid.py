@@ -7,18 +7,35 @@ symmetric when the couplings are, i.e. for diffusion).  For the implicit stage o
 φ ∂c/∂t = L c − k c,  A = Vφ (1 + a k) − a V φ L  (a = γ h), whose couplings are −a T_f with T_f
 the face transmissibility A_f D_f/δ_f.
 
-Coarse levels: Galerkin products A_c = Pᵀ A P with P the piecewise-constant prolongation of a
-coarse cell onto its 2 (per coarsened axis) children, computed face by face (coarse couplings
-are sums of the fine couplings across the coarse face; couplings inside a coarse cell fold into
-its diagonal).  Any grid metric (spherical, cylindrical, graded) is carried by the fine
-couplings, so no geometric re-discretization is needed.  An axis is coarsened while its length
-is even and at least 4; the hierarchy stops when no axis can be, or at ``max_levels``.
+Coarse levels: aggregation of 2 cells per coarsened axis.  The Galerkin product Pᵀ A P of the
+piecewise-constant prolongation P is computed face by face (coarse couplings are sums of the fine
+couplings across the coarse face; couplings inside a coarse cell fold into its diagonal); any grid
+metric (spherical, cylindrical, graded) is carried by the fine couplings, so no geometric
+re-discretization is needed.  The couplings across faces normal to a coarsened axis are then
+halved, and the diagonal set so that every row keeps the Galerkin row sum (the volume and
+boundary terms): with piecewise-constant P the Galerkin couplings are twice those of the
+operator re-discretized on the coarse cells (a face of the coarse cell has 2^(d−1) fine faces,
+each with the fine transmissibility A_f D/δ, while the coarse one is 2^(d−1) A_f D/(2δ)), so the
+plain Galerkin correction of smooth errors is half what it should be, the known weakness of
+unsmoothed aggregation.  Braess (1995, Computing 55, 379-393) and Notay's AGMG scale the whole
+coarse correction up instead (over-correction); tried here on 2026-12-06 (×1.5-2) it was slower,
+because the volume (mass and decay) terms, which aggregation sums exactly, must not be scaled:
+only the couplings are.  Measured on the first stage of the 64³ heterogeneous DR3D
+of benchmarks/heterogeneous.py (benchmarks/RESULTS.md, docs/architecture.md): 17 → 12 CG
+iterations to 1e-10 together with ω 0.8 → 6/7 at 2 sweeps, 9 at 3 sweeps.  The halved level
+stays a diagonally dominant M-matrix, so the cycle stays symmetric positive definite.  An axis is
+coarsened while its length is even and at least 4; the hierarchy stops when no axis can be, or
+at ``max_levels``.
 
-V-cycle: damped Jacobi (ω = 0.8), ``sweeps`` before and after the coarse correction, and
-``coarse_sweeps`` Jacobi sweeps on the coarsest level; every part is a fixed polynomial in
+V-cycle: damped Jacobi (ω = 6/7, the smoothing optimum for the 7-point stencil), ``sweeps``
+(default 3) before and after the coarse correction, and ``coarse_sweeps`` Jacobi sweeps on the
+coarsest level; every part is a fixed polynomial in
 D⁻¹A, so the cycle is a symmetric positive-definite preconditioner for a symmetric positive-
-definite A.  Why hand-written: jax has Krylov solvers but no multigrid, and the structured grid
-makes coarsening a reshape; the cycle is a few fused elementwise passes per level, the same on
+definite A.  ``low_precision`` wraps the cycle so that it runs in float32 for a float64 solve
+(half the memory traffic of these memory-bound passes; the Krylov iteration, its residuals and
+its stopping test stay in float64, so the solution's accuracy is unchanged: a preconditioner
+only has to be an approximate inverse).  Why hand-written: jax has Krylov solvers but no
+multigrid, and the structured grid makes coarsening a reshape; the cycle is a few fused elementwise passes per level, the same on
 CPU and GPU, and runs under ``vmap`` (all members take the same number of iterations).
 
 Krylov: ``jax.scipy.sparse.linalg.cg`` for symmetric operators, ``bicgstab`` otherwise (with
@@ -33,7 +50,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-OMEGA = 0.8
+OMEGA = 6.0 / 7.0
+SWEEPS = 3
+COARSE_COUPLING_SCALE = 0.5  # halved coarse couplings (module docstring)
 
 
 class Level(NamedTuple):
@@ -82,7 +101,7 @@ def _every_other(x, ax, start):
     return jax.lax.slice_in_dim(x, start, n, stride=2, axis=ax)
 
 
-def coarsen(level: Level, axes) -> Level:
+def galerkin(level: Level, axes) -> Level:
     """Galerkin coarse level Pᵀ A P, coarsening pairs of cells along ``axes``."""
     diag, off, off_t = level.diag, list(level.off), list(level.off_t)
     for a in axes:
@@ -94,6 +113,25 @@ def coarsen(level: Level, axes) -> Level:
             if b != a:
                 off[b], off_t[b] = _pairs(off[b], ax), _pairs(off_t[b], ax)
     return Level(diag, tuple(off), tuple(off_t))
+
+
+def _row_sums_of_couplings(level: Level):
+    return apply(Level(jnp.zeros_like(level.diag), level.off, level.off_t),
+                 jnp.ones_like(level.diag))
+
+
+def coarsen(level: Level, axes, scale: float = COARSE_COUPLING_SCALE) -> Level:
+    """Coarse level of the V-cycle: the Galerkin level (``galerkin``) with its couplings
+    across faces normal to the coarsened ``axes`` multiplied by ``scale`` and the diagonal
+    keeping the Galerkin row sums (module docstring); ``scale`` = 1 is Galerkin itself."""
+    g = galerkin(level, axes)
+    if scale == 1.0:
+        return g
+    off = tuple(scale * o if a in axes else o for a, o in enumerate(g.off))
+    off_t = tuple(scale * o if a in axes else o for a, o in enumerate(g.off_t))
+    row_sum = g.diag + _row_sums_of_couplings(g)
+    scaled = Level(g.diag, off, off_t)
+    return Level(row_sum - _row_sums_of_couplings(scaled), off, off_t)
 
 
 def coarsenable(shape) -> tuple:
@@ -127,7 +165,7 @@ def _jacobi(level: Level, x, b, sweeps: int):
     return jax.lax.fori_loop(0, sweeps, lambda _, x: x + inv * (b - apply(level, x)), x)
 
 
-def v_cycle(levels: list[Level], b, sweeps: int = 2, coarse_sweeps: int = 30):
+def v_cycle(levels: list[Level], b, sweeps: int = SWEEPS, coarse_sweeps: int = 30):
     """One V-cycle from a zero initial guess: an approximation of A⁻¹ b."""
     def cycle(k, rhs):
         lev = levels[k]
@@ -142,6 +180,24 @@ def v_cycle(levels: list[Level], b, sweeps: int = 2, coarse_sweeps: int = 30):
     return cycle(0, b)
 
 
+def low_precision(levels: list[Level], dtype=jnp.float32):
+    """r ↦ ``v_cycle(levels, r)`` computed in ``dtype`` (float32 by default) and returned in
+    r's dtype.  The hierarchy is divided by its largest fine diagonal entry and r by its
+    largest magnitude before the cast (the cycle is linear, so both factors come back out
+    exactly), so SI-sized entries (~1e-14 for a volume-weighted 3D stage) and small residuals
+    late in a solve stay far from float32's underflow."""
+    scale_a = jnp.max(jnp.abs(levels[0].diag))
+    low = jax.tree_util.tree_map(lambda x: (x / scale_a).astype(dtype), levels)
+
+    def precond(r):
+        scale_r = jnp.max(jnp.abs(r))
+        scale_r = jnp.where(scale_r > 0, scale_r, 1.0)
+        y = v_cycle(low, (r / scale_r).astype(dtype)).astype(r.dtype)
+        return y * (scale_r / scale_a)
+
+    return precond
+
+
 class KrylovInfo(NamedTuple):
     solution: jax.Array
     relative_residual: jax.Array
@@ -151,15 +207,14 @@ def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
           x0=None, preconditioner=None) -> KrylovInfo:
     """Solve A x = b (A from ``level``) by preconditioned CG (symmetric) or BiCGStab,
     differentiable through ``custom_linear_solve``.  The preconditioner is the multigrid
-    V-cycle of the symmetric part unless ``preconditioner`` (r ↦ ≈ A⁻¹ r, symmetric positive
+    V-cycle of the symmetric part, in float32 (``low_precision``), unless ``preconditioner`` (r ↦ ≈ A⁻¹ r, symmetric positive
     definite for CG) is given.  ``x0``: a starting guess.  The solve stops at
     ‖b − A x‖ ≤ tol ‖b‖; derivative systems (``custom_linear_solve``) start from zero and
     stop at tol times their own right-hand side or tol ‖b‖, whichever is larger (tangents
     accurate relative to the primal's scale)."""
     precond = preconditioner
     if precond is None:
-        levels = hierarchy(symmetric_part(level))
-        precond = lambda r: v_cycle(levels, r)  # noqa: E731
+        precond = low_precision(hierarchy(symmetric_part(level)))
     matvec = lambda x: apply(level, x)  # noqa: E731
 
     # stop at ‖r‖ ≤ tol ‖b‖ (b the whole right-hand side, as without a starting guess): a

@@ -251,13 +251,14 @@ def stage_system(grid: Grid, transport: fv.Transport, c, h, decay=0.0,
       mean D, mean φ, k, boundaries; no velocity), S = (diag A / diag Ā)^½
       (``fdm.averaged_inverse``).
     * 'averaged-fdm': P = Ā, no diagonal scaling.
-    * 'multigrid': a geometric multigrid V-cycle of A's symmetric part (``multigrid.py``).
+    * 'multigrid': a geometric multigrid V-cycle of A's symmetric part, run in float32
+      (``multigrid.py``: aggregation with halved coarse couplings, Jacobi ω = 6/7).
     * 'auto': 'fdm' where it applies, else 'multigrid', the fastest by measurement
-      (benchmarks/heterogeneous.py, RESULTS.md: 64³ DR3D with a 10× diffusivity jump and a
-      10×-range decay map, CG to 1e-10 needs 13-17 V-cycles per stage against 29-31
-      applications of 'scaled-fdm' and 22-34 of 'averaged-fdm', each about half a V-cycle's
-      cost: the V-cycle run took 0.70-0.86× the wall time of 'averaged-fdm' and 0.71× that
-      of 'scaled-fdm' in two runs)."""
+      (benchmarks/heterogeneous.py, benchmarks/RESULTS.md: 64³ DR3D with a 10× diffusivity
+      jump and a 10×-range decay map, CG to 1e-10 needs 7-9 V-cycles per stage against 29-31
+      applications of 'scaled-fdm' and 22-34 of 'averaged-fdm'; with the Galerkin V-cycle of
+      2026-12-06 (13-17 cycles) the V-cycle run already took 0.70-0.86× the wall time of
+      'averaged-fdm' and 0.71× that of 'scaled-fdm')."""
     from . import multigrid
 
     if preconditioner not in PRECONDITIONERS:
@@ -285,8 +286,7 @@ def stage_system(grid: Grid, transport: fv.Transport, c, h, decay=0.0,
         inverse = fdm.stage_inverse(coefs, a_h, decay)
         precond = lambda r: inverse(r / weight)  # noqa: E731  (W B)⁻¹, exact
     elif kind == "multigrid":
-        levels = multigrid.hierarchy(multigrid.symmetric_part(level))
-        precond = lambda r: multigrid.v_cycle(levels, r)  # noqa: E731
+        precond = multigrid.low_precision(multigrid.hierarchy(multigrid.symmetric_part(level)))
     else:
         precond = fdm.averaged_inverse(grid, transport, k, a_h, level.diag,
                                        scaled=kind == "scaled-fdm")
