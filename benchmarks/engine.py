@@ -686,6 +686,29 @@ def _fipy_matched(n, convection, target_err):
     return dt, steps, predicted_error(n, convection, "backward", dt, steps)
 
 
+def make_row(impl, res, n, variant, ref, dtype="float64", predicted=None) -> dict:
+    """A table row from a worker's result: the error measured against ``ref`` when the worker
+    saved its field, else ``predicted(dt, steps)`` when given; totals and rates."""
+    row = dict(implementation=impl, N=n, variant=variant, dtype=dtype)
+    row.update(res)
+    if "skipped" in res:
+        row.update(error=None, wall_s=None, setup_s=None, peak_mb=None,
+                   note="SKIPPED: " + res["skipped"])
+    else:
+        if res.get("field"):
+            row["error"] = rel_error(np.load(res["field"]), ref)
+            row["error_kind"] = "measured"
+            os.remove(res.pop("field"))
+        elif predicted is not None:
+            row["error"] = predicted(res["dt_s"], res["steps"])
+            row["error_kind"] = "predicted"
+        row["total_s"] = row["setup_s"] + row["wall_s"]
+        row["per_step_s"] = row["wall_s"] / row["steps"]
+        row["cell_updates_per_s"] = n**3 * row["steps"] / row["wall_s"]
+    row.pop("walls", None)
+    return row
+
+
 def run_cpu(args) -> list[dict]:
     rows: list[dict] = []
     tmp = Path(tempfile.mkdtemp(prefix="dr3d_"))
@@ -704,24 +727,9 @@ def run_cpu(args) -> list[dict]:
             f"reference = exact solution of the same semi-discrete ODE (same grid)")
 
         def add(impl, res, dtype="float64", scheme=None):
-            row = dict(implementation=impl, N=n, variant=variant, dtype=dtype)
-            row.update(res)
-            if "skipped" in res:
-                row.update(error=None, wall_s=None, setup_s=None, peak_mb=None,
-                           note="SKIPPED: " + res["skipped"])
-            else:
-                if res.get("field"):
-                    row["error"] = rel_error(np.load(res["field"]), ref)
-                    row["error_kind"] = "measured"
-                    os.remove(res.pop("field"))
-                elif scheme is not None:
-                    row["error"] = predicted_error(n, args.convection, scheme, res["dt_s"],
-                                                   res["steps"])
-                    row["error_kind"] = "predicted"
-                row["total_s"] = row["setup_s"] + row["wall_s"]
-                row["per_step_s"] = row["wall_s"] / row["steps"]
-                row["cell_updates_per_s"] = n**3 * row["steps"] / row["wall_s"]
-            row.pop("walls", None)
+            predicted = None if scheme is None else (
+                lambda dt, steps: predicted_error(n, args.convection, scheme, dt, steps))
+            row = make_row(impl, res, n, variant, ref, dtype, predicted)
             rows.append(row)
             log(fmt_row(row))
             return row
@@ -829,20 +837,7 @@ def run_heterogeneous(args) -> list[dict]:
             f"reference: {ref_res['note']} ({ref_res['wall_s']:.0f} s)")
 
         def add(impl, res):
-            row = dict(implementation=impl, N=n, variant="heterogeneous", dtype="float64")
-            row.update(res)
-            if "skipped" in res:
-                row.update(error=None, wall_s=None, setup_s=None, peak_mb=None,
-                           note="SKIPPED: " + res["skipped"])
-            else:
-                if res.get("field"):
-                    row["error"] = rel_error(np.load(res["field"]), ref)
-                    row["error_kind"] = "measured"
-                    os.remove(res.pop("field"))
-                row["total_s"] = row["setup_s"] + row["wall_s"]
-                row["per_step_s"] = row["wall_s"] / row["steps"]
-                row["cell_updates_per_s"] = n**3 * row["steps"] / row["wall_s"]
-            row.pop("walls", None)
+            row = make_row(impl, res, n, "heterogeneous", ref)
             rows.append(row)
             log(fmt_row(row))
             return row
@@ -863,7 +858,9 @@ def run_heterogeneous(args) -> list[dict]:
 
 
 def heterogeneous_ratios(rows: list[dict], n: int) -> list[dict]:
-    """py-pde's and FiPy's totals over the unsplit rows' at N = n, with both errors."""
+    """py-pde's, FiPy's and the explicit row's totals over the unsplit rows' at N = n, with
+    both errors: for scale (the issue's goal for this case is against the uniform DR3D,
+    ``benchmarks/heterogeneous.py``)."""
     by = {r["implementation"]: r for r in rows if r["N"] == n and r.get("wall_s")}
     out = []
     for other in ("py-pde", "fipy", "nanotransport-explicit"):
@@ -874,11 +871,7 @@ def heterogeneous_ratios(rows: list[dict], n: int) -> list[dict]:
                 continue
             e_o = "not measured" if o.get("error") is None else f"{o['error']:.2g}"
             out.append(dict(ratio=f"{other} total / unsplit dt={dt:g} s total (errors {e_o} vs "
-                                  f"{u['error']:.2g})",
-                            value=o["total_s"] / u["total_s"],
-                            goal=">= 10 at equal or smaller error", met=bool(
-                                o.get("error") is not None and u["error"] <= o["error"]
-                                and o["total_s"] / u["total_s"] >= 10)))
+                                  f"{u['error']:.2g})", value=o["total_s"] / u["total_s"]))
     return out
 
 
@@ -1219,8 +1212,7 @@ def main(argv=None):
             log(fmt_row(r))
         log(f"\nratios at N={n} (total = setup + wall):")
         for q in heterogeneous_ratios(rows, n):
-            log(f"  {q['ratio']}: {q['value']:.3g} (goal {q['goal']}: "
-                f"{'MET' if q['met'] else 'NOT met'})")
+            log(f"  {q['ratio']}: {q['value']:.3g}")
         log(f"\nbenchmark wall time {time.perf_counter() - t0:.0f} s")
         if args.markdown:
             log("\n" + markdown_table(rows))

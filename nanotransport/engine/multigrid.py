@@ -24,8 +24,9 @@ only the couplings are.  Measured on the first stage of the 64³ heterogeneous D
 of benchmarks/heterogeneous.py (benchmarks/RESULTS.md, docs/architecture.md): 17 → 12 CG
 iterations to 1e-10 together with ω 0.8 → 6/7 at 2 sweeps, 9 at 3 sweeps.  The halved level
 stays a diagonally dominant M-matrix, so the cycle stays symmetric positive definite.  An axis is
-coarsened while its length is even and at least 4; the hierarchy stops when no axis can be, or
-at ``max_levels``.
+coarsened while it is at least 4 cells long (an odd length leaves its last cell an aggregate of
+its own: the default 19³ network tissue had no coarse level at all before, only Jacobi sweeps);
+the hierarchy stops when no axis can be, or at ``max_levels``.
 
 V-cycle: damped Jacobi (ω = 6/7, the smoothing optimum for the 7-point stencil), ``sweeps``
 (default 3) before and after the coarse correction, and ``coarse_sweeps`` Jacobi sweeps on the
@@ -90,8 +91,18 @@ def symmetric_part(level: Level) -> Level:
     return Level(level.diag, off, off)
 
 
+def _pad_one(x, ax):
+    """x with one zero appended along ``ax``."""
+    pad = [(0, 0)] * x.ndim
+    pad[ax] = (0, 1)
+    return jnp.pad(x, pad)
+
+
 def _pairs(x, ax):
-    """Sum of pairs of neighbours along ``ax`` (length n → n/2)."""
+    """Sum of pairs of neighbours along ``ax`` (length n → ⌈n/2⌉; for odd n the last cell
+    is an aggregate of its own)."""
+    if x.shape[ax] % 2:
+        x = _pad_one(x, ax)
     shape = x.shape
     return x.reshape(shape[:ax] + (shape[ax] // 2, 2) + shape[ax + 1:]).sum(axis=ax + 1)
 
@@ -107,6 +118,8 @@ def galerkin(level: Level, axes) -> Level:
     for a in axes:
         ax = 1 + a
         inside = _every_other(off[a], ax, 0) + _every_other(off_t[a], ax, 0)  # faces 2I+1/2
+        if diag.shape[ax] % 2:  # the last, single-cell aggregate has no inside face
+            inside = _pad_one(inside, ax)
         diag = _pairs(diag, ax) + inside
         off[a], off_t[a] = _every_other(off[a], ax, 1), _every_other(off_t[a], ax, 1)
         for b in range(len(off)):
@@ -135,7 +148,9 @@ def coarsen(level: Level, axes, scale: float = COARSE_COUPLING_SCALE) -> Level:
 
 
 def coarsenable(shape) -> tuple:
-    return tuple(a for a, n in enumerate(shape) if n >= 4 and n % 2 == 0)
+    """The axes a level coarsens: those at least 4 cells long (pairs of cells; an odd length
+    leaves its last cell an aggregate of its own)."""
+    return tuple(a for a, n in enumerate(shape) if n >= 4)
 
 
 def hierarchy(fine: Level, max_levels: int = 12) -> list[Level]:
@@ -154,9 +169,10 @@ def _restrict(r, axes):
     return r
 
 
-def _prolong(e, axes):
+def _prolong(e, axes, shape):
+    """Piecewise-constant prolongation onto the fine ``shape`` (ns, *cells)."""
     for a in axes:
-        e = jnp.repeat(e, 2, axis=1 + a)
+        e = jax.lax.slice_in_dim(jnp.repeat(e, 2, axis=1 + a), 0, shape[1 + a], axis=1 + a)
     return e
 
 
@@ -174,7 +190,7 @@ def v_cycle(levels: list[Level], b, sweeps: int = SWEEPS, coarse_sweeps: int = 3
         axes = coarsenable(lev.diag.shape[1:])
         x = _jacobi(lev, jnp.zeros_like(rhs), rhs, sweeps)
         r = rhs - apply(lev, x)
-        x = x + _prolong(cycle(k + 1, _restrict(r, axes)), axes)
+        x = x + _prolong(cycle(k + 1, _restrict(r, axes)), axes, rhs.shape)
         return _jacobi(lev, x, rhs, sweeps)
 
     return cycle(0, b)
