@@ -30,14 +30,15 @@ the hierarchy stops when no axis can be, or at ``max_levels``.
 
 V-cycle: damped Jacobi (ω = 6/7, the smoothing optimum for the 7-point stencil), ``sweeps``
 (default 3) before and after the coarse correction, and ``coarse_sweeps`` Jacobi sweeps on the
-coarsest level; every part is a fixed polynomial in
-D⁻¹A, so the cycle is a symmetric positive-definite preconditioner for a symmetric positive-
-definite A.  ``low_precision`` wraps the cycle so that it runs in float32 for a float64 solve
-(half the memory traffic of these memory-bound passes; the Krylov iteration, its residuals and
-its stopping test stay in float64, so the solution's accuracy is unchanged: a preconditioner
-only has to be an approximate inverse).  Why hand-written: jax has Krylov solvers but no
-multigrid, and the structured grid makes coarsening a reshape; the cycle is a few fused elementwise passes per level, the same on
-CPU and GPU, and runs under ``vmap`` (all members take the same number of iterations).
+coarsest level; every part is a fixed polynomial in D⁻¹A, so the cycle is a symmetric
+positive-definite preconditioner for a symmetric positive-definite A.  ``low_precision`` wraps
+the cycle so that it runs in float32 for a float64 solve (half the memory traffic of these
+memory-bound passes; the Krylov iteration, its residuals and its stopping test stay in float64,
+so the solution's accuracy is unchanged: a preconditioner only has to be an approximate
+inverse).  Why hand-written: jax has Krylov solvers but no
+multigrid, and the structured grid makes coarsening a reshape; the cycle is a few fused
+elementwise passes per level, the same on CPU and GPU, and runs under ``vmap`` (all members
+take the same number of iterations).
 
 Krylov: ``jax.scipy.sparse.linalg.cg`` for symmetric operators, ``bicgstab`` otherwise (with
 the V-cycle of the symmetric part), both with relative tolerances on the scaled system; the
@@ -223,11 +224,11 @@ def solve(level: Level, b, symmetric: bool, tol: float, maxiter: int = 500,
           x0=None, preconditioner=None) -> KrylovInfo:
     """Solve A x = b (A from ``level``) by preconditioned CG (symmetric) or BiCGStab,
     differentiable through ``custom_linear_solve``.  The preconditioner is the multigrid
-    V-cycle of the symmetric part, in float32 (``low_precision``), unless ``preconditioner`` (r ↦ ≈ A⁻¹ r, symmetric positive
-    definite for CG) is given.  ``x0``: a starting guess.  The solve stops at
-    ‖b − A x‖ ≤ tol ‖b‖; derivative systems (``custom_linear_solve``) start from zero and
-    stop at tol times their own right-hand side or tol ‖b‖, whichever is larger (tangents
-    accurate relative to the primal's scale)."""
+    V-cycle of the symmetric part, in float32 (``low_precision``), unless ``preconditioner``
+    (r ↦ ≈ A⁻¹ r, symmetric positive definite for CG) is given.  ``x0``: a starting guess.
+    The solve stops at ‖b − A x‖ ≤ tol ‖b‖; derivative systems (``custom_linear_solve``)
+    start from zero and stop at tol times their own right-hand side or tol ‖b‖, whichever is
+    larger (tangents accurate relative to the primal's scale)."""
     precond = preconditioner
     if precond is None:
         precond = low_precision(hierarchy(symmetric_part(level)))
