@@ -509,9 +509,8 @@ def worker_pypde(cfg):
         # the flux D ∇c is zero on the walls (by default its ghost cells copy the interior:
         # 46 % of the mass was lost at N = 16)
         bc_ops = {"c:divergence": {"value": 0.0}}
-    if conv:
-        consts["u"] = U_MS
     if conv:  # conservative central advection: c = c_in = 0 behind the inflow face
+        consts["u"] = U_MS
         bc_ops = {"c:d_dx": {"x-": {"value": 0.0}, "x+": {"derivative": 0.0},
                              "y": {"derivative": 0.0}, "z": {"derivative": 0.0}}}
     eq = pde.PDE({"c": expr}, consts=consts, bc={"derivative": 0}, bc_ops=bc_ops)
